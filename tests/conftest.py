@@ -1,0 +1,1 @@
+pytest_plugins = ["fixtures.kafka", "fixtures.triton", "fixtures.worker"]

@@ -1,0 +1,63 @@
+import orjson
+import pytest
+
+from worker.events import UserEvent, event_weight, parse_event
+from worker.settings import DEFAULT_EVENT_WEIGHTS
+from worker.validation import InvalidMessage
+
+
+def _event(**overrides: object) -> bytes:
+    doc = {"event_id": "e1", "user_id": "u1", "item_id": "i1", "type": "click", "ts": 1700000000}
+    doc.update(overrides)
+    return orjson.dumps({k: v for k, v in doc.items() if v is not None})
+
+
+def test_valid_event_parses_into_typed_fields() -> None:
+    event = parse_event(b"u1", _event(value=2.5))
+    assert event == UserEvent("e1", "u1", "i1", "click", 2.5, 1700000000.0)
+
+
+def test_iso8601_and_millisecond_timestamps_become_epoch_seconds() -> None:
+    iso = parse_event(b"u1", _event(ts="2023-11-14T22:13:20Z"))
+    millis = parse_event(b"u1", _event(ts=1700000000123))
+    assert iso.ts == 1700000000.0
+    assert millis.ts == pytest.approx(1700000000.123)
+
+
+def test_numeric_ids_are_kept_as_strings() -> None:
+    event = parse_event(b"196", _event(user_id=196, item_id=242))
+    assert (event.user_id, event.item_id) == ("196", "242")
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (b"not json", "not valid JSON"),
+        (b"[1, 2]", "JSON object"),
+        (None, "empty message"),
+        (_event(type="poke"), "'type' must be one of"),
+        (_event(user_id=""), "'user_id' is required"),
+        (_event(ts=None), "'ts' is required"),
+        (_event(ts="2023-11-14T22:13:20"), "time zone"),
+        (_event(ts="yesterday"), "not ISO 8601"),
+        (_event(type="rating"), "'rating' event needs 'value'"),
+        (_event(value="high"), "'value' must be a number"),
+    ],
+)
+def test_invalid_events_are_rejected_with_a_reason(value: bytes | None, reason: str) -> None:
+    with pytest.raises(InvalidMessage, match=reason):
+        parse_event(b"u1", value)
+
+
+def test_key_must_match_user_id_so_partitioning_stays_per_user() -> None:
+    with pytest.raises(InvalidMessage, match="key must equal user_id"):
+        parse_event(b"someone-else", _event())
+
+
+def test_negative_feedback_has_negative_weight_and_ratings_scale_around_three() -> None:
+    def weight(etype: str, value: float | None = None) -> float:
+        return event_weight(UserEvent("e", "u", "i", etype, value, 0.0), DEFAULT_EVENT_WEIGHTS)
+
+    assert weight("dislike") < 0 < weight("view") < weight("click") < weight("purchase")
+    assert weight("skip") < 0
+    assert weight("rating", 5) > 0 == weight("rating", 3) > weight("rating", 1)

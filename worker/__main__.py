@@ -1,0 +1,95 @@
+"""Command line: `python -m worker {stack,run,demo}`.
+
+stack  start the local broker and tritonserver, print their addresses, stay up
+run    the worker against the configured services (local ones for those not configured)
+demo   the whole product on embedded defaults: MovieLens-100K catalogue, live replay
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from worker.settings import Settings, SettingsError, load_settings
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def cmd_stack(settings: Settings) -> int:
+    from worker.stack import LocalStack
+
+    with LocalStack(settings, force=True) as resolved:
+        print(f"KAFKA_BOOTSTRAP_SERVERS={resolved.kafka_bootstrap_servers}", flush=True)
+        print(f"TRITON_URL={resolved.triton_url}", flush=True)
+        print("local stack up; Ctrl-C stops it", file=sys.stderr, flush=True)
+        stop = asyncio.Event()
+
+        async def wait() -> None:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            await stop.wait()
+
+        asyncio.run(wait())
+    return 0
+
+
+def cmd_run(settings: Settings) -> int:
+    from faust.worker import Worker
+
+    from worker.app import build_app
+    from worker.kafka import all_topics, ensure_topics
+    from worker.metrics import Metrics
+    from worker.stack import LocalStack
+
+    with LocalStack(settings) as resolved:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(ensure_topics(resolved, all_topics(resolved)))
+        metrics = Metrics()
+        port = metrics.serve(resolved.metrics_port)
+        logging.getLogger(__name__).info("metrics on http://0.0.0.0:%d/metrics", port)
+        app = build_app(resolved, metrics)
+        worker = Worker(app, loop=loop, loglevel=resolved.log_level, quiet=True)
+        try:
+            worker.execute_from_commandline()
+        except SystemExit as exc:
+            return int(exc.code or 0)
+    return 0
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from worker.demo import run_demo
+
+    return run_demo(settings, users=args.users, events_per_user=args.events_per_user)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m worker", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("stack", help="start the local broker and tritonserver and stay up")
+    sub.add_parser("run", help="run the worker (local services for those not configured)")
+    demo = sub.add_parser("demo", help="MovieLens-100K demo on the embedded defaults")
+    demo.add_argument("--users", type=int, default=4, help="users whose ratings are replayed")
+    demo.add_argument("--events-per-user", type=int, default=5)
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    _configure_logging(settings.log_level)
+    if args.command == "stack":
+        return cmd_stack(settings)
+    if args.command == "run":
+        return cmd_run(settings)
+    return cmd_demo(settings, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

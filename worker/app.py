@@ -1,0 +1,207 @@
+"""The faust worker: two agents over micro-batches, wired to the batch handlers.
+
+Per batch: handle -> produce outputs and dead letters -> wait for every delivery -> only then
+does `take_events` ack the batch, so committed offsets never run ahead of produced output.
+A batch that raises (Triton or Qdrant down) is retried with backoff, never skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import faust
+import mode
+
+from worker.ingest import ingest_batch
+from worker.kafka import StreamApp, dead_letter_headers, make_app, raw_message
+from worker.media import MediaFetcher
+from worker.metrics import Metrics
+from worker.recommend import recommend_batch
+from worker.records import BatchResult
+from worker.settings import Settings
+from worker.store import EdgeVectorStore, QdrantServerStore, VectorStore
+from worker.triton import TritonClient
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def create_store(settings: Settings) -> VectorStore:
+    common = {
+        "items_collection": settings.items_collection,
+        "users_collection": settings.users_collection,
+        "hnsw_ef": settings.hnsw_ef,
+    }
+    if settings.qdrant_url:
+        return QdrantServerStore(
+            settings.embedding_dim,
+            url=settings.qdrant_url,
+            api_key=settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None,
+            timeout_s=settings.qdrant_timeout_s,
+            **common,
+        )
+    return EdgeVectorStore(settings.data_dir / "qdrant-edge", settings.embedding_dim, **common)
+
+
+class Runtime(mode.Service):
+    """Owns the clients the agents share; agents wait for `ready` before consuming."""
+
+    def __init__(self, settings: Settings, metrics: Metrics, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.settings = settings
+        self.metrics = metrics
+        assert settings.triton_url, "Triton URL is resolved before the worker starts"
+        self.triton = TritonClient(
+            settings.triton_url,
+            timeout_s=settings.triton_timeout_s,
+            item_model=settings.triton_item_model,
+            user_model=settings.triton_user_model,
+        )
+        self.store = create_store(settings)
+        self.media = MediaFetcher()
+        self.model_version = ""
+        self.clients_ready = asyncio.Event()
+        self._assigned = False
+
+    async def on_start(self) -> None:
+        await self.triton.wait_ready(timeout_s=120.0)
+        if self.triton.dim != self.settings.embedding_dim:
+            raise RuntimeError(
+                f"EMBEDDING_DIM={self.settings.embedding_dim} but Triton's item_embedder "
+                f"outputs {self.triton.dim}-d vectors"
+            )
+        await self.store.open()
+        self.model_version = await self.triton.model_version()
+        self.clients_ready.set()
+        self._update_ready()
+        log.info("worker started: model_version=%s", self.model_version)
+
+    def on_assigned(self) -> None:
+        self._assigned = True
+        self._update_ready()
+
+    def _update_ready(self) -> None:
+        # Ready = clients open AND the consumer group handed us partitions.
+        self.metrics.ready.set(1 if self.clients_ready.is_set() and self._assigned else 0)
+
+    async def on_stop(self) -> None:
+        self.metrics.ready.set(0)
+        await self.media.close()
+        await self.triton.close()
+        await self.store.close()
+
+
+async def retrying(label: str, fn: Callable[[], Awaitable[T]], metrics: Metrics) -> T:
+    """Run a batch handler until it succeeds: at-least-once means never skipping a batch."""
+    delay = 0.2
+    while True:
+        try:
+            return await fn()
+        except Exception:
+            metrics.batch_failures.labels(label).inc()
+            log.exception("%s batch failed; retrying in %.1fs", label, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
+def build_app(settings: Settings, metrics: Metrics) -> StreamApp:
+    app = make_app(settings)
+    runtime = Runtime(settings, metrics)
+    app.service(runtime)
+
+    @app.on_rebalance_complete.connect
+    async def _rebalanced(sender: faust.App, **kwargs: object) -> None:
+        runtime.on_assigned()
+
+    def topic(name: str) -> faust.TopicT:
+        return app.topic(name, key_serializer="raw", value_serializer="raw")
+
+    items_in, events_in = topic(settings.items_topic), topic(settings.events_topic)
+    out_topics = {
+        settings.recommendations_topic: topic(settings.recommendations_topic),
+    }
+    dlq_for = {
+        settings.items_topic: topic(settings.items_dlq_topic),
+        settings.events_topic: topic(settings.events_dlq_topic),
+    }
+
+    async def publish(source_topic: str, result: BatchResult) -> None:
+        pending = []
+        for out in result.outputs:
+            sent = await out_topics[out.topic].send(key=out.key, value=out.value, force=True)
+            pending.append(sent)
+        dlq = dlq_for[source_topic]
+        for letter in result.dead_letters:
+            sent = await dlq.send(
+                key=letter.source.key,
+                value=letter.source.value,
+                headers=dead_letter_headers(letter),
+                force=True,
+            )
+            pending.append(sent)
+            metrics.messages_failed.labels(source_topic, letter.stage).inc()
+        # Delivery confirmed for the whole batch before take_events acks it.
+        await asyncio.gather(*pending)
+        for out in result.outputs:
+            metrics.messages_out.labels(out.topic).inc()
+
+    @app.agent(items_in, name=f"{settings.consumer_group}.items")
+    async def items_agent(stream: faust.StreamT[bytes]) -> None:
+        await runtime.clients_ready.wait()
+        async for batch in stream.take_events(
+            settings.items_batch_size, within=settings.items_batch_wait_s
+        ):
+            msgs = [raw_message(e) for e in batch]
+            metrics.messages_in.labels(settings.items_topic).inc(len(msgs))
+            metrics.batch_size.labels(settings.items_topic).observe(len(msgs))
+            result = await retrying(
+                "items",
+                lambda msgs=msgs: ingest_batch(  # type: ignore[misc]
+                    msgs,
+                    triton=runtime.triton,
+                    store=runtime.store,
+                    media=runtime.media,
+                    model_version=runtime.model_version,
+                ),
+                metrics,
+            )
+            t0 = time.perf_counter()
+            await publish(settings.items_topic, result)
+            result.stage_seconds["publish"] = time.perf_counter() - t0
+            metrics.items_indexed.inc(result.indexed)
+            metrics.items_deleted.inc(result.deleted)
+            metrics.observe_stages("items", result.stage_seconds)
+
+    @app.agent(events_in, name=f"{settings.consumer_group}.events")
+    async def events_agent(stream: faust.StreamT[bytes]) -> None:
+        await runtime.clients_ready.wait()
+        async for batch in stream.take_events(
+            settings.events_batch_size, within=settings.events_batch_wait_s
+        ):
+            msgs = [raw_message(e) for e in batch]
+            metrics.messages_in.labels(settings.events_topic).inc(len(msgs))
+            metrics.batch_size.labels(settings.events_topic).observe(len(msgs))
+            result = await retrying(
+                "events",
+                lambda msgs=msgs: recommend_batch(  # type: ignore[misc]
+                    msgs,
+                    triton=runtime.triton,
+                    store=runtime.store,
+                    settings=settings,
+                    model_version=runtime.model_version,
+                ),
+                metrics,
+            )
+            t0 = time.perf_counter()
+            await publish(settings.events_topic, result)
+            result.stage_seconds["publish"] = time.perf_counter() - t0
+            done = time.time()
+            for ts in result.event_timestamps or ():
+                metrics.end_to_end_seconds.observe(max(0.0, done - ts))
+            metrics.observe_stages("events", result.stage_seconds)
+
+    return app

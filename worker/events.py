@@ -1,0 +1,59 @@
+"""Where a `user-events` message is parsed and validated (pure, no I/O).
+
+Contract (key = user_id):
+    {"event_id", "user_id", "item_id", "type", "value", "ts"}
+`type` is one of view|click|like|share|purchase|skip|dislike|rating; `value` is optional
+(the rating for `type=rating`, 1..5); `ts` is epoch seconds or an ISO 8601 string.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import get_args
+
+from worker.settings import EventType
+from worker.validation import InvalidMessage, decode_json_object, parse_timestamp, require_id
+
+EVENT_TYPES: frozenset[str] = frozenset(get_args(EventType))
+
+
+@dataclass(frozen=True, slots=True)
+class UserEvent:
+    event_id: str
+    user_id: str
+    item_id: str
+    type: str
+    value: float | None
+    ts: float  # epoch seconds
+
+
+def parse_event(key: bytes | None, value: bytes | None) -> UserEvent:
+    """Validate one user event; raise InvalidMessage with a reason for the DLQ."""
+    doc = decode_json_object(value)
+    event_id = require_id(doc, "event_id")
+    user_id = require_id(doc, "user_id")
+    item_id = require_id(doc, "item_id")
+    if key is not None and key.decode("utf-8", "replace") != user_id:
+        raise InvalidMessage("message key must equal user_id (events are partitioned by user)")
+    etype = doc.get("type")
+    if etype not in EVENT_TYPES:
+        raise InvalidMessage(f"'type' must be one of {sorted(EVENT_TYPES)}, got {etype!r}")
+    raw_value = doc.get("value")
+    value_f: float | None = None
+    if raw_value is not None:
+        if isinstance(raw_value, bool) or not isinstance(raw_value, int | float):
+            raise InvalidMessage(f"'value' must be a number, got {raw_value!r}")
+        value_f = float(raw_value)
+    if etype == "rating" and (value_f is None or not 0.0 <= value_f <= 5.0):
+        raise InvalidMessage("a 'rating' event needs 'value' between 0 and 5")
+    ts = parse_timestamp(doc.get("ts"))
+    return UserEvent(event_id, user_id, item_id, etype, value_f, ts)
+
+
+def event_weight(event: UserEvent, weights: dict[str, float]) -> float:
+    """Signed strength of an event: negative feedback pushes the user vector away."""
+    base = weights.get(event.type, 0.0)
+    if event.type == "rating" and event.value is not None:
+        # 3 stars is neutral, 5 is +1, 1 is -1 (times the configured rating weight).
+        return base * (event.value - 3.0) / 2.0
+    return base

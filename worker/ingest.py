@@ -1,0 +1,113 @@
+"""The items path for one micro-batch: parse -> fetch media -> Triton item_embedder -> Qdrant.
+
+One Triton call and at most one upsert and one delete per batch. Bad items become dead
+letters with a reason; the rest of the batch goes on.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from worker.items import ItemDelete, ItemUpsert, item_text, parse_item
+from worker.media import MediaFetcher, MediaFetchError
+from worker.records import BatchResult, DeadLetter, RawMessage
+from worker.store import ItemRecord, VectorStore
+from worker.triton import ItemContent, TritonClient
+from worker.validation import InvalidMessage
+
+
+@dataclass(slots=True)
+class IngestResult(BatchResult):
+    indexed: int = 0
+    deleted: int = 0
+
+
+async def ingest_batch(
+    messages: Sequence[RawMessage],
+    *,
+    triton: TritonClient,
+    store: VectorStore,
+    media: MediaFetcher,
+    model_version: str,
+) -> IngestResult:
+    result = IngestResult()
+    started = time.perf_counter()
+
+    # Last write per item wins, in offset order, so a tombstone after an upsert deletes.
+    latest: dict[str, tuple[RawMessage, ItemUpsert | ItemDelete]] = {}
+    for msg in messages:
+        try:
+            op = parse_item(msg.key, msg.value, received_at=msg.timestamp)
+        except InvalidMessage as exc:
+            result.dead_letters.append(DeadLetter(msg, "decode", str(exc)))
+            continue
+        latest.pop(op.item_id, None)
+        latest[op.item_id] = (msg, op)
+    upserts = [(m, op) for m, op in latest.values() if isinstance(op, ItemUpsert)]
+    deletes = [op.item_id for _, op in latest.values() if isinstance(op, ItemDelete)]
+    t_decoded = time.perf_counter()
+    result.stage_seconds["decode"] = t_decoded - started
+
+    upserts = await _resolve_media(upserts, media, result)
+    t_media = time.perf_counter()
+    if t_media - t_decoded > 1e-4:
+        result.stage_seconds["media"] = t_media - t_decoded
+
+    records: list[ItemRecord] = []
+    if upserts:
+        contents = [ItemContent(item_text(op), op.image, op.audio) for _, op in upserts]
+        vectors, errors = await triton.embed_items(contents)
+        for (msg, op), vector, error in zip(upserts, vectors, errors, strict=True):
+            if error is not None:
+                result.dead_letters.append(DeadLetter(msg, "embed", error))
+                continue
+            records.append(
+                ItemRecord(
+                    item_id=op.item_id,
+                    vector=vector,
+                    title=op.title,
+                    category=op.category,
+                    tags=op.tags,
+                    created_at=op.created_at,
+                    popularity=op.popularity,
+                    model_version=model_version,
+                )
+            )
+    t_embedded = time.perf_counter()
+    result.stage_seconds["triton"] = t_embedded - t_media
+
+    if records:
+        await store.upsert_items(records)
+    if deletes:
+        await store.delete_items(deletes)
+    result.indexed, result.deleted = len(records), len(deletes)
+    result.stage_seconds["qdrant"] = time.perf_counter() - t_embedded
+    return result
+
+
+async def _resolve_media(
+    upserts: list[tuple[RawMessage, ItemUpsert]], media: MediaFetcher, result: IngestResult
+) -> list[tuple[RawMessage, ItemUpsert]]:
+    """Replace image_url/audio_url by fetched bytes; failures become dead letters."""
+    wanted = [
+        (i, field, url)
+        for i, (_, op) in enumerate(upserts)
+        for field, url in (("image", op.image_url), ("audio", op.audio_url))
+        if url
+    ]
+    if not wanted:
+        return upserts
+    fetched = await media.fetch_many([url for _, _, url in wanted])
+    resolved = list(upserts)
+    failed: set[int] = set()
+    for (i, field, _), body in zip(wanted, fetched, strict=True):
+        if isinstance(body, MediaFetchError):
+            if i not in failed:
+                result.dead_letters.append(DeadLetter(upserts[i][0], "media", str(body)))
+            failed.add(i)
+            continue
+        msg, op = resolved[i]
+        resolved[i] = (msg, replace(op, **{field: body}))
+    return [pair for i, pair in enumerate(resolved) if i not in failed]

@@ -1,0 +1,134 @@
+"""One typed settings object, read from the environment (12-factor).
+
+Built once in `main()` and passed down. Every field maps to the upper-case environment
+variable of the same name (`kafka_bootstrap_servers` -> `KAFKA_BOOTSTRAP_SERVERS`).
+A service left unset (`KAFKA_BOOTSTRAP_SERVERS`, `TRITON_URL`, `QDRANT_URL`) means "use the
+local default": a broker and Triton started by `worker.stack`, Qdrant Edge on disk.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+EventType = Literal["view", "click", "like", "share", "purchase", "skip", "dislike", "rating"]
+
+DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
+    "view": 0.3,
+    "click": 1.0,
+    "like": 2.0,
+    "share": 2.0,
+    "purchase": 3.0,
+    "skip": -0.5,
+    "dislike": -2.0,
+    "rating": 1.0,  # scaled by (value - 3) / 2 so 1 star is negative and 5 stars strongly positive
+}
+
+
+class SettingsError(ValueError):
+    """The environment holds a missing or malformed setting; the message names it."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    # --- Kafka ---------------------------------------------------------------------------
+    kafka_bootstrap_servers: str | None = None  # "host:port[,host:port]"; None -> local broker
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    items_topic: str = "items"
+    events_topic: str = "user-events"
+    recommendations_topic: str = "recommendations"
+    items_dlq_topic: str = "items.dlq"
+    events_dlq_topic: str = "user-events.dlq"
+    topic_partitions: int = Field(default=4, ge=1)
+    consumer_group: str = "streamrec-worker"
+    # The broker holds a fetch up to this long when no data is waiting; faust's 1500 ms
+    # default would dominate end-to-end latency.
+    fetch_max_wait_ms: int = Field(default=10, ge=0, le=5000)
+    producer_linger_ms: int = Field(default=5, ge=0, le=1000)
+    session_timeout_s: float = Field(default=2.0, gt=0)
+    heartbeat_interval_s: float = Field(default=0.3, gt=0)
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+
+    # --- micro-batching ------------------------------------------------------------------
+    items_batch_size: int = Field(default=64, ge=1, le=4096)
+    items_batch_wait_s: float = Field(default=0.02, gt=0, le=10)
+    events_batch_size: int = Field(default=64, ge=1, le=4096)
+    events_batch_wait_s: float = Field(default=0.005, gt=0, le=10)
+    # Several events of one user in a micro-batch get one answer listing all their ids.
+    coalesce_events: bool = True
+
+    # --- Triton --------------------------------------------------------------------------
+    triton_url: str | None = None  # "host:port" of the HTTP endpoint; None -> local tritonserver
+    triton_timeout_s: float = Field(default=30.0, gt=0)
+    triton_item_model: str = "item_embedder"
+    triton_user_model: str = "user_encoder"
+
+    # --- Qdrant --------------------------------------------------------------------------
+    qdrant_url: str | None = None  # None -> embedded Qdrant Edge under data_dir
+    qdrant_api_key: SecretStr | None = None
+    qdrant_timeout_s: float = Field(default=10.0, gt=0)
+    items_collection: str = "items"
+    users_collection: str = "users"
+    data_dir: Path = Path(".data")
+    embedding_dim: int = Field(default=256, ge=2)
+    hnsw_ef: int = Field(default=128, ge=1)
+
+    # --- recommendation behaviour --------------------------------------------------------
+    recommendations_k: int = Field(default=10, ge=1, le=1000)
+    history_window: int = Field(default=50, ge=1, le=1000)  # interactions fed to user_encoder
+    seen_window: int = Field(default=1000, ge=1)  # item ids excluded from a user's results
+    recency_half_life_s: float = Field(default=7 * 24 * 3600.0, gt=0)
+    # JSON object in the environment, e.g. EVENT_WEIGHTS='{"view": 0.5, "skip": -1}'.
+    event_weights: dict[EventType, float] = Field(
+        default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS)
+    )
+
+    # --- observability -------------------------------------------------------------------
+    metrics_port: int = Field(default=9464, ge=0, le=65535)  # 0 -> pick a free port
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    # --- local stack (used only for services left unset) ---------------------------------
+    stack_dir: Path = Path(".stack")  # logs and scratch files of locally started services
+    triton_repo: Path = Path("triton_repo")
+
+    @field_validator("event_weights", mode="after")
+    @classmethod
+    def _merge_weights(cls, value: dict[str, float]) -> dict[str, float]:
+        return {**DEFAULT_EVENT_WEIGHTS, **value}  # types left out keep their default
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.heartbeat_interval_s >= self.session_timeout_s:
+            raise ValueError("HEARTBEAT_INTERVAL_S must be smaller than SESSION_TIMEOUT_S")
+        if self.kafka_security_protocol.startswith("SASL") and not (
+            self.kafka_sasl_mechanism and self.kafka_sasl_username and self.kafka_sasl_password
+        ):
+            raise ValueError(
+                "KAFKA_SECURITY_PROTOCOL=SASL_* needs KAFKA_SASL_MECHANISM, "
+                "KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"
+            )
+        if self.kafka_bootstrap_servers is not None:
+            for server in self.kafka_bootstrap_servers.split(","):
+                host, sep, port = server.strip().rpartition(":")
+                if not sep or not host or not port.isdigit():
+                    raise ValueError(f"KAFKA_BOOTSTRAP_SERVERS entry {server!r} is not host:port")
+        return self
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment; raise SettingsError naming every bad variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]).upper() or "settings"
+            problems.append(f"{where}: {err['msg']}")
+        raise SettingsError("invalid configuration:\n  " + "\n  ".join(problems)) from None

@@ -1,0 +1,106 @@
+"""The vector-store contract the worker codes against.
+
+Two implementations honour it: embedded Qdrant Edge (`edge.py`, the default) and a
+Qdrant server through `AsyncQdrantClient` (`server.py`). Both are exercised by the same
+contract tests. Point ids are derived from item_id / user_id so replays are idempotent.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+# Fixed namespace: point ids must stay stable across releases, or replays would duplicate.
+_ID_NAMESPACE = uuid.UUID("8f5b0d4e-55a3-4c39-9a57-0c1f7f3e2a61")
+
+
+class StoreError(RuntimeError):
+    """A vector-store operation failed (connection, bad collection, bad request)."""
+
+
+def point_id(kind: str, key: str) -> str:
+    """Deterministic UUID for an item or user key ("item"/"user" keeps the spaces apart)."""
+    return str(uuid.uuid5(_ID_NAMESPACE, f"{kind}:{key}"))
+
+
+@dataclass(frozen=True, slots=True)
+class ItemRecord:
+    item_id: str
+    vector: np.ndarray  # float32, shape (dim,), unit length
+    title: str | None = None
+    category: str | None = None
+    tags: tuple[str, ...] = ()
+    created_at: float = 0.0  # epoch seconds
+    popularity: float = 0.0
+    model_version: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Interaction:
+    """One remembered event in a user's history."""
+
+    item_id: str
+    type: str
+    weight: float  # signed event weight (negative feedback < 0)
+    ts: float  # epoch seconds
+    event_id: str = ""
+
+
+@dataclass(slots=True)
+class UserState:
+    user_id: str
+    history: list[Interaction] = field(default_factory=list)  # oldest first, bounded
+    seen: list[str] = field(default_factory=list)  # item ids to exclude, bounded, oldest first
+    vector: np.ndarray | None = None  # float32 unit vector, None until first computed
+    updated_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class SearchRequest:
+    vector: np.ndarray
+    limit: int
+    exclude_item_ids: Sequence[str] = ()
+    categories: Sequence[str] | None = None  # keep only these categories when given
+    created_after: float | None = None  # freshness window, epoch seconds
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredItem:
+    item_id: str
+    score: float
+    category: str | None = None
+    tags: tuple[str, ...] = ()
+    created_at: float = 0.0
+    popularity: float = 0.0
+
+
+class VectorStore(Protocol):
+    """Async facade over a vector store. Every method is batched: one call per micro-batch."""
+
+    dim: int
+
+    async def open(self) -> None:
+        """Create the collections if missing (idempotent)."""
+
+    async def close(self) -> None: ...
+
+    async def upsert_items(self, items: Sequence[ItemRecord]) -> None: ...
+
+    async def delete_items(self, item_ids: Sequence[str]) -> None: ...
+
+    async def get_item_vectors(self, item_ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """Vectors of the items that exist; unknown ids are simply absent."""
+
+    async def count_items(self) -> int: ...
+
+    async def get_users(self, user_ids: Sequence[str]) -> dict[str, UserState]:
+        """States of the users that exist; unknown ids are absent."""
+
+    async def upsert_users(self, users: Sequence[UserState]) -> None: ...
+
+    async def search_items(self, requests: Sequence[SearchRequest]) -> list[list[ScoredItem]]:
+        """One batched nearest-neighbour query; result i answers request i, best first."""

@@ -1,0 +1,56 @@
+"""Shared validation primitives for the topic contracts (pure, no I/O)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+MAX_ID_LENGTH = 256
+
+
+class InvalidMessage(ValueError):
+    """A message breaks its topic's contract; the text says how (it goes to the DLQ)."""
+
+
+def decode_json_object(value: bytes | None) -> dict[str, Any]:
+    if value is None:
+        raise InvalidMessage("empty message value")
+    try:
+        doc = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidMessage(f"value is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise InvalidMessage(f"value must be a JSON object, got {type(doc).__name__}")
+    return doc
+
+
+def require_id(doc: dict[str, Any], name: str) -> str:
+    raw = doc.get(name)
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        raw = str(raw)  # numeric ids are common (MovieLens); keep them as strings
+    if not isinstance(raw, str) or not raw.strip():
+        raise InvalidMessage(f"'{name}' is required and must be a non-empty string")
+    if len(raw) > MAX_ID_LENGTH:
+        raise InvalidMessage(f"'{name}' is longer than {MAX_ID_LENGTH} characters")
+    return raw
+
+
+def parse_timestamp(raw: object, name: str = "ts") -> float:
+    """Epoch seconds (int/float; milliseconds are detected) or ISO 8601 with a zone."""
+    if isinstance(raw, bool):
+        raise InvalidMessage(f"'{name}' must be epoch seconds or ISO 8601, got a boolean")
+    if isinstance(raw, int | float):
+        ts = float(raw)
+        # Kafka and JavaScript clients often send milliseconds.
+        return ts / 1000.0 if ts > 1e11 else ts
+    if isinstance(raw, str):
+        try:
+            parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidMessage(f"'{name}' is not ISO 8601: {raw!r}") from None
+        if parsed.tzinfo is None:
+            raise InvalidMessage(f"'{name}' must carry a time zone (e.g. 'Z'): {raw!r}")
+        return parsed.timestamp()
+    raise InvalidMessage(f"'{name}' is required: epoch seconds or ISO 8601")
