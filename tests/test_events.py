@@ -60,4 +60,4 @@ def test_negative_feedback_has_negative_weight_and_ratings_scale_around_three() 
 
     assert weight("dislike") < 0 < weight("view") < weight("click") < weight("purchase")
     assert weight("skip") < 0
-    assert weight("rating", 5) > 0 == weight("rating", 3) > weight("rating", 1)
+    assert weight("rating", 5) > weight("rating", 3) > 0 > weight("rating", 2) > weight("rating", 1)

@@ -94,7 +94,9 @@ async def _replay(
     per_user: int,
 ) -> None:
     histories = _pick_users(load_ratings(), users, per_user)
-    consumer = AIOKafkaConsumer(**client_kwargs(settings), enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        **client_kwargs(settings), enable_auto_commit=False, fetch_max_wait_ms=10
+    )
     await consumer.start()
     try:
         # Manual assignment at the end of the log: no group join, nothing old replayed.

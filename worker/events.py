@@ -54,6 +54,7 @@ def event_weight(event: UserEvent, weights: dict[str, float]) -> float:
     """Signed strength of an event: negative feedback pushes the user vector away."""
     base = weights.get(event.type, 0.0)
     if event.type == "rating" and event.value is not None:
-        # 3 stars is neutral, 5 is +1, 1 is -1 (times the configured rating weight).
-        return base * (event.value - 3.0) / 2.0
+        # Rating means watched: 3 stars is mildly positive, 5 is +1, 1 is -0.6, 2 is -0.2
+        # (times the configured rating weight).
+        return base * (event.value - 2.5) / 2.5
     return base

@@ -24,7 +24,7 @@ DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
     "purchase": 3.0,
     "skip": -0.5,
     "dislike": -2.0,
-    "rating": 1.0,  # scaled by (value - 3) / 2 so 1 star is negative and 5 stars strongly positive
+    "rating": 1.0,  # scaled by (value - 2.5) / 2.5: 1-2 stars negative, 3-5 positive
 }
 
 

@@ -1,0 +1,116 @@
+"""Point layout shared by the Edge and server stores: vector name, payload <-> dataclasses.
+
+Both implementations store exactly this layout, so a deployment can move between them (e.g. by
+snapshot) without a migration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from worker.store.base import Interaction, ItemRecord, ScoredItem, UserState, point_id
+
+# Named (not default) vector: a user point may exist before its vector does, and only named
+# vectors may be absent from a point.
+VECTOR_NAME = "embedding"
+
+# Indexed payload fields of the items collection (filters in search_items).
+CATEGORY_FIELD = "category"
+CREATED_AT_FIELD = "created_at"
+
+# The payload a search hit needs to become a ScoredItem; titles and versions stay on disk.
+SCORED_FIELDS = ["item_id", "category", "tags", "created_at", "popularity"]
+
+
+def item_point_ids(item_ids: Sequence[str]) -> dict[str, str]:
+    """Derived point id -> item id (duplicates collapse)."""
+    return {point_id("item", item_id): item_id for item_id in item_ids}
+
+
+def user_point_ids(user_ids: Sequence[str]) -> dict[str, str]:
+    """Derived point id -> user id (duplicates collapse)."""
+    return {point_id("user", user_id): user_id for user_id in user_ids}
+
+
+def vector_list(vector: np.ndarray) -> list[float]:
+    return np.asarray(vector, dtype=np.float32).tolist()
+
+
+def vector_array(values: Sequence[float]) -> np.ndarray:
+    return np.asarray(values, dtype=np.float32)
+
+
+def named_vector(vectors: Mapping[str, Any] | Sequence[float] | None) -> np.ndarray | None:
+    """The store's vector out of a record's vector field, or None when the point has none."""
+    if not isinstance(vectors, Mapping):
+        return None
+    values = vectors.get(VECTOR_NAME)
+    return None if values is None else vector_array(values)
+
+
+def item_payload(item: ItemRecord) -> dict[str, Any]:
+    return {
+        "item_id": item.item_id,
+        "title": item.title,
+        "category": item.category,
+        "tags": list(item.tags),
+        "created_at": float(item.created_at),
+        "popularity": float(item.popularity),
+        "model_version": item.model_version,
+    }
+
+
+def scored_item(payload: Mapping[str, Any], score: float) -> ScoredItem:
+    return ScoredItem(
+        item_id=str(payload["item_id"]),
+        score=float(score),
+        category=payload.get("category"),
+        tags=tuple(payload.get("tags") or ()),
+        created_at=float(payload.get("created_at") or 0.0),
+        popularity=float(payload.get("popularity") or 0.0),
+    )
+
+
+def query_limit(limit: int) -> int:
+    """Engines reject limit 0 (the local client) or answer oddly; ask for 1 and trim instead."""
+    return max(limit, 1)
+
+
+def user_payload(user: UserState) -> dict[str, Any]:
+    return {
+        "user_id": user.user_id,
+        "history": [
+            {
+                "item_id": event.item_id,
+                "type": event.type,
+                "weight": float(event.weight),
+                "ts": float(event.ts),
+                "event_id": event.event_id,
+            }
+            for event in user.history
+        ],
+        "seen": list(user.seen),
+        "updated_at": float(user.updated_at),
+    }
+
+
+def user_state(payload: Mapping[str, Any], vector: np.ndarray | None) -> UserState:
+    return UserState(
+        user_id=str(payload["user_id"]),
+        history=[
+            Interaction(
+                item_id=str(event["item_id"]),
+                type=str(event["type"]),
+                weight=float(event["weight"]),
+                ts=float(event["ts"]),
+                event_id=str(event.get("event_id", "")),
+            )
+            for event in payload.get("history") or ()
+        ],
+        seen=[str(item_id) for item_id in payload.get("seen") or ()],
+        vector=vector,
+        updated_at=float(payload.get("updated_at") or 0.0),
+    )

@@ -1,0 +1,187 @@
+"""VectorStore on a Qdrant server through AsyncQdrantClient (or its local mode for tests).
+
+Same vector name, payload layout and filters as the Edge store (see payload.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import numpy as np
+from qdrant_client import AsyncQdrantClient
+from qdrant_client import models as m
+
+from worker.store.base import ItemRecord, ScoredItem, SearchRequest, StoreError, UserState
+from worker.store.base import point_id as derive_point_id
+from worker.store.payload import (
+    CATEGORY_FIELD,
+    CREATED_AT_FIELD,
+    SCORED_FIELDS,
+    VECTOR_NAME,
+    item_payload,
+    item_point_ids,
+    named_vector,
+    query_limit,
+    scored_item,
+    user_payload,
+    user_point_ids,
+    user_state,
+    vector_list,
+)
+
+
+@contextmanager
+def _store_errors(action: str) -> Iterator[None]:
+    # The client raises transport, HTTP, gRPC and (local mode) ValueError; callers see one type.
+    try:
+        yield
+    except Exception as exc:
+        raise StoreError(f"qdrant {action}: {exc}") from exc
+
+
+class QdrantServerStore:
+    """`url` for a real server (e.g. "http://qdrant:6333"); `location=":memory:"` for tests."""
+
+    def __init__(
+        self,
+        dim: int,
+        *,
+        url: str | None = None,
+        location: str | None = None,
+        api_key: str | None = None,
+        timeout_s: float = 10.0,
+        items_collection: str = "items",
+        users_collection: str = "users",
+        hnsw_ef: int = 128,
+    ) -> None:
+        self.dim = dim
+        self._items = items_collection
+        self._users = users_collection
+        self._hnsw_ef = hnsw_ef
+        # The client takes whole seconds.
+        self._client = AsyncQdrantClient(
+            url=url, location=location, api_key=api_key, timeout=max(1, round(timeout_s))
+        )
+
+    async def open(self) -> None:
+        vectors = {VECTOR_NAME: m.VectorParams(size=self.dim, distance=m.Distance.COSINE)}
+        with _store_errors("open"):
+            for name in (self._items, self._users):
+                if not await self._client.collection_exists(name):
+                    await self._client.create_collection(name, vectors_config=vectors)
+            indexed = (await self._client.get_collection(self._items)).payload_schema
+            for field, schema in (
+                (CATEGORY_FIELD, m.PayloadSchemaType.KEYWORD),
+                (CREATED_AT_FIELD, m.PayloadSchemaType.FLOAT),
+            ):
+                if field not in indexed:
+                    await self._client.create_payload_index(self._items, field, schema, wait=True)
+
+    async def close(self) -> None:
+        with _store_errors("close"):
+            await self._client.close()
+
+    async def upsert_items(self, items: Sequence[ItemRecord]) -> None:
+        if not items:
+            return
+        points = [
+            m.PointStruct(
+                id=derive_point_id("item", item.item_id),
+                vector={VECTOR_NAME: vector_list(item.vector)},
+                payload=item_payload(item),
+            )
+            for item in items
+        ]
+        with _store_errors("upsert items"):
+            await self._client.upsert(self._items, points, wait=True)
+
+    async def delete_items(self, item_ids: Sequence[str]) -> None:
+        if not item_ids:
+            return
+        selector = m.PointIdsList(points=list(item_point_ids(item_ids)))
+        with _store_errors("delete items"):
+            await self._client.delete(self._items, selector, wait=True)
+
+    async def get_item_vectors(self, item_ids: Sequence[str]) -> dict[str, np.ndarray]:
+        if not item_ids:
+            return {}
+        by_point = item_point_ids(item_ids)
+        with _store_errors("retrieve items"):
+            records = await self._client.retrieve(
+                self._items, list(by_point), with_payload=False, with_vectors=[VECTOR_NAME]
+            )
+        vectors: dict[str, np.ndarray] = {}
+        for record in records:
+            vector = named_vector(record.vector)
+            if vector is not None:
+                vectors[by_point[str(record.id)]] = vector
+        return vectors
+
+    async def count_items(self) -> int:
+        with _store_errors("count items"):
+            return (await self._client.count(self._items, exact=True)).count
+
+    async def search_items(self, requests: Sequence[SearchRequest]) -> list[list[ScoredItem]]:
+        if not requests:
+            return []
+        with _store_errors("search items"):
+            answers = await self._client.query_batch_points(
+                self._items, [self._query(request) for request in requests]
+            )
+        return [
+            [scored_item(hit.payload or {}, hit.score) for hit in answer.points][: request.limit]
+            for request, answer in zip(requests, answers, strict=True)
+        ]
+
+    async def get_users(self, user_ids: Sequence[str]) -> dict[str, UserState]:
+        if not user_ids:
+            return {}
+        with _store_errors("retrieve users"):
+            records = await self._client.retrieve(
+                self._users,
+                list(user_point_ids(user_ids)),
+                with_payload=True,
+                with_vectors=[VECTOR_NAME],
+            )
+        states = (user_state(r.payload or {}, named_vector(r.vector)) for r in records)
+        return {state.user_id: state for state in states}
+
+    async def upsert_users(self, users: Sequence[UserState]) -> None:
+        if not users:
+            return
+        # No vector yet: a point with an empty named-vector map, as in the Edge store.
+        points = [
+            m.PointStruct(
+                id=derive_point_id("user", user.user_id),
+                vector={} if user.vector is None else {VECTOR_NAME: vector_list(user.vector)},
+                payload=user_payload(user),
+            )
+            for user in users
+        ]
+        with _store_errors("upsert users"):
+            await self._client.upsert(self._users, points, wait=True)
+
+    def _query(self, request: SearchRequest) -> m.QueryRequest:
+        must: list[m.Condition] = []
+        if request.categories is not None:
+            must.append(
+                m.FieldCondition(key=CATEGORY_FIELD, match=m.MatchAny(any=list(request.categories)))
+            )
+        if request.created_after is not None:
+            must.append(
+                m.FieldCondition(key=CREATED_AT_FIELD, range=m.Range(gte=request.created_after))
+            )
+        excluded = [derive_point_id("item", item_id) for item_id in request.exclude_item_ids]
+        must_not: list[m.Condition] = [m.HasIdCondition(has_id=excluded)] if excluded else []
+        return m.QueryRequest(
+            query=vector_list(request.vector),
+            using=VECTOR_NAME,
+            filter=m.Filter(must=must or None, must_not=must_not or None)
+            if must or must_not
+            else None,
+            limit=query_limit(request.limit),
+            params=m.SearchParams(hnsw_ef=self._hnsw_ef),
+            with_payload=SCORED_FIELDS,
+            with_vector=False,
+        )
