@@ -1,0 +1,153 @@
+"""Every triton_repo/*/config.pbtxt, parsed with Triton's own protobuf schema, against the
+tensor names and shapes worker/triton.py (and the models calling each other) rely on."""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as pb
+
+import worker.triton as t
+
+REPO_DIR = Path(__file__).resolve().parents[2] / "triton_repo"
+CONFIG_PATHS = sorted(REPO_DIR.glob("*/config.pbtxt"))
+
+STRING, FP32 = pb.DataType.Value("TYPE_STRING"), pb.DataType.Value("TYPE_FP32")
+D = t.EMBEDDING_DIM
+# model -> (inputs, outputs), each {tensor name: (data type, dims without the batch dim)}
+Signature = dict[str, tuple[int, list[int]]]
+EXPECTED: dict[str, tuple[Signature, Signature]] = {
+    t.ITEM_MODEL: (
+        {
+            t.ITEM_MODEL_INPUT_TEXT: (STRING, [1]),
+            t.ITEM_MODEL_INPUT_IMAGE: (STRING, [1]),
+            t.ITEM_MODEL_INPUT_AUDIO: (STRING, [1]),
+        },
+        {t.ITEM_MODEL_OUTPUT_VECTOR: (FP32, [D]), t.ITEM_MODEL_OUTPUT_ERROR: (STRING, [1])},
+    ),
+    t.USER_MODEL: (
+        {
+            t.USER_MODEL_INPUT_VECTORS: (FP32, [-1, D]),
+            t.USER_MODEL_INPUT_WEIGHTS: (FP32, [-1]),
+            t.USER_MODEL_INPUT_AGES: (FP32, [-1]),
+        },
+        {t.USER_MODEL_OUTPUT_VECTOR: (FP32, [D])},
+    ),
+    t.TEXT_MODEL: ({t.TEXT_MODEL_INPUT: (STRING, [1])}, {t.TEXT_MODEL_OUTPUT: (FP32, [384])}),
+    t.IMAGE_MODEL: (
+        {t.IMAGE_MODEL_INPUT: (STRING, [1])},
+        {
+            t.IMAGE_MODEL_OUTPUT_EMBEDDING: (FP32, [1280]),
+            t.IMAGE_MODEL_OUTPUT_LOGITS: (FP32, [1000]),
+            t.IMAGE_MODEL_OUTPUT_ERROR: (STRING, [1]),
+        },
+    ),
+    t.AUDIO_MODEL: (
+        {t.AUDIO_MODEL_INPUT: (STRING, [1])},
+        {
+            t.AUDIO_MODEL_OUTPUT_EMBEDDING: (FP32, [512]),
+            t.AUDIO_MODEL_OUTPUT_ERROR: (STRING, [1]),
+        },
+    ),
+    t.FUSION_MODEL: (
+        {
+            t.FUSION_MODEL_INPUT_TEXT: (FP32, [384]),
+            t.FUSION_MODEL_INPUT_IMAGE: (FP32, [1280]),
+            t.FUSION_MODEL_INPUT_AUDIO: (FP32, [512]),
+            t.FUSION_MODEL_INPUT_MASK: (FP32, [3]),
+        },
+        {t.FUSION_MODEL_OUTPUT: (FP32, [D])},
+    ),
+}
+# Import name -> the requirements.txt entry that provides it inside the Triton container.
+PROVIDED_BY = {
+    "numpy": "numpy",
+    "onnxruntime": "onnxruntime-gpu",
+    "PIL": "pillow",
+    "tokenizers": "tokenizers",
+}
+
+
+def load_config(path: Path) -> pb.ModelConfig:
+    return text_format.Parse(path.read_text(), pb.ModelConfig())
+
+
+def signature(tensors: list[pb.ModelInput] | list[pb.ModelOutput]) -> Signature:
+    return {tensor.name: (tensor.data_type, list(tensor.dims)) for tensor in tensors}
+
+
+def test_repository_holds_exactly_the_expected_models() -> None:
+    assert sorted(path.parent.name for path in CONFIG_PATHS) == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize("path", CONFIG_PATHS, ids=lambda path: path.parent.name)
+def test_config_is_explicit_and_batched(path: Path) -> None:
+    config = load_config(path)
+    assert config.name == path.parent.name
+    assert config.backend == "python"
+    assert (path.parent / "1" / "model.py").is_file()
+    assert config.max_batch_size > 0
+    assert config.HasField("dynamic_batching")
+    # A short queue window: batching should cost hundreds of microseconds, not milliseconds.
+    assert 0 < config.dynamic_batching.max_queue_delay_microseconds <= 1000
+    assert config.version_policy.WhichOneof("policy_choice") == "latest"
+    assert config.version_policy.latest.num_versions == 1
+    # KIND_GPU fails to load without a GPU; onnxruntime picks CUDA by itself instead.
+    kinds = {group.kind for group in config.instance_group}
+    assert kinds == {pb.ModelInstanceGroup.Kind.Value("KIND_CPU")}
+
+
+@pytest.mark.parametrize("path", CONFIG_PATHS, ids=lambda path: path.parent.name)
+def test_tensors_match_the_client_constants(path: Path) -> None:
+    config = load_config(path)
+    inputs, outputs = EXPECTED[config.name]
+    assert signature(list(config.input)) == inputs
+    assert signature(list(config.output)) == outputs
+
+
+def test_item_embedder_batches_fit_the_models_it_calls() -> None:
+    configs = {path.parent.name: load_config(path) for path in CONFIG_PATHS}
+    limit = configs[t.ITEM_MODEL].max_batch_size
+    for callee in (t.TEXT_MODEL, t.IMAGE_MODEL, t.AUDIO_MODEL, t.FUSION_MODEL):
+        assert configs[callee].max_batch_size >= limit, callee
+
+
+def test_onnx_models_read_their_thread_count_from_the_config() -> None:
+    for name in (t.TEXT_MODEL, t.IMAGE_MODEL, t.AUDIO_MODEL, t.FUSION_MODEL):
+        config = load_config(REPO_DIR / name / "config.pbtxt")
+        threads = int(config.parameters["intra_op_threads"].string_value)
+        assert 1 <= threads <= 2, name
+
+
+def test_user_encoder_half_life_is_a_week() -> None:
+    config = load_config(REPO_DIR / t.USER_MODEL / "config.pbtxt")
+    assert float(config.parameters["half_life_seconds"].string_value) == 604800.0
+
+
+def test_model_code_imports_only_what_requirements_txt_installs() -> None:
+    """Inside the NGC container the model code can import the standard library, Triton's
+    backend utils, modules next to it and requirements.txt; never this project."""
+    required = {
+        line.split("=")[0].split(">")[0].split("<")[0].strip()
+        for line in (REPO_DIR / "requirements.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    for source in sorted(REPO_DIR.glob("*/1/*.py")):
+        siblings = {path.stem for path in source.parent.glob("*.py")}
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in (name.split(".")[0] for name in names):
+                if name in sys.stdlib_module_names or name in siblings:
+                    continue
+                if name == "triton_python_backend_utils":
+                    continue
+                assert PROVIDED_BY.get(name) in required, f"{source}: imports {name}"

@@ -1,0 +1,278 @@
+"""Async adapter to the Triton model repository in `triton_repo/` (HTTP, tritonclient.http.aio).
+
+The worker makes one `item_embedder` request per item micro-batch and one `user_encoder`
+request per event micro-batch; a batch larger than the model's `max_batch_size` is split
+into several requests sent concurrently. Every failure surfaces as `TritonError`.
+The tensor names below must match the `config.pbtxt` files (a test checks that they do).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import numpy as np
+import tritonclient.http as httpclient
+import tritonclient.http.aio as aiohttpclient
+from tritonclient.utils import InferenceServerException, np_to_triton_dtype
+
+EMBEDDING_DIM = 256
+
+# item_embedder: the entry point for item micro-batches. Empty string = modality absent.
+ITEM_MODEL = "item_embedder"
+ITEM_MODEL_INPUT_TEXT = "TEXT"  # TYPE_STRING [1], UTF-8 text
+ITEM_MODEL_INPUT_IMAGE = "IMAGE"  # TYPE_STRING [1], encoded image bytes
+ITEM_MODEL_INPUT_AUDIO = "AUDIO"  # TYPE_STRING [1], PCM WAV bytes
+ITEM_MODEL_OUTPUT_VECTOR = "ITEM_VECTOR"  # FP32 [256], L2-normalised; zeros on error
+ITEM_MODEL_OUTPUT_ERROR = "ERROR"  # TYPE_STRING [1], empty = ok
+
+# user_encoder: recency-decayed signed-weighted mean of a user's recent item vectors.
+USER_MODEL = "user_encoder"
+USER_MODEL_INPUT_VECTORS = "ITEM_VECTORS"  # FP32 [-1, 256], oldest first, zero-padded
+USER_MODEL_INPUT_WEIGHTS = "EVENT_WEIGHTS"  # FP32 [-1], 0 = padding
+USER_MODEL_INPUT_AGES = "AGES_SECONDS"  # FP32 [-1]
+USER_MODEL_OUTPUT_VECTOR = "USER_VECTOR"  # FP32 [256]; zeros when there is nothing to go on
+
+# The models item_embedder calls (reachable directly too, e.g. for tests and debugging).
+TEXT_MODEL = "text_encoder"
+TEXT_MODEL_INPUT = "TEXT"  # TYPE_STRING [1]
+TEXT_MODEL_OUTPUT = "TEXT_EMBEDDING"  # FP32 [384]
+IMAGE_MODEL = "image_encoder"
+IMAGE_MODEL_INPUT = "IMAGE"  # TYPE_STRING [1]
+IMAGE_MODEL_OUTPUT_EMBEDDING = "IMAGE_EMBEDDING"  # FP32 [1280]
+IMAGE_MODEL_OUTPUT_LOGITS = "IMAGE_LOGITS"  # FP32 [1000]
+IMAGE_MODEL_OUTPUT_ERROR = "ERROR"  # TYPE_STRING [1]
+AUDIO_MODEL = "audio_encoder"
+AUDIO_MODEL_INPUT = "AUDIO"  # TYPE_STRING [1]
+AUDIO_MODEL_OUTPUT_EMBEDDING = "AUDIO_EMBEDDING"  # FP32 [512]
+AUDIO_MODEL_OUTPUT_ERROR = "ERROR"  # TYPE_STRING [1]
+FUSION_MODEL = "fusion"
+FUSION_MODEL_INPUT_TEXT = "TEXT_EMBEDDING"  # FP32 [384]
+FUSION_MODEL_INPUT_IMAGE = "IMAGE_EMBEDDING"  # FP32 [1280]
+FUSION_MODEL_INPUT_AUDIO = "AUDIO_EMBEDDING"  # FP32 [512]
+FUSION_MODEL_INPUT_MASK = "MODALITY_MASK"  # FP32 [3]: text, image, audio present
+FUSION_MODEL_OUTPUT = "ITEM_VECTOR"  # FP32 [256]
+
+_TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
+
+
+class TritonError(RuntimeError):
+    """Triton could not be reached, or refused or failed a request."""
+
+
+@dataclass(frozen=True, slots=True)
+class ItemContent:
+    """One item's raw content; None (or empty) means the item lacks that modality."""
+
+    text: str | None = None
+    image: bytes | None = None
+    audio: bytes | None = None
+
+
+def _strings(values: Sequence[bytes]) -> np.ndarray:
+    """-> the [n, 1] object array tritonclient sends as a BYTES tensor."""
+    column = np.empty((len(values), 1), dtype=np.object_)
+    column[:, 0] = values
+    return column
+
+
+class TritonClient:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout_s: float = 30.0,
+        item_model: str = ITEM_MODEL,
+        user_model: str = USER_MODEL,
+    ) -> None:
+        """`url` is "host:port" of Triton's HTTP endpoint; `timeout_s` bounds each request."""
+        self.url = url
+        self.timeout_s = timeout_s
+        self.item_model = item_model
+        self.user_model = user_model
+        # Created on first use: aiohttp sessions belong to the event loop that makes them.
+        self._client: aiohttpclient.InferenceServerClient | None = None
+        self._max_batch: dict[str, int] = {}
+        self._dim = EMBEDDING_DIM
+        self._version: str | None = None
+
+    @property
+    def dim(self) -> int:
+        """Item and user vector size: the served item model's, once `wait_ready` saw it."""
+        return self._dim
+
+    def _connection(self) -> aiohttpclient.InferenceServerClient:
+        if self._client is None:
+            self._client = aiohttpclient.InferenceServerClient(
+                self.url, conn_timeout=self.timeout_s
+            )
+        return self._client
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
+
+    async def wait_ready(self, timeout_s: float) -> None:
+        """Return once the server and both models are ready; TritonError after `timeout_s`."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        models = (self.item_model, self.user_model)
+        while True:
+            try:
+                client = self._connection()
+                if not await client.is_server_ready():
+                    problem = "server not ready"
+                else:
+                    waiting = [m for m in models if not await client.is_model_ready(m)]
+                    if not waiting:
+                        break
+                    problem = f"models not ready: {', '.join(waiting)}"
+            except (InferenceServerException, *_TRANSPORT_ERRORS) as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TritonError(f"Triton at {self.url} not ready after {timeout_s} s: {problem}")
+            await asyncio.sleep(min(0.25, remaining))
+        config = await self._model_config(self.item_model)
+        outputs = {output["name"]: output for output in config.get("output", [])}
+        if ITEM_MODEL_OUTPUT_VECTOR not in outputs:
+            raise TritonError(f"{self.item_model} has no {ITEM_MODEL_OUTPUT_VECTOR} output")
+        self._dim = int(outputs[ITEM_MODEL_OUTPUT_VECTOR]["dims"][-1])
+
+    async def model_version(self) -> str:
+        """E.g. "item_embedder:1+user_encoder:1": the served versions, read once."""
+        if self._version is None:
+            parts = []
+            for model in (self.item_model, self.user_model):
+                try:
+                    metadata = await self._connection().get_model_metadata(model)
+                except (InferenceServerException, *_TRANSPORT_ERRORS) as exc:
+                    raise self._error(model, "reading model metadata", exc) from exc
+                versions = [str(v) for v in metadata.get("versions", [])]
+                if not versions:
+                    raise TritonError(f"{model}: Triton reports no loaded version")
+                parts.append(f"{model}:{max(versions, key=int)}")
+            self._version = "+".join(parts)
+        return self._version
+
+    async def embed_items(
+        self, contents: Sequence[ItemContent]
+    ) -> tuple[np.ndarray, list[str | None]]:
+        """-> (vectors float32 [B, dim], per-row error text or None). Rows with an error
+        have all-zero vectors; one bad row does not affect the others."""
+        if not contents:
+            return np.zeros((0, self.dim), dtype=np.float32), []
+        chunks = await self._chunks(self.item_model, len(contents))
+        results = await asyncio.gather(*(self._embed_chunk(contents[s:e]) for s, e in chunks))
+        vectors = np.concatenate([vectors for vectors, _ in results])
+        errors = [error for _, chunk_errors in results for error in chunk_errors]
+        return vectors, errors
+
+    async def _embed_chunk(
+        self, contents: Sequence[ItemContent]
+    ) -> tuple[np.ndarray, list[str | None]]:
+        inputs = {
+            ITEM_MODEL_INPUT_TEXT: _strings([(c.text or "").encode("utf-8") for c in contents]),
+            ITEM_MODEL_INPUT_IMAGE: _strings([c.image or b"" for c in contents]),
+            ITEM_MODEL_INPUT_AUDIO: _strings([c.audio or b"" for c in contents]),
+        }
+        outputs = await self.infer(
+            self.item_model, inputs, [ITEM_MODEL_OUTPUT_VECTOR, ITEM_MODEL_OUTPUT_ERROR]
+        )
+        vectors = outputs[ITEM_MODEL_OUTPUT_VECTOR].astype(np.float32, copy=False)
+        errors = [
+            error.decode("utf-8", errors="replace") or None
+            for error in outputs[ITEM_MODEL_OUTPUT_ERROR].reshape(-1)
+        ]
+        if vectors.shape != (len(contents), self.dim) or len(errors) != len(contents):
+            raise TritonError(
+                f"{self.item_model}: expected {len(contents)} rows of {self.dim}, got vectors "
+                f"{vectors.shape} and {len(errors)} errors"
+            )
+        return vectors, errors
+
+    async def encode_users(
+        self, item_vectors: np.ndarray, weights: np.ndarray, ages_s: np.ndarray
+    ) -> np.ndarray:
+        """[B, L, dim], [B, L], [B, L] -> user vectors float32 [B, dim]; all-zero rows mean
+        "no usable history"."""
+        batch, length = weights.shape[:2] if weights.ndim == 2 else (-1, -1)
+        if item_vectors.shape != (batch, length, self.dim) or ages_s.shape != weights.shape:
+            raise TritonError(
+                f"encode_users: want [B, L, {self.dim}], [B, L], [B, L]; got "
+                f"{item_vectors.shape}, {weights.shape}, {ages_s.shape}"
+            )
+        if batch == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        chunks = await self._chunks(self.user_model, batch)
+        results = await asyncio.gather(
+            *(
+                self.infer(
+                    self.user_model,
+                    {
+                        USER_MODEL_INPUT_VECTORS: item_vectors[s:e].astype(np.float32),
+                        USER_MODEL_INPUT_WEIGHTS: weights[s:e].astype(np.float32),
+                        USER_MODEL_INPUT_AGES: ages_s[s:e].astype(np.float32),
+                    },
+                    [USER_MODEL_OUTPUT_VECTOR],
+                )
+                for s, e in chunks
+            )
+        )
+        users = np.concatenate([result[USER_MODEL_OUTPUT_VECTOR] for result in results])
+        if users.shape != (batch, self.dim):
+            raise TritonError(
+                f"{self.user_model}: expected [{batch}, {self.dim}], got {users.shape}"
+            )
+        return users.astype(np.float32, copy=False)
+
+    async def infer(
+        self, model: str, inputs: Mapping[str, np.ndarray], outputs: Sequence[str]
+    ) -> dict[str, np.ndarray]:
+        """One request: named arrays (object arrays of bytes for strings) -> named outputs."""
+        tensors = []
+        for name, array in inputs.items():
+            datatype = "BYTES" if array.dtype == np.object_ else np_to_triton_dtype(array.dtype)
+            tensor = httpclient.InferInput(name, list(array.shape), datatype)
+            tensor.set_data_from_numpy(array, binary_data=True)
+            tensors.append(tensor)
+        requested = [httpclient.InferRequestedOutput(name, binary_data=True) for name in outputs]
+        try:
+            result = await self._connection().infer(model, tensors, outputs=requested)
+        except (InferenceServerException, *_TRANSPORT_ERRORS) as exc:
+            raise self._error(model, "inference", exc) from exc
+        arrays = {}
+        for name in outputs:
+            array = result.as_numpy(name)
+            if array is None:
+                raise TritonError(f"{model}: the response lacks output {name}")
+            arrays[name] = array
+        return arrays
+
+    async def _model_config(self, model: str) -> dict[str, Any]:
+        try:
+            config: dict[str, Any] = await self._connection().get_model_config(model)
+        except (InferenceServerException, *_TRANSPORT_ERRORS) as exc:
+            raise self._error(model, "reading model config", exc) from exc
+        return config
+
+    def _error(self, model: str, action: str, exc: BaseException) -> TritonError:
+        if isinstance(exc, InferenceServerException):
+            return TritonError(f"{model}: {action} failed: {exc.message()}")
+        return TritonError(
+            f"{model}: {action}: no answer from Triton at {self.url}: {type(exc).__name__}: {exc}"
+        )
+
+    async def _chunks(self, model: str, rows: int) -> list[tuple[int, int]]:
+        """[start, end) row ranges of at most the model's max_batch_size rows."""
+        if model not in self._max_batch:
+            limit = int((await self._model_config(model)).get("max_batch_size", 0))
+            if limit < 1:
+                raise TritonError(f"{model}: max_batch_size is {limit}; the client needs batching")
+            self._max_batch[model] = limit
+        limit = self._max_batch[model]
+        return [(start, min(start + limit, rows)) for start in range(0, rows, limit)]
