@@ -6,6 +6,7 @@ import base64
 import io
 import time
 import uuid
+from pathlib import Path
 
 import orjson
 import pytest
@@ -201,4 +202,34 @@ async def test_tombstone_removes_an_item_from_recommendations(
         ids = [i["item_id"] for i in orjson.loads(record.value)["items"]]
         assert "space-3" not in ids and "space-1" in ids
     finally:
+        await recs.stop()
+
+
+async def test_a_restarted_worker_resumes_after_committed_offsets_with_user_state_kept(
+    producer: AIOKafkaProducer, stack_settings: Settings, tmp_path: Path
+) -> None:
+    s = stack_settings
+    first = WorkerProcess(s, tmp_path / "worker-1.log").start()
+    try:
+        await _load_catalogue(producer, s, first)
+        before = _event("dave", "space-0")
+        await _send(producer, s.events_topic, "dave", before)
+        recs = await TopicReader(s.kafka_bootstrap_servers or "", s.recommendations_topic).start()
+        await recs.wait_for(_answers(str(before["event_id"])), timeout_s=10)
+    finally:
+        assert first.stop() == 0, "a clean shutdown commits offsets and flushes the store"
+
+    second = WorkerProcess(s, tmp_path / "worker-2.log").start()
+    try:
+        after = _event("dave", "space-1")
+        await _send(producer, s.events_topic, "dave", after)
+        record = await recs.wait_for(_answers(str(after["event_id"])), timeout_s=15)
+        ids = {i["item_id"] for i in orjson.loads(record.value)["items"]}
+        assert not ids & {"space-0", "space-1"}, "history from before the restart still counts"
+        await recs.poll(timeout_s=1.0)
+        answered = [orjson.loads(r.value)["event_ids"] for r in recs.records]
+        assert answered.count([before["event_id"]]) == 1, "no replay of committed events"
+        assert second.metric("streamrec_items_indexed_total") == 0, "catalogue not re-ingested"
+    finally:
+        second.stop()
         await recs.stop()

@@ -103,7 +103,7 @@ def parse_item(
 def item_text(item: ItemUpsert) -> str | None:
     """The text the text encoder sees: title, body, category and tags in one string."""
     parts = [p for p in (item.title, item.text) if p]
-    if item.category:
+    if item.category and item.category not in item.tags:
         parts.append(f"Category: {item.category}")
     if item.tags:
         parts.append("Tags: " + ", ".join(item.tags))

@@ -62,6 +62,12 @@ class ManagedProcess:
     def failure_text(self) -> str:
         return log_tail(self.log_path)
 
+    def problem(self) -> str | None:
+        """Why the process is not running (it exited), or None while it runs."""
+        if self._proc is None or self._proc.poll() is None:
+            return None
+        return f"{self.name} exited with code {self._proc.returncode}:\n{self.failure_text()}"
+
     def _spawn(self, argv: list[str], env: dict[str, str] | None = None) -> None:
         if self._proc is not None:
             raise self.error(f"{self.name} already started")

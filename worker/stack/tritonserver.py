@@ -80,6 +80,10 @@ def server_env() -> dict[str, str]:
     )
     paths = [*site.getsitepackages(), env.get("PYTHONPATH", "")]
     env["PYTHONPATH"] = os.pathsep.join(paths).rstrip(os.pathsep)
+    # The stub's embedded Python takes its prefix from the `python3` on PATH; PYTHONPATH alone
+    # does not make the venv's packages importable there, so a venv that is used but not
+    # activated (`.venv/bin/python -m pytest`, as `make test` runs) needs its bin/ first.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     return env
 
 

@@ -1,0 +1,179 @@
+"""Summary tables, the JSON document and the PNG charts of a run or a step sweep."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+Result = dict[str, Any]
+
+_ROWS: list[tuple[str, str]] = [
+    ("target rate /s", "target_rate"),
+    ("achieved rate /s", "achieved_rate"),
+    ("sent", "sent"),
+    ("matched", "matched"),
+    ("missing", "missing"),
+    ("dlq", "dlq"),
+    ("  bad events sent", "bad_sent"),
+    ("  good events in dlq", "dlq_unexpected"),
+    ("send errors", "send_errors"),
+    ("response errors", "response_errors"),
+    ("duplicates", "duplicates"),
+    ("late (> grace)", "late"),
+]
+_LATENCY_ROWS = [("p50", "p50"), ("p90", "p90"), ("p99", "p99"), ("p99.9", "p999")]
+_LATENCY_ROWS += [("max", "max"), ("mean", "mean")]
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.1f}" if value >= 100 else f"{value:.2f}"
+    return str(value)
+
+
+def summary_table(results: dict[str, Result]) -> str:
+    """One column per system ("worker", "floor"), latencies from intended send times."""
+    names = list(results)
+    header = ["", *(f"{n} (echo)" if n == "floor" else n for n in names)]
+    rows = [header]
+    rows += [[label, *(_cell(results[n][key]) for n in names)] for label, key in _ROWS]
+    rows += [
+        [f"latency {label} ms", *(_cell(results[n]["latency_ms"][key]) for n in names)]
+        for label, key in _LATENCY_ROWS
+    ]
+    rows.append(["send lag p99 ms", *(_cell(results[n]["send_lag_ms"]["p99"]) for n in names)])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = [
+        "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        )
+        for r in rows
+    ]
+    problems = [
+        f"!! {n}: {r['target_problem']}" for n, r in results.items() if r.get("target_problem")
+    ]
+    return "\n".join(lines + problems)
+
+
+def step_table(steps: list[dict[str, Any]]) -> str:
+    lines = [f"{'rate/s':>7} {'achieved':>9} {'p50 ms':>8} {'p99 ms':>8} {'floor p99':>9}  verdict"]
+    for step in steps:
+        subject = step["result"]
+        floor = step.get("floor")
+        floor_p99 = floor["latency_ms"]["p99"] if floor else None
+        lines.append(
+            f"{step['rate']:>7.0f} {subject['achieved_rate']:>9.1f} "
+            f"{_cell(subject['latency_ms']['p50']):>8} {_cell(subject['latency_ms']['p99']):>8} "
+            f"{_cell(floor_p99):>9}  {step['failure'] or 'ok'}"
+        )
+    return "\n".join(lines)
+
+
+def write_json(path: Path, doc: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
+
+
+def _pyplot() -> Any:
+    import matplotlib  # imported late: only --png needs it
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _plain_numbers(ax: Any) -> None:
+    """Log-scale axes read better as 20, 50, 100 ms than as 2x10^1."""
+    from matplotlib.ticker import FuncFormatter
+
+    plain = FuncFormatter(lambda v, _pos: f"{v:g}")
+    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_minor_formatter(plain)
+
+
+_STYLE = {"worker": {"color": "tab:blue"}, "floor": {"color": "tab:gray", "linestyle": "--"}}
+
+
+def write_run_png(path: Path, results: dict[str, Result]) -> None:
+    """Latency over time (per sampling interval), lag over time, and the percentile spectrum."""
+    plt = _pyplot()
+    fig, (ax_time, ax_lag, ax_spec) = plt.subplots(3, 1, figsize=(10, 12))
+    for name, result in results.items():
+        style = _STYLE.get(name, {})
+        points = [p for p in result["timeline"] if p["p99_ms"] is not None]
+        t = [p["t"] for p in points]
+        ax_time.plot(t, [p["p99_ms"] for p in points], label=f"{name} p99", **style)
+        ax_time.plot(t, [p["p50_ms"] for p in points], label=f"{name} p50", alpha=0.6, **style)
+        ax_time.plot(t, [p["max_ms"] for p in points], label=f"{name} max", alpha=0.3, **style)
+        ax_lag.plot(
+            [p["t"] for p in result["timeline"]],
+            [p["lag"] for p in result["timeline"]],
+            label=f"{name} lag (sent - answered)",
+            **style,
+        )
+        spectrum = [(pct, ms) for pct, ms in result["spectrum_ms"] if pct < 100.0]
+        ax_spec.plot(
+            [1.0 / (1.0 - pct / 100.0) for pct, _ in spectrum],
+            [ms for _, ms in spectrum],
+            label=f"{name} (max {result['latency_ms']['max']} ms)",
+            **style,
+        )
+    first = next(iter(results.values()))
+    ax_time.set(
+        title=f"latency from intended send time, per {_interval(first):.1f} s interval",
+        xlabel="seconds since start",
+        ylabel="ms",
+        yscale="log",
+    )
+    ax_lag.set(title="consumer lag", xlabel="seconds since start", ylabel="events in flight")
+    ax_spec.set(title="percentile spectrum", xscale="log", yscale="log", ylabel="ms")
+    ticks = [2, 10, 100, 1000, 10000]
+    ax_spec.set_xticks(ticks, [f"{100 * (1 - 1 / x):g}%" for x in ticks])
+    _plain_numbers(ax_time)
+    _plain_numbers(ax_spec)
+    for ax in (ax_time, ax_lag, ax_spec):
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize="small")
+    fig.suptitle(
+        f"{first['target_rate']:.0f} events/s target for {first['duration_s']:.0f} s: "
+        + ", ".join(f"{n} p99 {r['latency_ms']['p99']} ms" for n, r in results.items())
+    )
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _interval(result: Result) -> float:
+    times = [p["t"] for p in result["timeline"]]
+    return (times[-1] - times[0]) / (len(times) - 1) if len(times) > 1 else math.nan
+
+
+def write_step_png(path: Path, steps: list[dict[str, Any]], budget_p99_ms: float) -> None:
+    """p50/p99 against the offered rate, the floor's next to the system's, and the budget."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(10, 6))
+    rates = [s["rate"] for s in steps]
+    subject = steps[0]["result"]["label"] if steps else "worker"
+    for key, alpha in (("p99", 1.0), ("p50", 0.5)):
+        ys = [s["result"]["latency_ms"][key] for s in steps]
+        ax.plot(rates, ys, marker="o", alpha=alpha, label=f"{subject} {key}", **_STYLE["worker"])
+        if all(s.get("floor") for s in steps):
+            floor = [s["floor"]["latency_ms"][key] for s in steps]
+            ax.plot(rates, floor, marker="o", alpha=alpha, label=f"floor {key}", **_STYLE["floor"])
+    ax.axhline(budget_p99_ms, color="tab:red", label=f"p99 budget {budget_p99_ms:g} ms")
+    ax.set(xlabel="target events/s", ylabel="ms", yscale="log", title="latency by offered rate")
+    _plain_numbers(ax)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

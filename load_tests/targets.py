@@ -1,0 +1,231 @@
+"""Systems under test: the broker floor (the echo) and the worker, started here or already running.
+
+Each local start uses fresh topic names and a fresh consumer group: Tansu scans every stored batch
+of a partition on each fetch, so a topic carrying an earlier run's history would be slower.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+
+from load_tests.echo import EchoProcess
+from load_tests.generator import LoadTestError, Topics, stderr_progress
+from worker.kafka import all_topics, client_kwargs, ensure_topics
+from worker.movielens import load_movies, movie_item_message
+from worker.settings import Settings
+from worker.stack.worker_process import WorkerProcess
+
+INDEXED_METRIC = "streamrec_items_indexed_total"
+
+
+def fresh_settings(base: Settings, label: str) -> Settings:
+    """`base` with topic and group names no earlier run used."""
+    name = f"load-{label}-{uuid.uuid4().hex[:8]}"
+    return base.model_copy(
+        update={
+            "items_topic": f"{name}.items",
+            "events_topic": f"{name}.user-events",
+            "recommendations_topic": f"{name}.recommendations",
+            "items_dlq_topic": f"{name}.items.dlq",
+            "events_dlq_topic": f"{name}.user-events.dlq",
+            "consumer_group": name,
+        }
+    )
+
+
+def topics_of(settings: Settings) -> Topics:
+    return Topics(settings.events_topic, settings.recommendations_topic, settings.events_dlq_topic)
+
+
+class Target(Protocol):
+    label: str
+
+    def start(self) -> Settings:
+        """Start (or prepare) the system; the settings name the topics to drive."""
+        ...
+
+    def problem(self) -> str | None:
+        """Why the system stopped working (its process exited), or None."""
+        ...
+
+    def stop(self) -> None: ...
+
+
+class EchoTarget:
+    label = "floor"
+
+    def __init__(self, base: Settings, log_dir: Path, *, drop_topics: bool) -> None:
+        """`drop_topics`: delete the echo's topics afterwards (on a shared cluster)."""
+        self.base = base
+        self.log_dir = log_dir
+        self.drop_topics = drop_topics
+        self._settings: Settings | None = None
+        self._proc: EchoProcess | None = None
+
+    def start(self) -> Settings:
+        settings = self._settings = fresh_settings(self.base, "floor")
+        asyncio.run(ensure_topics(settings, _echo_topics(settings)))
+        log_path = self.log_dir / f"{settings.consumer_group}.log"
+        self._proc = EchoProcess(settings, log_path).start()
+        return settings
+
+    def problem(self) -> str | None:
+        return self._proc.problem() if self._proc else None
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.stop()
+            self._proc = None
+        if self.drop_topics and self._settings is not None:
+            asyncio.run(_delete_topics(self._settings, _echo_topics(self._settings)))
+        self._settings = None
+
+
+class LocalWorkerTarget:
+    """`python -m worker run` as a child process. The first start seeds the catalogue; later
+    starts (one per step) reuse the same Qdrant data directory, so items stay indexed."""
+
+    label = "worker"
+
+    def __init__(self, base: Settings, log_dir: Path, *, items: int) -> None:
+        self.base = base
+        self.log_dir = log_dir
+        self.items = items
+        self._seeded = False
+        self._proc: WorkerProcess | None = None
+
+    def start(self) -> Settings:
+        settings = fresh_settings(self.base, "worker")
+        asyncio.run(ensure_topics(settings, all_topics(settings)))
+        log_path = self.log_dir / f"{settings.consumer_group}.log"
+        proc = self._proc = WorkerProcess(settings, log_path).start()
+        if not self._seeded:
+            asyncio.run(seed_catalogue(settings, self.items))
+            wait_indexed(lambda: proc.metric(INDEXED_METRIC), self.items, log_path)
+            self._seeded = True
+        return settings
+
+    def problem(self) -> str | None:
+        return self._proc.problem() if self._proc is not None else None
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.stop()
+            self._proc = None
+
+
+class ExternalWorkerTarget:
+    """A worker someone else runs, on the topics the settings name."""
+
+    label = "worker"
+
+    def __init__(self, settings: Settings, *, seed_items: int, metrics_url: str | None) -> None:
+        """`seed_items`: publish that many MovieLens items first (0: the catalogue is there);
+        `metrics_url`: the worker's /metrics, to wait until they are indexed."""
+        self.settings = settings
+        self.seed_items = seed_items
+        self.metrics_url = metrics_url
+        self._seeded = False
+
+    def start(self) -> Settings:
+        if self.seed_items and not self._seeded:
+            asyncio.run(seed_catalogue(self.settings, self.seed_items))
+            if self.metrics_url:
+                url = self.metrics_url
+                wait_indexed(lambda: scrape_metric(url, INDEXED_METRIC), self.seed_items, None)
+            else:
+                print(
+                    "catalogue published; without --worker-metrics-url indexing cannot be"
+                    " confirmed and may overlap the run",
+                    file=sys.stderr,
+                )
+            self._seeded = True
+        return self.settings
+
+    def problem(self) -> str | None:
+        return None
+
+    def stop(self) -> None:
+        return None
+
+
+def _echo_topics(settings: Settings) -> list[str]:
+    return [settings.events_topic, settings.recommendations_topic, settings.events_dlq_topic]
+
+
+async def _delete_topics(settings: Settings, topics: list[str]) -> None:
+    admin = AIOKafkaAdminClient(**client_kwargs(settings), request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        await admin.delete_topics(topics)
+    finally:
+        await admin.close()
+
+
+async def seed_catalogue(settings: Settings, count: int) -> None:
+    """Publish the first `count` MovieLens-100K movies (ids "1".."count") to the items topic."""
+    movies = load_movies()
+    if count > len(movies):
+        raise ValueError(f"--items {count}: MovieLens-100K has {len(movies)} movies")
+    producer = AIOKafkaProducer(**client_kwargs(settings), linger_ms=10, acks="all")
+    await producer.start()
+    try:
+        now = time.time()
+        deliveries = [
+            await producer.send(
+                settings.items_topic,
+                orjson.dumps(movie_item_message(movie, created_at=now)),
+                key=movie.item_id.encode(),
+            )
+            for movie in movies[:count]
+        ]
+        await asyncio.gather(*deliveries)
+    finally:
+        await producer.stop()
+
+
+def wait_indexed(
+    read: Callable[[], float | None], expected: int, log_path: Path | None, timeout_s: float = 900
+) -> None:
+    """Block until the worker reports `expected` items indexed (the clock starts after)."""
+    progress = stderr_progress()
+    print(f"seeding the catalogue: {expected} items", file=sys.stderr)
+    deadline = time.monotonic() + timeout_s
+    indexed = 0.0
+    while time.monotonic() < deadline:
+        indexed = read() or 0.0
+        if progress is not None:
+            progress.write(f"\r\x1b[K{indexed:.0f}/{expected} indexed")
+        if indexed >= expected:
+            if progress is not None:
+                progress.write("\r\x1b[K")
+            print(f"catalogue indexed: {indexed:.0f} items", file=sys.stderr)
+            return
+        time.sleep(0.5)
+    where = f"; see {log_path}" if log_path else ""
+    raise LoadTestError(f"only {indexed:.0f}/{expected} items indexed in {timeout_s:.0f}s{where}")
+
+
+def scrape_metric(url: str, name: str) -> float | None:
+    """One unlabelled metric from a Prometheus text endpoint; None when unreachable or absent."""
+    try:
+        with urllib.request.urlopen(url, timeout=2.0) as response:
+            text = response.read().decode()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        metric, _, value = line.rpartition(" ")
+        if metric == name:
+            return float(value)
+    return None

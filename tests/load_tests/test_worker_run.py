@@ -1,0 +1,50 @@
+"""A real open-loop run against the real worker (fresh broker, shared tritonserver): the books
+must balance and the worker must dead-letter exactly the malformed events."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from load_tests.generator import RunOptions
+from load_tests.schedule import parse_mix
+from load_tests.session import Plan, Session, Workload
+from worker.settings import load_settings
+from worker.stack.tritonserver import TritonServer
+
+pytestmark = pytest.mark.integration
+
+
+def test_worker_run_accounts_for_every_event_next_to_the_floor(
+    triton_server: TritonServer, tmp_path: Path
+) -> None:
+    # No bootstrap servers: the session starts its own broker and worker, seeds the catalogue.
+    base = load_settings(
+        triton_url=triton_server.http_url, stack_dir=tmp_path / "stack", log_level="WARNING"
+    )
+    workload = Workload(
+        users=200,
+        items=100,
+        mix=parse_mix("view=0.6,click=0.3,like=0.1"),
+        zipf_users=1.1,
+        zipf_items=1.1,
+        arrival="poisson",
+        bad_fraction=0.05,
+        seed=21,
+    )
+    plan = Plan(floor=True, worker=True, seed_catalogue=True)
+    with Session(base, plan, workload, RunOptions(grace_s=60.0)) as session:
+        results = session.measure(rate=100.0, duration_s=3.0)
+
+    assert list(results) == ["floor", "worker"]  # the floor is measured first
+    for label, report in results.items():
+        accounted = report["matched"] + report["dlq"] + report["missing"]
+        assert accounted + report["send_errors"] == report["sent"] > 0, label
+        assert report["missing"] == 0 and report["send_errors"] == 0, label
+        assert report["bad_sent"] > 0, label
+        assert report["dlq"] == report["bad_sent"] and report["dlq_unexpected"] == 0, label
+        latency = report["latency_ms"]
+        ordered = [latency[k] for k in ("p50", "p90", "p99", "p999", "max")]
+        assert ordered == sorted(ordered), label
+    assert results["worker"]["topics"]["events"] != results["floor"]["topics"]["events"]
