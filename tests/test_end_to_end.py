@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw
 
 from worker.kafka import DLQ_ERROR_HEADER, DLQ_STAGE_HEADER
 from worker.settings import Settings
-from worker.stack.worker_process import WorkerProcess
+from worker.stack.worker_process import WorkerProcess, scrape_metrics
 
 pytestmark = pytest.mark.integration
 
@@ -138,6 +138,16 @@ async def test_each_event_yields_fresh_recommendations_that_follow_the_user(
         assert after_space != after_cooking, "recommendations change after new interactions"
         assert sum(i.startswith("space") for i in after_space) >= 3
         assert sum(i.startswith("cooking") for i in after_cooking) >= 2
+
+        metrics = scrape_metrics(worker_process.metrics_port)
+        events_in = f'streamrec_messages_in_total{{topic="{stack_settings.events_topic}"}}'
+        recs_out = f'streamrec_messages_out_total{{topic="{stack_settings.recommendations_topic}"}}'
+        assert metrics[events_in] == 6 and metrics[recs_out] == 6
+        assert metrics["streamrec_end_to_end_seconds_count"] == 6
+        for stage in ("decode", "state", "triton", "qdrant", "save", "publish"):
+            assert (
+                metrics[f'streamrec_stage_seconds_count{{pipeline="events",stage="{stage}"}}'] >= 1
+            )
     finally:
         await recs.stop()
 

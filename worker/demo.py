@@ -8,6 +8,7 @@ replays a few users' ratings as live events and prints each recommendation as it
 from __future__ import annotations
 
 import asyncio
+import logging
 import tempfile
 import time
 import uuid
@@ -27,6 +28,7 @@ SHOW_TOP = 5
 
 
 def run_demo(settings: Settings, *, users: int, events_per_user: int) -> int:
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)  # keep the live output readable
     with tempfile.TemporaryDirectory(prefix="streamrec-demo-") as scratch:
         # Fresh embedded store per demo so reruns start from an empty catalogue.
         base = settings.model_copy(update={"data_dir": Path(scratch), "log_level": "WARNING"})
