@@ -10,18 +10,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 import faust
 import mode
 
-from worker.ingest import ingest_batch
+from worker.ingest import IngestResult, ingest_batch
 from worker.kafka import StreamApp, dead_letter_headers, make_app, raw_message
 from worker.media import MediaFetcher
 from worker.metrics import Metrics
-from worker.recommend import recommend_batch
-from worker.records import BatchResult
+from worker.recommend import RecommendResult, recommend_batch
+from worker.records import BatchResult, RawMessage
 from worker.settings import Settings
 from worker.store import EdgeVectorStore, QdrantServerStore, VectorStore
 from worker.triton import TritonClient
@@ -130,6 +130,7 @@ def build_app(settings: Settings, metrics: Metrics) -> StreamApp:
     }
 
     async def publish(source_topic: str, result: BatchResult) -> None:
+        started = time.perf_counter()
         pending = []
         for out in result.outputs:
             sent = await out_topics[out.topic].send(key=out.key, value=out.value, force=True)
@@ -143,38 +144,49 @@ def build_app(settings: Settings, metrics: Metrics) -> StreamApp:
                 force=True,
             )
             pending.append(sent)
-            metrics.messages_failed.labels(source_topic, letter.stage).inc()
-        # Delivery confirmed for the whole batch before take_events acks it.
-        await asyncio.gather(*pending)
+        # Delivery confirmed (and user state saved) for the whole batch before take_events
+        # acks it.
+        await asyncio.gather(*pending, *result.pending_saves)
+        result.stage_seconds["publish"] = time.perf_counter() - started
+
+    def count(source_topic: str, pipeline: str, result: BatchResult) -> None:
         for out in result.outputs:
             metrics.messages_out.labels(out.topic).inc()
+        for letter in result.dead_letters:
+            metrics.messages_failed.labels(source_topic, letter.stage).inc()
+        metrics.observe_stages(pipeline, result.stage_seconds)
 
+    def consumed(topic: str, batch: Sequence[faust.EventT]) -> list[RawMessage]:
+        metrics.messages_in.labels(topic).inc(len(batch))
+        metrics.batch_size.labels(topic).observe(len(batch))
+        return [raw_message(e) for e in batch]
+
+    # faust's take_events acks a batch even when the loop body raises, so nothing may escape
+    # it: handling AND publishing are retried together until they succeed (at-least-once;
+    # a retry after a partial publish can duplicate output, never lose it).
     @app.agent(items_in, name=f"{settings.consumer_group}.items")
     async def items_agent(stream: faust.StreamT[bytes]) -> None:
         await runtime.clients_ready.wait()
         async for batch in stream.take_events(
             settings.items_batch_size, within=settings.items_batch_wait_s
         ):
-            msgs = [raw_message(e) for e in batch]
-            metrics.messages_in.labels(settings.items_topic).inc(len(msgs))
-            metrics.batch_size.labels(settings.items_topic).observe(len(msgs))
-            result = await retrying(
-                "items",
-                lambda msgs=msgs: ingest_batch(  # type: ignore[misc]
+            msgs = consumed(settings.items_topic, batch)
+
+            async def ingest(msgs: list[RawMessage] = msgs) -> IngestResult:
+                result = await ingest_batch(
                     msgs,
                     triton=runtime.triton,
                     store=runtime.store,
                     media=runtime.media,
                     model_version=runtime.model_version,
-                ),
-                metrics,
-            )
-            t0 = time.perf_counter()
-            await publish(settings.items_topic, result)
-            result.stage_seconds["publish"] = time.perf_counter() - t0
+                )
+                await publish(settings.items_topic, result)
+                return result
+
+            result = await retrying("items", ingest, metrics)
             metrics.items_indexed.inc(result.indexed)
             metrics.items_deleted.inc(result.deleted)
-            metrics.observe_stages("items", result.stage_seconds)
+            count(settings.items_topic, "items", result)
 
     @app.agent(events_in, name=f"{settings.consumer_group}.events")
     async def events_agent(stream: faust.StreamT[bytes]) -> None:
@@ -182,26 +194,23 @@ def build_app(settings: Settings, metrics: Metrics) -> StreamApp:
         async for batch in stream.take_events(
             settings.events_batch_size, within=settings.events_batch_wait_s
         ):
-            msgs = [raw_message(e) for e in batch]
-            metrics.messages_in.labels(settings.events_topic).inc(len(msgs))
-            metrics.batch_size.labels(settings.events_topic).observe(len(msgs))
-            result = await retrying(
-                "events",
-                lambda msgs=msgs: recommend_batch(  # type: ignore[misc]
+            msgs = consumed(settings.events_topic, batch)
+
+            async def recommend(msgs: list[RawMessage] = msgs) -> RecommendResult:
+                result = await recommend_batch(
                     msgs,
                     triton=runtime.triton,
                     store=runtime.store,
                     settings=settings,
                     model_version=runtime.model_version,
-                ),
-                metrics,
-            )
-            t0 = time.perf_counter()
-            await publish(settings.events_topic, result)
-            result.stage_seconds["publish"] = time.perf_counter() - t0
+                )
+                await publish(settings.events_topic, result)
+                return result
+
+            result = await retrying("events", recommend, metrics)
             done = time.time()
             for ts in result.event_timestamps or ():
                 metrics.end_to_end_seconds.observe(max(0.0, done - ts))
-            metrics.observe_stages("events", result.stage_seconds)
+            count(settings.events_topic, "events", result)
 
     return app

@@ -7,6 +7,7 @@ parse -> load user states (1 store call) -> fold events -> load history vectors 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -70,6 +71,14 @@ async def recommend_batch(
     return result
 
 
+async def _timed_save(
+    store: VectorStore, states: list[UserState], stages: dict[str, float]
+) -> None:
+    started = time.perf_counter()
+    await store.upsert_users(states)
+    stages["save"] = stages.get("save", 0.0) + (time.perf_counter() - started)
+
+
 async def _recommend_round(
     by_user: dict[str, list[UserEvent]],
     result: RecommendResult,
@@ -115,9 +124,9 @@ async def _recommend_round(
     for i, vector in enumerate(vectors):
         if vector is not None:
             states[i].vector = vector
-    await store.upsert_users(states)
-    t4 = time.perf_counter()
-    stages["save"] = stages.get("save", 0.0) + (t4 - t3)
+    # Saved while the outputs are produced; the store's single thread runs calls in
+    # submission order, so a later read (next round or batch) still sees this write.
+    result.pending_saves.append(asyncio.ensure_future(_timed_save(store, states, stages)))
 
     found_by_row: dict[int, list[ScoredItem]] = dict(zip(wanted, found, strict=True))
     timings_ms = {k: v * 1000.0 for k, v in stages.items()}

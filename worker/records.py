@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 
@@ -38,3 +39,5 @@ class BatchResult:
     outputs: list[OutMessage] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    # Side effects still running (e.g. state saves); awaited before the batch is acked.
+    pending_saves: list[asyncio.Future[None]] = field(default_factory=list)
