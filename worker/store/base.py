@@ -7,6 +7,7 @@ contract tests. Point ids are derived from item_id / user_id so replays are idem
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,8 +23,11 @@ class StoreError(RuntimeError):
     """A vector-store operation failed (connection, bad collection, bad request)."""
 
 
+@functools.lru_cache(maxsize=200_000)
 def point_id(kind: str, key: str) -> str:
-    """Deterministic UUID for an item or user key ("item"/"user" keeps the spaces apart)."""
+    """Deterministic UUID for an item or user key ("item"/"user" keeps the spaces apart).
+
+    Cached: every search derives the ids of all the items a user has seen."""
     return str(uuid.uuid5(_ID_NAMESPACE, f"{kind}:{key}"))
 
 

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -63,7 +64,8 @@ _CONFIG_FILE = "edge_config.json"
 
 
 class EdgeVectorStore:
-    """Embedded store. `flush_interval_s` bounds how much WAL a restart must replay."""
+    """Embedded store. `flush_interval_s` bounds how much WAL a restart must replay;
+    `vector_cache_size` item vectors are kept in memory (0 turns the cache off)."""
 
     def __init__(
         self,
@@ -74,6 +76,7 @@ class EdgeVectorStore:
         users_collection: str = "users",
         hnsw_ef: int = 128,
         flush_interval_s: float | None = 30.0,
+        vector_cache_size: int = 100_000,
     ) -> None:
         self.dim = dim
         self._path = Path(path)
@@ -85,6 +88,8 @@ class EdgeVectorStore:
         self._items: EdgeShard | None = None
         self._users: EdgeShard | None = None
         self._flusher: asyncio.Task[None] | None = None
+        self._vector_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._vector_cache_size = vector_cache_size
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -142,6 +147,8 @@ class EdgeVectorStore:
         ]
         shard, _ = self._shards()
         await self._run(shard.update, UpdateOperation.upsert_points(points))
+        for item in items:
+            self._cache_vector(item.item_id, np.asarray(item.vector, dtype=np.float32))
 
     async def delete_items(self, item_ids: Sequence[str]) -> None:
         if not item_ids:
@@ -149,21 +156,44 @@ class EdgeVectorStore:
         shard, _ = self._shards()
         ids = list(item_point_ids(item_ids))
         await self._run(shard.update, UpdateOperation.delete_points(ids))
+        for item_id in item_ids:
+            self._vector_cache.pop(item_id, None)
 
     async def get_item_vectors(self, item_ids: Sequence[str]) -> dict[str, np.ndarray]:
         if not item_ids:
             return {}
-        shard, _ = self._shards()
-        by_point = item_point_ids(item_ids)
-        records = await self._run(
-            shard.retrieve, list(by_point), with_payload=False, with_vector=[VECTOR_NAME]
-        )
+        cache = self._vector_cache
         vectors: dict[str, np.ndarray] = {}
-        for record in records:
-            vector = named_vector(record.vector)
-            if vector is not None:
-                vectors[by_point[str(record.id)]] = vector
+        missing: list[str] = []
+        for item_id in item_ids:
+            cached = cache.get(item_id)
+            if cached is None:
+                missing.append(item_id)
+            else:
+                cache.move_to_end(item_id)
+                vectors[item_id] = cached
+        if missing:
+            shard, _ = self._shards()
+            by_point = item_point_ids(missing)
+            records = await self._run(
+                shard.retrieve, list(by_point), with_payload=False, with_vector=[VECTOR_NAME]
+            )
+            for record in records:
+                vector = named_vector(record.vector)
+                if vector is not None:
+                    vectors[by_point[str(record.id)]] = vector
+                    self._cache_vector(by_point[str(record.id)], vector)
         return vectors
+
+    def _cache_vector(self, item_id: str, vector: np.ndarray) -> None:
+        # Embedded means this process is the store's only writer, so a write-through cache of
+        # item vectors stays exact; it spares the per-float conversion of `retrieve`.
+        if self._vector_cache_size <= 0:
+            return
+        self._vector_cache[item_id] = vector
+        self._vector_cache.move_to_end(item_id)
+        while len(self._vector_cache) > self._vector_cache_size:
+            self._vector_cache.popitem(last=False)
 
     async def count_items(self) -> int:
         shard, _ = self._shards()
