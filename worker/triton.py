@@ -4,11 +4,16 @@ The worker makes one `item_embedder` request per item micro-batch and one `user_
 request per event micro-batch; a batch larger than the model's `max_batch_size` is split
 into several requests sent concurrently. Every failure surfaces as `TritonError`.
 The tensor names below must match the `config.pbtxt` files (a test checks that they do).
+
+`model_version()` names the versions Triton serves now (item_embedder, the models it
+composes, user_encoder) and re-reads them once `version_ttl_s` has passed, so a version that
+a polling tritonserver (`--model-control-mode=poll`) swapped in shows up without a restart.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +33,8 @@ ITEM_MODEL_INPUT_IMAGE = "IMAGE"  # TYPE_STRING [1], encoded image bytes
 ITEM_MODEL_INPUT_AUDIO = "AUDIO"  # TYPE_STRING [1], PCM WAV bytes
 ITEM_MODEL_OUTPUT_VECTOR = "ITEM_VECTOR"  # FP32 [256], L2-normalised; zeros on error
 ITEM_MODEL_OUTPUT_ERROR = "ERROR"  # TYPE_STRING [1], empty = ok
+# item_embedder's config parameter listing the models it calls, comma-separated.
+ITEM_MODEL_COMPOSED_PARAMETER = "composed_models"
 
 # user_encoder: recency-decayed signed-weighted mean of a user's recent item vectors.
 USER_MODEL = "user_encoder"
@@ -44,6 +51,7 @@ IMAGE_MODEL = "image_encoder"
 IMAGE_MODEL_INPUT = "IMAGE"  # TYPE_STRING [1]
 IMAGE_MODEL_OUTPUT_EMBEDDING = "IMAGE_EMBEDDING"  # FP32 [1280]
 IMAGE_MODEL_OUTPUT_LOGITS = "IMAGE_LOGITS"  # FP32 [1000]
+IMAGE_MODEL_OUTPUT_TEXT_EMBEDDING = "IMAGE_TEXT_EMBEDDING"  # FP32 [384], the text space
 IMAGE_MODEL_OUTPUT_ERROR = "ERROR"  # TYPE_STRING [1]
 AUDIO_MODEL = "audio_encoder"
 AUDIO_MODEL_INPUT = "AUDIO"  # TYPE_STRING [1]
@@ -51,6 +59,7 @@ AUDIO_MODEL_OUTPUT_EMBEDDING = "AUDIO_EMBEDDING"  # FP32 [512]
 AUDIO_MODEL_OUTPUT_ERROR = "ERROR"  # TYPE_STRING [1]
 FUSION_MODEL = "fusion"
 FUSION_MODEL_INPUT_TEXT = "TEXT_EMBEDDING"  # FP32 [384]
+FUSION_MODEL_INPUT_IMAGE_TEXT = "IMAGE_TEXT_EMBEDDING"  # FP32 [384]
 FUSION_MODEL_INPUT_IMAGE = "IMAGE_EMBEDDING"  # FP32 [1280]
 FUSION_MODEL_INPUT_AUDIO = "AUDIO_EMBEDDING"  # FP32 [512]
 FUSION_MODEL_INPUT_MASK = "MODALITY_MASK"  # FP32 [3]: text, image, audio present
@@ -87,10 +96,13 @@ class TritonClient:
         timeout_s: float = 30.0,
         item_model: str = ITEM_MODEL,
         user_model: str = USER_MODEL,
+        version_ttl_s: float = 5.0,
     ) -> None:
-        """`url` is "host:port" of Triton's HTTP endpoint; `timeout_s` bounds each request."""
+        """`url` is "host:port" of Triton's HTTP endpoint; `timeout_s` bounds each request;
+        `model_version()` answers from memory for `version_ttl_s` after reading it."""
         self.url = url
         self.timeout_s = timeout_s
+        self.version_ttl_s = version_ttl_s
         self.item_model = item_model
         self.user_model = user_model
         # Created on first use: aiohttp sessions belong to the event loop that makes them.
@@ -98,6 +110,7 @@ class TritonClient:
         self._max_batch: dict[str, int] = {}
         self._dim = EMBEDDING_DIM
         self._version: str | None = None
+        self._version_read_at = 0.0
 
     @property
     def dim(self) -> int:
@@ -144,20 +157,36 @@ class TritonClient:
         self._dim = int(outputs[ITEM_MODEL_OUTPUT_VECTOR]["dims"][-1])
 
     async def model_version(self) -> str:
-        """E.g. "item_embedder:1+user_encoder:1": the served versions, read once."""
-        if self._version is None:
-            parts = []
-            for model in (self.item_model, self.user_model):
-                try:
-                    metadata = await self._connection().get_model_metadata(model)
-                except (InferenceServerException, *_TRANSPORT_ERRORS) as exc:
-                    raise self._error(model, "reading model metadata", exc) from exc
-                versions = [str(v) for v in metadata.get("versions", [])]
-                if not versions:
-                    raise TritonError(f"{model}: Triton reports no loaded version")
-                parts.append(f"{model}:{max(versions, key=int)}")
-            self._version = "+".join(parts)
+        """E.g. "item_embedder:1+text_encoder:1+image_encoder:1+audio_encoder:1+fusion:2+
+        user_encoder:1": the versions served now, at most `version_ttl_s` old."""
+        now = time.monotonic()
+        if self._version is None or now - self._version_read_at >= self.version_ttl_s:
+            config = await self._model_config(self.item_model)
+            composed = config.get("parameters", {}).get(ITEM_MODEL_COMPOSED_PARAMETER, {})
+            models = [
+                self.item_model,
+                *(name.strip() for name in composed.get("string_value", "").split(",")),
+                self.user_model,
+            ]
+            # dict.fromkeys: ordered and without duplicates or blanks.
+            parts = [
+                f"{model}:{await self._served_version(model)}"
+                for model in dict.fromkeys(models)
+                if model
+            ]
+            self._version, self._version_read_at = "+".join(parts), now
         return self._version
+
+    async def _served_version(self, model: str) -> str:
+        try:
+            metadata = await self._connection().get_model_metadata(model)
+        except (InferenceServerException, *_TRANSPORT_ERRORS) as exc:
+            raise self._error(model, "reading model metadata", exc) from exc
+        versions = [str(v) for v in metadata.get("versions", [])]
+        if not versions:
+            raise TritonError(f"{model}: Triton reports no loaded version")
+        # While a polling server swaps versions both may be listed; the new one serves.
+        return max(versions, key=int)
 
     async def embed_items(
         self, contents: Sequence[ItemContent]

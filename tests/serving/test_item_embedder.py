@@ -1,5 +1,6 @@
 """item_embedder and its encoders on the real tritonserver, against in-process references:
-sentence-transformers for text, PyTorch EfficientNet-Lite0 / aiSFX / FusionModel for the rest."""
+sentence-transformers for text, PyTorch EfficientNet-Lite0 / aiSFX / FusionModel (the
+committed trained weights) for the rest."""
 
 from __future__ import annotations
 
@@ -10,21 +11,32 @@ from collections.abc import Sequence
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image, ImageDraw
 from sentence_transformers import SentenceTransformer
 
-from models.reference import ReferenceEmbedder, minilm_dir
+from models.export import version_dirs
+from models.fusion import MODALITY_DIMS
+from models.reference import REPO_DIR, ReferenceEmbedder, load_fusion, minilm_dir
 from worker.triton import (
     AUDIO_MODEL,
     AUDIO_MODEL_INPUT,
     AUDIO_MODEL_OUTPUT_EMBEDDING,
     AUDIO_MODEL_OUTPUT_ERROR,
     EMBEDDING_DIM,
+    FUSION_MODEL,
+    FUSION_MODEL_INPUT_AUDIO,
+    FUSION_MODEL_INPUT_IMAGE,
+    FUSION_MODEL_INPUT_IMAGE_TEXT,
+    FUSION_MODEL_INPUT_MASK,
+    FUSION_MODEL_INPUT_TEXT,
+    FUSION_MODEL_OUTPUT,
     IMAGE_MODEL,
     IMAGE_MODEL_INPUT,
     IMAGE_MODEL_OUTPUT_EMBEDDING,
     IMAGE_MODEL_OUTPUT_ERROR,
     IMAGE_MODEL_OUTPUT_LOGITS,
+    IMAGE_MODEL_OUTPUT_TEXT_EMBEDDING,
     TEXT_MODEL,
     TEXT_MODEL_INPUT,
     TEXT_MODEL_OUTPUT,
@@ -134,13 +146,34 @@ async def test_text_encoder_matches_sentence_transformers(triton_client: TritonC
 async def test_image_encoder_matches_torch(
     triton_client: TritonClient, reference: ReferenceEmbedder
 ) -> None:
-    outputs = [IMAGE_MODEL_OUTPUT_EMBEDDING, IMAGE_MODEL_OUTPUT_LOGITS, IMAGE_MODEL_OUTPUT_ERROR]
+    outputs = [
+        IMAGE_MODEL_OUTPUT_EMBEDDING,
+        IMAGE_MODEL_OUTPUT_LOGITS,
+        IMAGE_MODEL_OUTPUT_TEXT_EMBEDDING,
+        IMAGE_MODEL_OUTPUT_ERROR,
+    ]
     got = await triton_client.infer(IMAGE_MODEL, {IMAGE_MODEL_INPUT: strings(IMAGES)}, outputs)
-    embeddings, logits = reference.encode_images(IMAGES)
+    embeddings, logits, text_space = reference.encode_images(IMAGES)
     assert got[IMAGE_MODEL_OUTPUT_ERROR].reshape(-1).tolist() == [b""] * len(IMAGES)
     assert row_cosines(got[IMAGE_MODEL_OUTPUT_EMBEDDING], embeddings).min() >= MIN_COSINE
     assert row_cosines(got[IMAGE_MODEL_OUTPUT_LOGITS], logits).min() >= MIN_COSINE
     assert (got[IMAGE_MODEL_OUTPUT_LOGITS].argmax(axis=1) == logits.argmax(axis=1)).all()
+    # The text-space embedding: the reference builds the class-name table with PyTorch
+    # MiniLM itself, so this also checks the table export wrote for Triton.
+    assert row_cosines(got[IMAGE_MODEL_OUTPUT_TEXT_EMBEDDING], text_space).min() >= MIN_COSINE
+    assert_unit_rows(got[IMAGE_MODEL_OUTPUT_TEXT_EMBEDDING])
+
+
+async def test_an_image_lands_in_the_text_space_near_its_class_names(
+    triton_client: TritonClient, reference: ReferenceEmbedder
+) -> None:
+    """The text-space embedding of an image is closest, among all ImageNet class names, to
+    one of the image's own top-5 classes."""
+    outputs = [IMAGE_MODEL_OUTPUT_LOGITS, IMAGE_MODEL_OUTPUT_TEXT_EMBEDDING]
+    got = await triton_client.infer(IMAGE_MODEL, {IMAGE_MODEL_INPUT: strings(IMAGES)}, outputs)
+    nearest_name = (got[IMAGE_MODEL_OUTPUT_TEXT_EMBEDDING] @ reference.class_text().T).argmax(1)
+    top5 = np.argsort(-got[IMAGE_MODEL_OUTPUT_LOGITS], axis=1)[:, :5]
+    assert all(name in row for name, row in zip(nearest_name, top5, strict=True))
 
 
 async def test_image_encoder_flags_only_the_corrupt_rows(
@@ -154,7 +187,7 @@ async def test_image_encoder_flags_only_the_corrupt_rows(
     assert all(error.startswith("cannot decode image") for error in errors[1:3])
     embeddings = got[IMAGE_MODEL_OUTPUT_EMBEDDING]
     assert not embeddings[1:3].any()
-    expected, _ = reference.encode_images([IMAGES[0], IMAGES[1]])
+    expected, _, _ = reference.encode_images([IMAGES[0], IMAGES[1]])
     assert row_cosines(embeddings[[0, 3]], expected).min() >= MIN_COSINE
 
 
@@ -170,6 +203,33 @@ async def test_audio_encoder_matches_torch(
     embeddings = got[AUDIO_MODEL_OUTPUT_EMBEDDING]
     assert not embeddings[-1].any()
     assert row_cosines(embeddings[: len(CLIPS)], reference.encode_audio(CLIPS)).min() >= MIN_COSINE
+
+
+async def test_fusion_matches_torch_for_every_modality_pattern(triton_client: TritonClient) -> None:
+    rng = np.random.default_rng(0)
+    text_dim, image_dim, audio_dim = MODALITY_DIMS
+    # Every non-empty presence pattern of (text, image, audio), twice.
+    mask = np.array([[(row >> m) & 1 for m in range(3)] for row in range(1, 8)] * 2, np.float32)
+    inputs = {
+        FUSION_MODEL_INPUT_TEXT: rng.standard_normal((len(mask), text_dim)),
+        FUSION_MODEL_INPUT_IMAGE_TEXT: rng.standard_normal((len(mask), text_dim)),
+        FUSION_MODEL_INPUT_IMAGE: rng.standard_normal((len(mask), image_dim)),
+        FUSION_MODEL_INPUT_AUDIO: rng.standard_normal((len(mask), audio_dim)),
+    }
+    feeds = {name: array.astype(np.float32) for name, array in inputs.items()}
+    feeds[FUSION_MODEL_INPUT_MASK] = mask
+    got = await triton_client.infer(FUSION_MODEL, feeds, [FUSION_MODEL_OUTPUT])
+    order = (
+        FUSION_MODEL_INPUT_TEXT,
+        FUSION_MODEL_INPUT_IMAGE_TEXT,
+        FUSION_MODEL_INPUT_IMAGE,
+        FUSION_MODEL_INPUT_AUDIO,
+        FUSION_MODEL_INPUT_MASK,
+    )
+    with torch.inference_mode():
+        expected = load_fusion()(*(torch.from_numpy(feeds[name]) for name in order)).numpy()
+    assert_unit_rows(got[FUSION_MODEL_OUTPUT])
+    assert row_cosines(got[FUSION_MODEL_OUTPUT], expected).min() >= MIN_COSINE
 
 
 # --- item_embedder: the worker's entry point ----------------------------------------------
@@ -244,8 +304,14 @@ async def test_batches_beyond_max_batch_size_are_split(triton_client: TritonClie
     assert row_cosines(vectors[:3], first).min() >= 0.9999
 
 
-async def test_model_version_names_both_models(triton_client: TritonClient) -> None:
-    assert await triton_client.model_version() == "item_embedder:1+user_encoder:1"
+async def test_model_version_names_every_model_an_item_vector_depends_on(
+    triton_client: TritonClient,
+) -> None:
+    fusion_version = max(version_dirs(REPO_DIR / FUSION_MODEL))
+    assert await triton_client.model_version() == (
+        "item_embedder:1+text_encoder:1+image_encoder:1+audio_encoder:1+"
+        f"fusion:{fusion_version}+user_encoder:1"
+    )
     assert triton_client.dim == EMBEDDING_DIM
 
 

@@ -12,6 +12,8 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
 
 import worker.triton as t
+from models import fusion
+from models.export import version_dirs
 
 REPO_DIR = Path(__file__).resolve().parents[2] / "triton_repo"
 CONFIG_PATHS = sorted(REPO_DIR.glob("*/config.pbtxt"))
@@ -43,6 +45,7 @@ EXPECTED: dict[str, tuple[Signature, Signature]] = {
         {
             t.IMAGE_MODEL_OUTPUT_EMBEDDING: (FP32, [1280]),
             t.IMAGE_MODEL_OUTPUT_LOGITS: (FP32, [1000]),
+            t.IMAGE_MODEL_OUTPUT_TEXT_EMBEDDING: (FP32, [384]),
             t.IMAGE_MODEL_OUTPUT_ERROR: (STRING, [1]),
         },
     ),
@@ -56,6 +59,7 @@ EXPECTED: dict[str, tuple[Signature, Signature]] = {
     t.FUSION_MODEL: (
         {
             t.FUSION_MODEL_INPUT_TEXT: (FP32, [384]),
+            t.FUSION_MODEL_INPUT_IMAGE_TEXT: (FP32, [384]),
             t.FUSION_MODEL_INPUT_IMAGE: (FP32, [1280]),
             t.FUSION_MODEL_INPUT_AUDIO: (FP32, [512]),
             t.FUSION_MODEL_INPUT_MASK: (FP32, [3]),
@@ -89,7 +93,8 @@ def test_config_is_explicit_and_batched(path: Path) -> None:
     config = load_config(path)
     assert config.name == path.parent.name
     assert config.backend == "python"
-    assert (path.parent / "1" / "model.py").is_file()
+    versions = version_dirs(path.parent)
+    assert versions and (versions[max(versions)] / "model.py").is_file()
     assert config.max_batch_size > 0
     assert config.HasField("dynamic_batching")
     # A short queue window: batching should cost hundreds of microseconds, not milliseconds.
@@ -107,6 +112,22 @@ def test_tensors_match_the_client_constants(path: Path) -> None:
     inputs, outputs = EXPECTED[config.name]
     assert signature(list(config.input)) == inputs
     assert signature(list(config.output)) == outputs
+
+
+def test_item_embedder_names_the_models_it_calls() -> None:
+    """The client reports these models' versions in every recommendation's model_version."""
+    config = load_config(REPO_DIR / t.ITEM_MODEL / "config.pbtxt")
+    composed = config.parameters[t.ITEM_MODEL_COMPOSED_PARAMETER].string_value.split(",")
+    assert composed == [t.TEXT_MODEL, t.IMAGE_MODEL, t.AUDIO_MODEL, t.FUSION_MODEL]
+    source = (REPO_DIR / t.ITEM_MODEL / "1" / "model.py").read_text()
+    assert all(f'"{model}"' in source for model in composed)
+
+
+def test_every_fusion_version_has_committed_weights() -> None:
+    versions = version_dirs(REPO_DIR / t.FUSION_MODEL)
+    assert max(versions) == fusion.weights_versions()[-1]
+    for version in versions:
+        assert fusion.weights_path(version).is_file(), version
 
 
 def test_item_embedder_batches_fit_the_models_it_calls() -> None:

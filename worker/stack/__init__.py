@@ -12,7 +12,7 @@ from types import TracebackType
 
 from worker.settings import Settings
 from worker.stack.broker import BrokerError, LocalBroker
-from worker.stack.tritonserver import TritonServer
+from worker.stack.tritonserver import POLL_REPOSITORY, TritonServer
 
 __all__ = ["BrokerError", "LocalBroker", "LocalStack", "TritonServer"]
 
@@ -37,7 +37,9 @@ class LocalStack:
                 updates["kafka_bootstrap_servers"] = self.broker.bootstrap_servers
                 log.info("local broker at %s", self.broker.bootstrap_servers)
             if self.force or not s.triton_url:
-                self.triton = TritonServer(s.triton_repo, s.stack_dir / "triton")
+                self.triton = TritonServer(
+                    s.triton_repo, s.stack_dir / "triton", extra_args=POLL_REPOSITORY
+                )
                 self.triton.start()
                 updates["triton_url"] = self.triton.http_url
                 log.info("local tritonserver at %s", self.triton.http_url)

@@ -84,6 +84,9 @@ def server_env() -> dict[str, str]:
     # does not make the venv's packages importable there, so a venv that is used but not
     # activated (`.venv/bin/python -m pytest`, as `make test` runs) needs its bin/ first.
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    # Bytecode written into a model's version directory changes it, and a server polling its
+    # repository would then reload the model.
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
     return env
 
 
@@ -101,6 +104,11 @@ def failure_report(log_path: Path, tail: int = 10) -> str:
 def repository_models(model_repository: Path) -> list[str]:
     """The models tritonserver will load: directories holding a config.pbtxt."""
     return sorted(path.parent.name for path in model_repository.glob("*/config.pbtxt"))
+
+
+# A new version directory (`make train`, `models.export`) is served within seconds, under a
+# running worker; the worker re-reads the served versions on its own timer.
+POLL_REPOSITORY = ("--model-control-mode=poll", "--repository-poll-secs=5")
 
 
 class TritonServer(ManagedProcess):

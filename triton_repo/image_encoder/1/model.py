@@ -1,8 +1,9 @@
 """Triton Python model `image_encoder`: encoded image bytes -> EfficientNet-Lite0 outputs.
 
 IMAGE (TYPE_STRING [1], JPEG/PNG/WebP/... bytes) -> IMAGE_EMBEDDING (FP32 [1280], the
-globally pooled penultimate features), IMAGE_LOGITS (FP32 [1000], ImageNet classes) and
-ERROR (TYPE_STRING [1]: empty, or why this row's image could not be decoded; such a row's
+globally pooled penultimate features), IMAGE_LOGITS (FP32 [1000], ImageNet classes),
+IMAGE_TEXT_EMBEDDING (FP32 [384], the image in the text encoder's space: see image_text.py)
+and ERROR (TYPE_STRING [1]: empty, or why this row's image could not be decoded; such a row's
 outputs are zeros). Decoding, resizing and normalisation happen here, with Pillow.
 """
 
@@ -18,10 +19,12 @@ import numpy as np
 import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 from image_preprocess import IMAGE_SIZE, ImageDecodeError, preprocess_image
+from image_text import CLASS_TEXT_FILE, TEXT_DIM, load_class_text, text_space_embeddings
 
 INPUT_IMAGE = "IMAGE"
 OUTPUT_EMBEDDING = "IMAGE_EMBEDDING"
 OUTPUT_LOGITS = "IMAGE_LOGITS"
+OUTPUT_TEXT_EMBEDDING = "IMAGE_TEXT_EMBEDDING"
 OUTPUT_ERROR = "ERROR"
 EMBEDDING_DIM = 1280
 NUM_CLASSES = 1000
@@ -58,6 +61,7 @@ class TritonPythonModel:
     def initialize(self, args: dict[str, Any]) -> None:
         version_dir = Path(args["model_repository"]) / args["model_version"]
         self.session = _onnx_session(version_dir / "model.onnx", args)
+        self.class_text = load_class_text(version_dir / CLASS_TEXT_FILE)
         # Pillow releases the GIL while decoding and resizing, so threads use spare cores.
         self.pool = ThreadPoolExecutor(max_workers=int(_parameter(args, "decode_threads", "2")))
 
@@ -71,6 +75,7 @@ class TritonPythonModel:
         rows = len(decoded)
         embeddings = np.zeros((rows, EMBEDDING_DIM), dtype=np.float32)
         logits = np.zeros((rows, NUM_CLASSES), dtype=np.float32)
+        text_space = np.zeros((rows, TEXT_DIM), dtype=np.float32)
         errors = np.array([b""] * rows, dtype=np.object_)
         good = [i for i, item in enumerate(decoded) if isinstance(item, np.ndarray)]
         for i, item in enumerate(decoded):
@@ -81,12 +86,14 @@ class TritonPythonModel:
             for slot, i in enumerate(good):
                 pixels[slot] = decoded[i]
             embeddings[good], logits[good] = self.session.run(None, {"image": pixels})
+            text_space[good] = text_space_embeddings(logits[good], self.class_text)
         responses = []
         offsets = np.cumsum([0] + [len(batch) for batch in batches])
         for start, end in itertools.pairwise(offsets):
             outputs = [
                 pb_utils.Tensor(OUTPUT_EMBEDDING, embeddings[start:end]),
                 pb_utils.Tensor(OUTPUT_LOGITS, logits[start:end]),
+                pb_utils.Tensor(OUTPUT_TEXT_EMBEDDING, text_space[start:end]),
                 pb_utils.Tensor(OUTPUT_ERROR, errors[start:end].reshape(-1, 1)),
             ]
             responses.append(pb_utils.InferenceResponse(output_tensors=outputs))

@@ -3,7 +3,8 @@
 Inputs TEXT, IMAGE, AUDIO (TYPE_STRING [1] each: UTF-8 text, encoded image bytes, WAV
 bytes; an empty string means "this item has no such modality"). For every modality the
 rows that have it go to that modality's encoder model in one sub-request, the encoders
-running concurrently; the embeddings and a presence mask then go to `fusion`.
+running concurrently; the embeddings (an image gives two: its features and its text-space
+embedding) and a presence mask then go to `fusion`, whose latest version Triton serves.
 
 Outputs ITEM_VECTOR (FP32 [256], L2-normalised) and ERROR (TYPE_STRING [1]): empty when
 the row is fine, otherwise why it has no vector ("no content", an image or audio decode
@@ -33,16 +34,22 @@ class Modality:
     name: str  # used in error messages
     input: str  # this model's input, and the encoder's input of the same name
     encoder: str
-    embedding: str  # the encoder's output, and fusion's input of the same name
-    dim: int
+    # The encoder's outputs passed on, each also fusion's input of the same name, with dims.
+    embeddings: tuple[tuple[str, int], ...]
     reports_errors: bool  # whether the encoder has a per-row ERROR output
 
 
 # Order matters: it is the column order of fusion's MODALITY_MASK.
 MODALITIES = (
-    Modality("text", "TEXT", "text_encoder", "TEXT_EMBEDDING", 384, False),
-    Modality("image", "IMAGE", "image_encoder", "IMAGE_EMBEDDING", 1280, True),
-    Modality("audio", "AUDIO", "audio_encoder", "AUDIO_EMBEDDING", 512, True),
+    Modality("text", "TEXT", "text_encoder", (("TEXT_EMBEDDING", 384),), False),
+    Modality(
+        "image",
+        "IMAGE",
+        "image_encoder",
+        (("IMAGE_EMBEDDING", 1280), ("IMAGE_TEXT_EMBEDDING", 384)),
+        True,
+    ),
+    Modality("audio", "AUDIO", "audio_encoder", (("AUDIO_EMBEDDING", 512),), True),
 )
 
 
@@ -60,16 +67,17 @@ async def _infer(model: str, inputs: list[Any], outputs: list[str]) -> list[np.n
     return [pb_utils.get_output_tensor_by_name(response, name).as_numpy() for name in outputs]
 
 
-async def _encode(modality: Modality, values: np.ndarray) -> tuple[np.ndarray, list[str]]:
-    """Encode the non-empty `values` -> (embeddings [n, dim], per-row error text)."""
-    outputs = [modality.embedding] + (["ERROR"] if modality.reports_errors else [])
+async def _encode(modality: Modality, values: np.ndarray) -> tuple[list[np.ndarray], list[str]]:
+    """Encode the non-empty `values` -> ([n, dim] per embedding, per-row error text)."""
+    names = [name for name, _ in modality.embeddings]
+    outputs = names + (["ERROR"] if modality.reports_errors else [])
     results = await _infer(
         modality.encoder, [pb_utils.Tensor(modality.input, values.reshape(-1, 1))], outputs
     )
     if not modality.reports_errors:
-        return results[0], [""] * len(values)
-    errors = [error.decode("utf-8", errors="replace") for error in results[1].reshape(-1)]
-    return results[0], errors
+        return results, [""] * len(values)
+    errors = [error.decode("utf-8", errors="replace") for error in results[-1].reshape(-1)]
+    return results[: len(names)], errors
 
 
 class TritonPythonModel:
@@ -118,24 +126,21 @@ class TritonPythonModel:
         encoded = iter(await asyncio.gather(*jobs))
 
         errors = ["" if mask[row].any() else "no content" for row in range(rows)]
-        features = []
+        features: dict[str, np.ndarray] = {}
         for modality, rows_with in zip(MODALITIES, present, strict=True):
-            feature = np.zeros((rows, modality.dim), dtype=np.float32)
-            if rows_with.size:
-                embeddings, row_errors = next(encoded)
-                feature[rows_with] = embeddings
-                for row, error in zip(rows_with, row_errors, strict=True):
-                    if error and not errors[row]:
-                        errors[row] = f"{modality.name}: {error}"
-            features.append(feature)
+            outputs, row_errors = next(encoded) if rows_with.size else ([], [])
+            for slot, (name, dim) in enumerate(modality.embeddings):
+                features[name] = np.zeros((rows, dim), dtype=np.float32)
+                if outputs:
+                    features[name][rows_with] = outputs[slot]
+            for row, error in zip(rows_with, row_errors, strict=True):
+                if error and not errors[row]:
+                    errors[row] = f"{modality.name}: {error}"
 
         vectors = np.zeros((rows, FUSED_DIM), dtype=np.float32)
         ok = np.array([not error for error in errors], dtype=bool)
         if ok.any():
-            inputs = [
-                pb_utils.Tensor(modality.embedding, feature[ok])
-                for modality, feature in zip(MODALITIES, features, strict=True)
-            ]
+            inputs = [pb_utils.Tensor(name, feature[ok]) for name, feature in features.items()]
             inputs.append(pb_utils.Tensor(FUSION_MASK, mask[ok].astype(np.float32)))
             fused = await _infer(FUSION_MODEL, inputs, [OUTPUT_VECTOR])
             vectors[ok] = fused[0]

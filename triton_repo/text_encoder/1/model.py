@@ -14,12 +14,10 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
-from text_preprocess import TOKENIZER_FILE, load_tokenizer, tokenize
+from text_preprocess import TOKENIZER_FILE, embed, load_tokenizer
 
 INPUT_TEXT = "TEXT"
 OUTPUT_EMBEDDING = "TEXT_EMBEDDING"
-EMBEDDING_DIM = 384
-RUN_ROWS = 32
 
 
 def _parameter(args: dict[str, Any], name: str, default: str) -> str:
@@ -48,23 +46,6 @@ class TritonPythonModel:
         self.tokenizer = load_tokenizer(version_dir / TOKENIZER_FILE)
         self.session = _onnx_session(version_dir / "model.onnx", args)
 
-    def _embed(self, texts: list[str]) -> np.ndarray:
-        input_ids, attention_mask = tokenize(self.tokenizer, texts)
-        lengths = attention_mask.sum(axis=1)
-        embeddings = np.empty((len(texts), EMBEDDING_DIM), dtype=np.float32)
-        # Runs of similar-length rows, each cut to its own longest row: one long text no
-        # longer pads every short one in the batch to 128 tokens.
-        order = np.argsort(lengths, kind="stable")
-        for start in range(0, len(order), RUN_ROWS):
-            rows = order[start : start + RUN_ROWS]
-            width = int(lengths[rows].max())
-            feeds = {
-                "input_ids": input_ids[rows, :width],
-                "attention_mask": attention_mask[rows, :width],
-            }
-            embeddings[rows] = self.session.run(None, feeds)[0]
-        return embeddings
-
     def execute(self, requests: list[Any]) -> list[Any]:
         # Dynamic batching hands over several requests: encode all their rows together.
         batches = [
@@ -72,7 +53,7 @@ class TritonPythonModel:
             for request in requests
         ]
         texts = [value.decode("utf-8", errors="replace") for batch in batches for value in batch]
-        embeddings = self._embed(texts)
+        embeddings = embed(lambda feeds: self.session.run(None, feeds)[0], self.tokenizer, texts)
         responses = []
         offsets = np.cumsum([0] + [len(batch) for batch in batches])
         for start, end in itertools.pairwise(offsets):

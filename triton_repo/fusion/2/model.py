@@ -1,8 +1,10 @@
 """Triton Python model `fusion`: per-modality embeddings + presence mask -> item vector.
 
-TEXT_EMBEDDING [384], IMAGE_EMBEDDING [1280], AUDIO_EMBEDDING [512] and MODALITY_MASK [3]
-(1.0 = present, in that order) -> ITEM_VECTOR (FP32 [256], L2-normalised; all zeros for a
-row whose mask is empty). The network is `models.fusion.FusionModel`, exported to ONNX.
+TEXT_EMBEDDING [384], IMAGE_TEXT_EMBEDDING [384] (the image in the text space),
+IMAGE_EMBEDDING [1280], AUDIO_EMBEDDING [512] and MODALITY_MASK [3] (1.0 = present; text,
+image, audio) -> ITEM_VECTOR (FP32 [256], L2-normalised; all zeros for a row whose mask is
+empty). The network is `models.fusion.FusionModel` with the weights of this version
+(models/weights/fusion-v<version>.pt), exported to ONNX.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import triton_python_backend_utils as pb_utils
 # Triton tensor name -> ONNX graph input name.
 INPUTS = {
     "TEXT_EMBEDDING": "text",
+    "IMAGE_TEXT_EMBEDDING": "image_text",
     "IMAGE_EMBEDDING": "image",
     "AUDIO_EMBEDDING": "audio",
     "MODALITY_MASK": "mask",
