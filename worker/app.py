@@ -16,6 +16,7 @@ from typing import TypeVar
 import faust
 import mode
 
+from worker.fanout import PushLimiter, fan_out, upserted_ids
 from worker.ingest import IngestResult, ingest_batch
 from worker.kafka import StreamApp, dead_letter_headers, make_app, raw_message
 from worker.media import MediaFetcher
@@ -24,10 +25,13 @@ from worker.recommend import RecommendResult, recommend_batch
 from worker.records import BatchResult, RawMessage
 from worker.settings import Settings
 from worker.store import EdgeVectorStore, QdrantServerStore, VectorStore
-from worker.triton import TritonClient
+from worker.trending import Trending
+from worker.triton import TritonClient, TritonError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+# How often the served model versions are re-read (Triton may swap them: poll mode).
+MODEL_VERSION_REFRESH_S = 5.0
 
 
 def create_store(settings: Settings) -> VectorStore:
@@ -63,6 +67,14 @@ class Runtime(mode.Service):
         )
         self.store = create_store(settings)
         self.media = MediaFetcher()
+        # Shared by both agents (one event loop, no locks): the events path counts into
+        # trending, the items path reads it when it ranks for new-item pushes.
+        self.trending = Trending(
+            half_life_s=settings.trending_half_life_s,
+            # Tracking more items than are shown keeps the ranking right at the cut-off.
+            capacity=max(10 * settings.trending_size, 1000),
+        )
+        self.push_limiter = PushLimiter(settings.fanout_user_interval_s)
         self.model_version = ""
         self.clients_ready = asyncio.Event()
         self._assigned = False
@@ -79,6 +91,21 @@ class Runtime(mode.Service):
         self.clients_ready.set()
         self._update_ready()
         log.info("worker started: model_version=%s", self.model_version)
+
+    @mode.Service.timer(MODEL_VERSION_REFRESH_S)
+    async def _refresh_model_version(self) -> None:
+        # A tritonserver polling its repository swaps in new model versions under a running
+        # worker; batches after this refresh report them in model_version.
+        if not self.clients_ready.is_set():
+            return
+        try:
+            version = await self.triton.model_version()
+        except TritonError as exc:
+            log.warning("model_version not refreshed: %s", exc)
+            return
+        if version != self.model_version:
+            log.info("model_version: %s -> %s", self.model_version, version)
+            self.model_version = version
 
     def on_assigned(self) -> None:
         self._assigned = True
@@ -180,6 +207,18 @@ def build_app(settings: Settings, metrics: Metrics) -> StreamApp:
                     media=runtime.media,
                     model_version=runtime.model_version,
                 )
+                started = time.perf_counter()
+                pushes = await fan_out(
+                    upserted_ids(msgs),
+                    store=runtime.store,
+                    trending=runtime.trending,
+                    limiter=runtime.push_limiter,
+                    settings=settings,
+                    model_version=runtime.model_version,
+                    now=time.time(),
+                )
+                result.outputs.extend(pushes)
+                result.stage_seconds["fanout"] = time.perf_counter() - started
                 await publish(settings.items_topic, result)
                 return result
 
@@ -203,6 +242,7 @@ def build_app(settings: Settings, metrics: Metrics) -> StreamApp:
                     store=runtime.store,
                     settings=settings,
                     model_version=runtime.model_version,
+                    trending=runtime.trending,
                 )
                 await publish(settings.events_topic, result)
                 return result

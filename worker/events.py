@@ -1,9 +1,10 @@
 """Where a `user-events` message is parsed and validated (pure, no I/O).
 
 Contract (key = user_id):
-    {"event_id", "user_id", "item_id", "type", "value", "ts"}
+    {"event_id", "user_id", "item_id", "type", "value", "ts", "context"}
 `type` is one of view|click|like|share|purchase|skip|dislike|rating; `value` is optional
-(the rating for `type=rating`, 1..5); `ts` is epoch seconds or an ISO 8601 string.
+(the rating for `type=rating`, 1..5); `ts` is epoch seconds or an ISO 8601 string; the
+optional `context` narrows the answer: {"categories": [...], "max_age_s": seconds}.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from worker.settings import EventType
 from worker.validation import InvalidMessage, decode_json_object, parse_timestamp, require_id
 
 EVENT_TYPES: frozenset[str] = frozenset(get_args(EventType))
+MAX_CONTEXT_CATEGORIES = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +27,9 @@ class UserEvent:
     type: str
     value: float | None
     ts: float  # epoch seconds
+    # From the optional `context`: recommend only these categories / items this new.
+    categories: tuple[str, ...] | None = None
+    max_age_s: float | None = None
 
 
 def parse_event(key: bytes | None, value: bytes | None) -> UserEvent:
@@ -47,7 +52,33 @@ def parse_event(key: bytes | None, value: bytes | None) -> UserEvent:
     if etype == "rating" and (value_f is None or not 0.0 <= value_f <= 5.0):
         raise InvalidMessage("a 'rating' event needs 'value' between 0 and 5")
     ts = parse_timestamp(doc.get("ts"))
-    return UserEvent(event_id, user_id, item_id, etype, value_f, ts)
+    categories, max_age_s = _parse_context(doc.get("context"))
+    return UserEvent(event_id, user_id, item_id, etype, value_f, ts, categories, max_age_s)
+
+
+def _parse_context(raw: object) -> tuple[tuple[str, ...] | None, float | None]:
+    if raw is None:
+        return None, None
+    if not isinstance(raw, dict):
+        raise InvalidMessage("'context' must be an object")
+    categories = raw.get("categories")
+    if categories is not None and (
+        not isinstance(categories, list)
+        or not 0 < len(categories) <= MAX_CONTEXT_CATEGORIES
+        or not all(isinstance(c, str) and c for c in categories)
+    ):
+        raise InvalidMessage(
+            f"'context.categories' must be a list of 1-{MAX_CONTEXT_CATEGORIES} non-empty strings"
+        )
+    max_age_s = raw.get("max_age_s")
+    if max_age_s is not None and (
+        isinstance(max_age_s, bool) or not isinstance(max_age_s, int | float) or max_age_s <= 0
+    ):
+        raise InvalidMessage("'context.max_age_s' must be a positive number of seconds")
+    return (
+        tuple(categories) if categories is not None else None,
+        float(max_age_s) if max_age_s is not None else None,
+    )
 
 
 def event_weight(event: UserEvent, weights: dict[str, float]) -> float:

@@ -1,23 +1,38 @@
 """The user-events path for one micro-batch.
 
-parse -> load user states (1 store call) -> fold events -> load history vectors (1 call)
--> user vectors (1 Triton call) -> retrieval (1 batched Qdrant query) -> save states (1 call)
--> one recommendation per user (coalesced) or per event round.
+parse -> trending counts -> load user states (1 store call) -> fold events -> fetch history
+and trending items (1 call) -> user vectors (1 Triton call) -> retrieval (1 batched Qdrant
+query) -> save states (1 call) -> rank (pure: worker.ranking) -> one recommendation per user
+(coalesced) or per event round.
+
+A user whose history has no catalogue item yet (a brand-new user, or items not indexed yet)
+gets the trending items: strategy "trending" instead of "user_vector".
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from worker.candidates import final_candidates, search_request
+import numpy as np
+
+from worker.candidates import (
+    CandidateFilter,
+    candidate_filter,
+    merge_candidates,
+    scored_against,
+    search_request,
+    trending_items,
+)
 from worker.events import UserEvent, parse_event
+from worker.ranking import RankingParams, rank
 from worker.recommendations import encode_recommendation
 from worker.records import BatchResult, DeadLetter, OutMessage, RawMessage
 from worker.settings import Settings
 from worker.store import ScoredItem, UserState, VectorStore
+from worker.trending import Trending, counts_as_consumption
 from worker.triton import TritonClient
 from worker.user_state import apply_events
 from worker.user_vector import make_user_vectors
@@ -46,6 +61,36 @@ def event_rounds(
     return [{u: [ev[r]] for u, ev in per_user.items() if len(ev) > r} for r in range(depth)]
 
 
+def negatives_of(state: UserState, vectors: Mapping[str, np.ndarray]) -> np.ndarray:
+    """[m, D] vectors of the catalogue items in the user's history with a negative weight
+    (dislikes, skips, low ratings): the ranking keeps their look-alikes down."""
+    rows = [vectors[i.item_id] for i in state.history if i.weight < 0 and i.item_id in vectors]
+    return np.stack(rows) if rows else np.zeros((0, 0), dtype=np.float32)
+
+
+def rank_for_user(
+    found: Sequence[ScoredItem],
+    extra: Sequence[ScoredItem],
+    state: UserState,
+    query: np.ndarray | None,
+    trending: Mapping[str, float],
+    constraints: CandidateFilter,
+    now: float,
+    params: RankingParams,
+    negatives: np.ndarray | None = None,
+) -> list[ScoredItem]:
+    """Search hits plus extra candidates (trending) -> the user's final k items."""
+    candidates = merge_candidates(found, scored_against(extra, query), state.seen, constraints)
+    return rank(
+        candidates,
+        trending,
+        history_length=len(state.history),
+        now=now,
+        params=params,
+        negatives=negatives,
+    )
+
+
 async def recommend_batch(
     messages: Sequence[RawMessage],
     *,
@@ -53,6 +98,7 @@ async def recommend_batch(
     store: VectorStore,
     settings: Settings,
     model_version: str,
+    trending: Trending,
     clock: Callable[[], float] = time.time,
 ) -> RecommendResult:
     result = RecommendResult(event_timestamps=[])
@@ -67,7 +113,9 @@ async def recommend_batch(
     stages["decode"] = time.perf_counter() - started
 
     for round_events in event_rounds(events, coalesce=settings.coalesce_events):
-        await _recommend_round(round_events, result, triton, store, settings, model_version, clock)
+        await _recommend_round(
+            round_events, result, triton, store, settings, model_version, trending, clock
+        )
     return result
 
 
@@ -86,10 +134,16 @@ async def _recommend_round(
     store: VectorStore,
     settings: Settings,
     model_version: str,
+    trending: Trending,
     clock: Callable[[], float],
 ) -> None:
     stages = result.stage_seconds
     t0 = time.perf_counter()
+    for user_events in by_user.values():
+        for event in user_events:
+            if counts_as_consumption(event.type):
+                trending.add(event.item_id, event.ts)
+    popular = trending.top(settings.trending_size)
     user_ids = list(by_user)
     stored = await store.get_users(user_ids)
     states = [
@@ -102,8 +156,9 @@ async def _recommend_round(
         )
         for uid in user_ids
     ]
-    history_ids = sorted({i.item_id for s in states for i in s.history})
-    item_vectors = await store.get_item_vectors(history_ids)
+    wanted_ids = {i.item_id for s in states for i in s.history} | set(popular)
+    fetched = await store.get_items(sorted(wanted_ids))
+    item_vectors = {k: v.vector for k, v in fetched.items() if v.vector is not None}
     t1 = time.perf_counter()
     stages["state"] = stages.get("state", 0.0) + (t1 - t0)
 
@@ -111,29 +166,54 @@ async def _recommend_round(
     t2 = time.perf_counter()
     stages["triton"] = stages.get("triton", 0.0) + (t2 - t1)
 
-    wanted = [i for i, v in enumerate(vectors) if v is not None]
-    # Over-fetch a little: the final filter may still drop seen items beyond the filter's reach.
+    # Event time, not the wall clock: freshness and windows then mean the same in a replay.
+    now = max(e.ts for evs in by_user.values() for e in evs)
+    constraints = [candidate_filter(settings, by_user[s.user_id], now) for s in states]
+    # Rows whose constraints leave no category (an empty intersection) need no search.
+    searched = [
+        row
+        for row, vector in enumerate(vectors)
+        if vector is not None and constraints[row].categories != ()
+    ]
     requests = [
-        search_request(vectors[i], states[i].seen, k=settings.recommendations_k + 5)  # type: ignore[arg-type]
-        for i in wanted
+        search_request(
+            vectors[row],  # type: ignore[arg-type]
+            states[row].seen,
+            k=settings.candidate_pool,
+            constraints=constraints[row],
+        )
+        for row in searched
     ]
     found = await store.search_items(requests) if requests else []
     t3 = time.perf_counter()
     stages["qdrant"] = stages.get("qdrant", 0.0) + (t3 - t2)
 
-    for i, vector in enumerate(vectors):
+    for state, vector in zip(states, vectors, strict=True):
         if vector is not None:
-            states[i].vector = vector
+            state.vector = vector
     # Saved while the outputs are produced; the store's single thread runs calls in
     # submission order, so a later read (next round or batch) still sees this write.
     result.pending_saves.append(asyncio.ensure_future(_timed_save(store, states, stages)))
 
-    found_by_row: dict[int, list[ScoredItem]] = dict(zip(wanted, found, strict=True))
+    found_by_row: dict[int, list[ScoredItem]] = dict(zip(searched, found, strict=True))
+    extra = trending_items(popular, fetched)
+    params = RankingParams.from_settings(settings)
     timings_ms = {k: v * 1000.0 for k, v in stages.items()}
-    now = clock()
+    generated_at = clock()
+    t4 = time.perf_counter()
     for row, state in enumerate(states):
         answered = by_user[state.user_id]
-        items = final_candidates(found_by_row.get(row, []), state.seen, settings.recommendations_k)
+        items = rank_for_user(
+            found_by_row.get(row, []),
+            extra,
+            state,
+            vectors[row],
+            popular,
+            constraints[row],
+            now,
+            params,
+            negatives_of(state, item_vectors),
+        )
         result.outputs.append(
             OutMessage(
                 topic=settings.recommendations_topic,
@@ -143,11 +223,13 @@ async def _recommend_round(
                     event_ids=[e.event_id for e in answered],
                     items=items,
                     model_version=model_version,
-                    generated_at=now,
+                    generated_at=generated_at,
                     timings_ms=timings_ms,
-                    strategy="user_vector" if row in found_by_row else "no_history",
+                    strategy="user_vector" if vectors[row] is not None else "trending",
                 ),
             )
         )
         assert result.event_timestamps is not None
         result.event_timestamps.extend(e.ts for e in answered)
+    # After the messages are built: their timings_ms cover the stages before ranking.
+    stages["rank"] = stages.get("rank", 0.0) + (time.perf_counter() - t4)

@@ -89,6 +89,38 @@ class Settings(BaseSettings):
     event_weights: dict[EventType, float] = Field(
         default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS)
     )
+    # Candidates fetched per user (nearest to the user vector) before re-ranking to k.
+    candidate_pool: int = Field(default=50, ge=1, le=1000)
+    # Trending = time-decayed count of consumption events (skips and dislikes do not count),
+    # kept in memory from the event stream; the top `trending_size` items are candidates.
+    trending_half_life_s: float = Field(default=24 * 3600.0, gt=0)
+    trending_size: int = Field(default=30, ge=0, le=10_000)
+    # Weight of normalised trending popularity in the score of a user with no history (on
+    # the 0..1 relevance scale: the best candidate's cosine maps to 1, the
+    # candidate_pool-th to 0); it halves at `popularity_history` interactions.
+    popularity_weight: float = Field(default=0.3, ge=0)
+    popularity_history: float = Field(default=5.0, gt=0)
+    # Score bonus for new items: freshness_boost * 0.5 ** (item age / half-life).
+    freshness_boost: float = Field(default=0.05, ge=0)
+    freshness_half_life_s: float = Field(default=3 * 24 * 3600.0, gt=0)
+    # Maximal marginal relevance: 1 ranks by score alone, lower values trade score for
+    # diversity (items unlike those already listed).
+    mmr_lambda: float = Field(default=0.9, ge=0, le=1)
+    # Penalty on items like those the user disliked or skipped (or rated 1-2 stars): score
+    # minus this x the cosine to the closest one (scores are on a 0..1 relevance scale).
+    negative_feedback_weight: float = Field(default=0.5, ge=0)
+    # Optional constraints on every recommendation (an event's `context` can narrow them):
+    # JSON list of categories, e.g. RECOMMEND_CATEGORIES='["Comedy"]'; only items created
+    # within FRESHNESS_WINDOW_S seconds.
+    recommend_categories: list[str] | None = None
+    freshness_window_s: float | None = Field(default=None, gt=0)
+    # New-item fan-out: a freshly indexed item (created at most `fanout_max_item_age_s` ago)
+    # is matched against the nearest user vectors; up to `fanout_users_per_item` of them get
+    # refreshed recommendations when it enters their top k, each user at most once per
+    # `fanout_user_interval_s`. 0 users turns fan-out off.
+    fanout_users_per_item: int = Field(default=20, ge=0, le=1000)
+    fanout_user_interval_s: float = Field(default=60.0, ge=0)
+    fanout_max_item_age_s: float = Field(default=24 * 3600.0, gt=0)
 
     # --- observability -------------------------------------------------------------------
     metrics_port: int = Field(default=9464, ge=0, le=65535)  # 0 -> pick a free port

@@ -1,4 +1,5 @@
-"""user_encoder on the real tritonserver, against a numpy recomputation."""
+"""user_encoder on the real tritonserver: the served sequence encoder against PyTorch, with
+its content anchor for users whose items it was not trained on."""
 
 from __future__ import annotations
 
@@ -6,97 +7,92 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
 
+from models import user_model
+from models.reference import load_repo_module
 from worker.triton import EMBEDDING_DIM, USER_MODEL, TritonClient
 
 pytestmark = pytest.mark.integration
 
+prep = load_repo_module("user_preprocess")
+MODEL = user_model.load()
+MAX_LEN = MODEL.config.max_len
+REFERENCE = user_model.load_reference_items().float().numpy()
 CONFIG = Path(__file__).resolve().parents[2] / "triton_repo" / USER_MODEL / "config.pbtxt"
-HALF_LIFE_S = float(
-    text_format.Parse(CONFIG.read_text(), pb.ModelConfig())
-    .parameters["half_life_seconds"]
-    .string_value
-)
+PARAMETERS = {
+    key: value.string_value
+    for key, value in text_format.Parse(CONFIG.read_text(), pb.ModelConfig()).parameters.items()
+}
 
 
-def unit_vectors(*shape: int, seed: int = 0) -> np.ndarray:
-    vectors = np.random.default_rng(seed).standard_normal((*shape, EMBEDDING_DIM))
-    return (vectors / np.linalg.norm(vectors, axis=-1, keepdims=True)).astype(np.float32)
+def histories(
+    rows: int, length: int, seed: int, *, familiar: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Users whose items are training items (familiar) or random vectors (unfamiliar)."""
+    rng = np.random.default_rng(seed)
+    if familiar:
+        items = REFERENCE[rng.integers(0, len(REFERENCE), size=(rows, length))]
+    else:
+        items = rng.standard_normal((rows, length, EMBEDDING_DIM))
+    items = items / np.linalg.norm(items, axis=-1, keepdims=True)
+    weights = rng.choice([0.3, 1.0, 2.0, 3.0, -0.5, -2.0, -0.6, 0.6], size=(rows, length))
+    ages = np.sort(rng.uniform(0, 3e6, size=(rows, length)), axis=1)[:, ::-1]
+    return items.astype(np.float32), weights.astype(np.float32), ages.astype(np.float32)
 
 
-def expected_user_vectors(items: np.ndarray, weights: np.ndarray, ages: np.ndarray) -> np.ndarray:
-    """The decayed, signed-weighted mean, normalised (float64 for a clean reference)."""
-    decay = 0.5 ** (ages.astype(np.float64) / HALF_LIFE_S)
-    mean = (items * (weights * decay)[..., None]).sum(axis=1) / np.maximum(
-        np.abs(weights).sum(axis=1, keepdims=True), 1e-12
-    )
-    norms = np.linalg.norm(mean, axis=1, keepdims=True)
-    return np.where(norms > 0, mean / np.where(norms > 0, norms, 1.0), 0.0)
+def sequence_vectors(items: np.ndarray, weights: np.ndarray, ages: np.ndarray) -> np.ndarray:
+    inputs = prep.sequence_inputs(items, weights, ages, MAX_LEN)
+    with torch.no_grad():
+        return MODEL(*(torch.from_numpy(a) for a in inputs)).numpy()
 
 
-def cosine(a: np.ndarray, b: np.ndarray) -> float:
-    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
-
-
-async def test_matches_the_numpy_recomputation(triton_client: TritonClient) -> None:
-    rng = np.random.default_rng(1)
-    items = unit_vectors(5, 8)
-    weights = rng.choice([0.3, 1.0, 2.0, 3.0, -0.5, -2.0], size=(5, 8)).astype(np.float32)
-    weights[:, 6:] = 0.0  # padding
-    weights[0, 0] = -2.0  # an old dislike
-    ages = rng.uniform(0, 4 * HALF_LIFE_S, size=(5, 8)).astype(np.float32)
+async def test_users_of_training_items_get_the_trained_model_alone(
+    triton_client: TritonClient,
+) -> None:
+    items, weights, ages = histories(5, 12, seed=1, familiar=True)
+    weights[:, 9:] = 0.0  # padding
+    weights[2, 4] = 0.0  # a zero-weight event counts as padding too
     got = await triton_client.encode_users(items, weights, ages)
     assert got.shape == (5, EMBEDDING_DIM) and got.dtype == np.float32
-    np.testing.assert_allclose(got, expected_user_vectors(items, weights, ages), atol=2e-5)
+    np.testing.assert_allclose(got, sequence_vectors(items, weights, ages), atol=1e-3)
     np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
 
 
-async def test_a_dislike_moves_the_vector_away(triton_client: TritonClient) -> None:
-    liked_a, liked_b, disliked = unit_vectors(3, seed=2)
-    history = np.stack([liked_a, liked_b, disliked])[None]
-    ages = np.zeros((1, 3), dtype=np.float32)
-    without = await triton_client.encode_users(
-        history, np.array([[2.0, 1.0, 0.0]], np.float32), ages
-    )
-    with_dislike = await triton_client.encode_users(
-        history, np.array([[2.0, 1.0, -2.0]], np.float32), ages
-    )
-    assert cosine(with_dislike[0], disliked) < cosine(without[0], disliked)
-    assert cosine(with_dislike[0], disliked) < 0
+async def test_users_of_unfamiliar_items_are_anchored_to_their_content(
+    triton_client: TritonClient,
+) -> None:
+    items, weights, ages = histories(4, 8, seed=2, familiar=False)
+    got = await triton_client.encode_users(items, weights, ages)
+    mean = prep.decayed_mean(items, weights, ages, float(PARAMETERS["half_life_seconds"]))
+    full = np.full(4, float(PARAMETERS["content_weight"]), np.float32)
+    expected = prep.anchored(sequence_vectors(items, weights, ages), mean, full)
+    np.testing.assert_allclose(got, expected, atol=1e-3)
+    assert (np.einsum("bd,bd->b", got, mean) > 0.5).all(), "content dominates"
 
 
-async def test_recent_events_count_more(triton_client: TritonClient) -> None:
-    old, new = unit_vectors(2, seed=3)
-    user = await triton_client.encode_users(
-        np.stack([old, new])[None],
-        np.ones((1, 2), np.float32),
-        np.array([[2 * HALF_LIFE_S, 0.0]], np.float32),
+async def test_a_history_longer_than_the_trained_window_uses_its_latest_items(
+    triton_client: TritonClient,
+) -> None:
+    items, weights, ages = histories(2, MAX_LEN + 20, seed=3, familiar=True)
+    long = await triton_client.encode_users(items, weights, ages)
+    latest = await triton_client.encode_users(
+        items[:, -MAX_LEN:], weights[:, -MAX_LEN:], ages[:, -MAX_LEN:]
     )
-    assert cosine(user[0], new) > cosine(user[0], old)
-    # Two half-lives: the old event has a quarter of the new one's weight.
-    np.testing.assert_allclose(
-        user[0],
-        expected_user_vectors(
-            np.stack([old, new])[None], np.ones((1, 2)), np.array([[2 * HALF_LIFE_S, 0.0]])
-        )[0],
-        atol=2e-5,
-    )
+    np.testing.assert_allclose(long, sequence_vectors(items, weights, ages), atol=1e-3)
+    assert np.einsum("bd,bd->b", long, latest) == pytest.approx([1.0, 1.0], abs=1e-2)
 
 
 async def test_rows_without_usable_history_are_zero(triton_client: TritonClient) -> None:
-    item = unit_vectors(1, seed=4)[0]
-    items = np.stack([np.zeros((2, EMBEDDING_DIM)), np.stack([item, item])]).astype(np.float32)
-    weights = np.array([[0.0, 0.0], [1.0, -1.0]], np.float32)  # padding only; a like undone
-    users = await triton_client.encode_users(items, weights, np.zeros((2, 2), np.float32))
-    assert np.array_equal(users, np.zeros((2, EMBEDDING_DIM), np.float32))
+    items, weights, ages = histories(2, 3, seed=4, familiar=True)
+    weights[0] = 0.0
+    users = await triton_client.encode_users(items, weights, ages)
+    assert not users[0].any() and np.linalg.norm(users[1]) == pytest.approx(1.0, abs=1e-5)
 
 
 async def test_batches_beyond_max_batch_size_are_split(triton_client: TritonClient) -> None:
-    rows = 300  # above the configured max_batch_size of 128
-    items = unit_vectors(rows, 4, seed=5)
-    weights = np.random.default_rng(5).uniform(0.1, 3.0, size=(rows, 4)).astype(np.float32)
-    ages = np.random.default_rng(6).uniform(0, HALF_LIFE_S, size=(rows, 4)).astype(np.float32)
+    items, weights, ages = histories(300, 6, seed=5, familiar=True)  # above max_batch_size
     got = await triton_client.encode_users(items, weights, ages)
-    np.testing.assert_allclose(got, expected_user_vectors(items, weights, ages), atol=2e-5)
+    np.testing.assert_allclose(got, sequence_vectors(items, weights, ages), atol=1e-3)

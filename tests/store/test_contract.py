@@ -269,3 +269,50 @@ async def test_open_is_idempotent_and_keeps_data(store: VectorStore) -> None:
     await store.open()
 
     assert await store.count_items() == 1
+
+
+async def test_get_items_returns_payload_and_vector_of_existing_items(store: VectorStore) -> None:
+    await store.upsert_items(
+        [item("a", unit(1, 2), category="news", tags=("x",), created_at=5.0), item("b", unit(0, 1))]
+    )
+
+    got = await store.get_items(["a", "missing"])
+
+    assert set(got) == {"a"}
+    assert (got["a"].category, got["a"].tags, got["a"].created_at) == ("news", ("x",), 5.0)
+    assert got["a"].vector is not None and got["a"].vector.dtype == np.float32
+    np.testing.assert_allclose(got["a"].vector, unit(1, 2), atol=1e-6)
+    assert await store.get_items([]) == {}
+
+
+async def test_search_returns_vectors_only_when_asked(store: VectorStore) -> None:
+    await store.upsert_items([item("a", unit(1)), item("b", unit(1, 1))])
+
+    plain, with_vectors = await store.search_items(
+        [SearchRequest(vector=unit(1), limit=2), SearchRequest(unit(1), 2, with_vectors=True)]
+    )
+
+    assert [hit.vector for hit in plain] == [None, None]
+    assert [hit.item_id for hit in with_vectors] == ["a", "b"]
+    np.testing.assert_allclose(with_vectors[1].vector, unit(1, 1), atol=1e-6)  # type: ignore[arg-type]
+
+
+async def test_search_users_finds_the_nearest_users_with_vectors(store: VectorStore) -> None:
+    await store.upsert_users(
+        [
+            UserState(user_id="near", vector=unit(1)),
+            UserState(user_id="middle", vector=unit(1, 1)),
+            UserState(user_id="far", vector=unit(0, 1)),
+            UserState(user_id="no-vector"),
+        ]
+    )
+
+    near, other = await store.search_users([unit(1), unit(0, 1)], 2)
+    [everyone] = await store.search_users([unit(1)], 10)
+
+    assert [user for user, _ in near] == ["near", "middle"]
+    assert near[0][1] == pytest.approx(1.0, abs=1e-5)
+    assert [user for user, _ in other] == ["far", "middle"]
+    assert {user for user, _ in everyone} == {"near", "middle", "far"}
+    assert await store.search_users([unit(1)], 0) == [[]]
+    assert await store.search_users([], 5) == []

@@ -70,6 +70,7 @@ class SearchRequest:
     exclude_item_ids: Sequence[str] = ()
     categories: Sequence[str] | None = None  # keep only these categories when given
     created_after: float | None = None  # freshness window, epoch seconds
+    with_vectors: bool = False  # return each hit's vector (re-ranking for diversity needs it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +81,8 @@ class ScoredItem:
     tags: tuple[str, ...] = ()
     created_at: float = 0.0
     popularity: float = 0.0
+    # Set when the request asked for vectors (and by `get_items`); not part of equality.
+    vector: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
 class VectorStore(Protocol):
@@ -99,6 +102,10 @@ class VectorStore(Protocol):
     async def get_item_vectors(self, item_ids: Sequence[str]) -> dict[str, np.ndarray]:
         """Vectors of the items that exist; unknown ids are simply absent."""
 
+    async def get_items(self, item_ids: Sequence[str]) -> dict[str, ScoredItem]:
+        """Payload and vector of the items that exist (score 0: the caller scores them);
+        unknown ids are absent."""
+
     async def count_items(self) -> int: ...
 
     async def get_users(self, user_ids: Sequence[str]) -> dict[str, UserState]:
@@ -108,3 +115,9 @@ class VectorStore(Protocol):
 
     async def search_items(self, requests: Sequence[SearchRequest]) -> list[list[ScoredItem]]:
         """One batched nearest-neighbour query; result i answers request i, best first."""
+
+    async def search_users(
+        self, vectors: Sequence[np.ndarray], limit: int
+    ) -> list[list[tuple[str, float]]]:
+        """One batched query over user vectors: result i holds the (user_id, cosine) of the
+        `limit` users nearest vector i, best first. Users without a vector never match."""

@@ -195,6 +195,24 @@ class EdgeVectorStore:
         while len(self._vector_cache) > self._vector_cache_size:
             self._vector_cache.popitem(last=False)
 
+    async def get_items(self, item_ids: Sequence[str]) -> dict[str, ScoredItem]:
+        if not item_ids:
+            return {}
+        shard, _ = self._shards()
+        records = await self._run(
+            shard.retrieve,
+            list(item_point_ids(item_ids)),
+            with_payload=SCORED_FIELDS,
+            with_vector=False,
+        )
+        # Vectors through the cache: converting them from the engine is the slow part.
+        payloads = {str(r.payload["item_id"]): r.payload for r in records if r.payload}
+        vectors = await self.get_item_vectors(list(payloads))
+        return {
+            item_id: scored_item(payload, 0.0, vectors.get(item_id))
+            for item_id, payload in payloads.items()
+        }
+
     async def count_items(self) -> int:
         shard, _ = self._shards()
         return await self._run(shard.count, CountRequest(exact=True))
@@ -205,8 +223,22 @@ class EdgeVectorStore:
         shard, _ = self._shards()
         batch = QueryBatchRequest([self._query(request) for request in requests])
         answers = await self._run(shard.query_batch, batch)
+        # Hits come without vectors; those asked for are filled from the vector cache.
+        wanted = {
+            str((hit.payload or {})["item_id"])
+            for request, hits in zip(requests, answers, strict=True)
+            if request.with_vectors
+            for hit in hits
+        }
+        vectors = await self.get_item_vectors(sorted(wanted)) if wanted else {}
         return [
-            [scored_item(hit.payload or {}, hit.score) for hit in hits][: request.limit]
+            [
+                scored_item(payload, hit.score, vectors.get(str(payload["item_id"])))
+                if request.with_vectors
+                else scored_item(payload, hit.score)
+                for hit in hits
+                for payload in (hit.payload or {},)
+            ][: request.limit]
             for request, hits in zip(requests, answers, strict=True)
         ]
 
@@ -240,6 +272,30 @@ class EdgeVectorStore:
         ]
         _, shard = self._shards()
         await self._run(shard.update, UpdateOperation.upsert_points(points))
+
+    async def search_users(
+        self, vectors: Sequence[np.ndarray], limit: int
+    ) -> list[list[tuple[str, float]]]:
+        if not vectors:
+            return []
+        _, shard = self._shards()
+        batch = QueryBatchRequest(
+            [
+                QueryRequest(
+                    limit=query_limit(limit),
+                    query=Query.Nearest(vector_list(vector), using=VECTOR_NAME),
+                    params=SearchParams(hnsw_ef=self._hnsw_ef),
+                    with_payload=["user_id"],
+                    with_vector=False,
+                )
+                for vector in vectors
+            ]
+        )
+        answers = await self._run(shard.query_batch, batch)
+        return [
+            [(str((hit.payload or {})["user_id"]), float(hit.score)) for hit in hits][:limit]
+            for hits in answers
+        ]
 
     # -- internals (the _open/_close/_flush helpers run on the store thread) -------------------
 

@@ -64,7 +64,9 @@ def item_payload(item: ItemRecord) -> dict[str, Any]:
     }
 
 
-def scored_item(payload: Mapping[str, Any], score: float) -> ScoredItem:
+def scored_item(
+    payload: Mapping[str, Any], score: float, vector: np.ndarray | None = None
+) -> ScoredItem:
     return ScoredItem(
         item_id=str(payload["item_id"]),
         score=float(score),
@@ -72,6 +74,7 @@ def scored_item(payload: Mapping[str, Any], score: float) -> ScoredItem:
         tags=tuple(payload.get("tags") or ()),
         created_at=float(payload.get("created_at") or 0.0),
         popularity=float(payload.get("popularity") or 0.0),
+        vector=vector,
     )
 
 

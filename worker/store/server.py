@@ -118,6 +118,19 @@ class QdrantServerStore:
                 vectors[by_point[str(record.id)]] = vector
         return vectors
 
+    async def get_items(self, item_ids: Sequence[str]) -> dict[str, ScoredItem]:
+        if not item_ids:
+            return {}
+        with _store_errors("retrieve items"):
+            records = await self._client.retrieve(
+                self._items,
+                list(item_point_ids(item_ids)),
+                with_payload=SCORED_FIELDS,
+                with_vectors=[VECTOR_NAME],
+            )
+        items = (scored_item(r.payload or {}, 0.0, named_vector(r.vector)) for r in records)
+        return {item.item_id: item for item in items}
+
     async def count_items(self) -> int:
         with _store_errors("count items"):
             return (await self._client.count(self._items, exact=True)).count
@@ -130,8 +143,38 @@ class QdrantServerStore:
                 self._items, [self._query(request) for request in requests]
             )
         return [
-            [scored_item(hit.payload or {}, hit.score) for hit in answer.points][: request.limit]
+            [
+                scored_item(hit.payload or {}, hit.score, named_vector(hit.vector))
+                if request.with_vectors
+                else scored_item(hit.payload or {}, hit.score)
+                for hit in answer.points
+            ][: request.limit]
             for request, answer in zip(requests, answers, strict=True)
+        ]
+
+    async def search_users(
+        self, vectors: Sequence[np.ndarray], limit: int
+    ) -> list[list[tuple[str, float]]]:
+        if not vectors:
+            return []
+        queries = [
+            m.QueryRequest(
+                query=vector_list(vector),
+                using=VECTOR_NAME,
+                limit=query_limit(limit),
+                params=m.SearchParams(hnsw_ef=self._hnsw_ef),
+                with_payload=["user_id"],
+                with_vector=False,
+            )
+            for vector in vectors
+        ]
+        with _store_errors("search users"):
+            answers = await self._client.query_batch_points(self._users, queries)
+        return [
+            [(str((hit.payload or {})["user_id"]), float(hit.score)) for hit in answer.points][
+                :limit
+            ]
+            for answer in answers
         ]
 
     async def get_users(self, user_ids: Sequence[str]) -> dict[str, UserState]:
@@ -183,5 +226,5 @@ class QdrantServerStore:
             limit=query_limit(request.limit),
             params=m.SearchParams(hnsw_ef=self._hnsw_ef),
             with_payload=SCORED_FIELDS,
-            with_vector=False,
+            with_vector=[VECTOR_NAME] if request.with_vectors else False,
         )

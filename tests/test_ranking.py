@@ -1,0 +1,114 @@
+import numpy as np
+import pytest
+
+from worker.ranking import (
+    RankingParams,
+    blend,
+    freshness,
+    mmr,
+    negative_penalty,
+    popularity_weight,
+    rank,
+    relevance,
+    unit_rows,
+)
+from worker.settings import load_settings
+from worker.store import ScoredItem
+
+PARAMS = RankingParams(
+    k=3,
+    popularity_weight=0.4,
+    popularity_history=5.0,
+    freshness_boost=0.1,
+    freshness_half_life_s=100.0,
+    mmr_lambda=1.0,
+    negative_feedback_weight=2.0,
+    relevance_span=3,
+)
+
+
+def vec(*components: float) -> np.ndarray:
+    v = np.zeros(4, dtype=np.float32)
+    v[: len(components)] = components
+    return v / np.linalg.norm(v)
+
+
+def test_params_come_from_settings() -> None:
+    params = RankingParams.from_settings(load_settings(recommendations_k=7, mmr_lambda=0.5))
+    assert (params.k, params.mmr_lambda) == (7, 0.5)
+
+
+def test_items_like_a_disliked_one_are_penalised_by_their_closest_cosine() -> None:
+    candidates = [
+        ScoredItem("twin", 0.9, vector=vec(0, 1)),
+        ScoredItem("other", 0.8, vector=vec(1)),
+        ScoredItem("opposite", 0.7, vector=vec(0, -1)),
+    ]
+    disliked = np.stack([vec(0, 1), vec(0, 0, 1)])
+    penalty = negative_penalty(unit_rows(candidates), disliked)
+    assert penalty == pytest.approx([1.0, 0.0, 0.0])
+    ranked = rank(candidates, {}, history_length=9, now=0.0, params=PARAMS, negatives=disliked)
+    assert [i.item_id for i in ranked] == ["other", "opposite", "twin"]
+    assert negative_penalty(unit_rows(candidates), np.zeros((0, 4))) == pytest.approx([0, 0, 0])
+
+
+def test_popularity_counts_fully_for_new_users_and_fades_with_history() -> None:
+    assert popularity_weight(0, PARAMS) == pytest.approx(0.4)
+    assert popularity_weight(5, PARAMS) == pytest.approx(0.2)
+    assert popularity_weight(45, PARAMS) == pytest.approx(0.04)
+
+
+def test_freshness_halves_every_half_life_and_never_exceeds_one() -> None:
+    created = np.array([1000.0, 900.0, 2000.0])  # the last "in the future": clock skew
+    assert freshness(created, 1000.0, 100.0) == pytest.approx([1.0, 0.5, 1.0])
+
+
+def test_relevance_rescales_cosines_between_the_best_and_the_span_th_best() -> None:
+    cosines = np.array([0.10, 0.14, 0.12, 0.02])
+    assert relevance(cosines, span=3) == pytest.approx([0.0, 1.0, 0.5, -2.0])
+    assert relevance(np.array([0.3, 0.1]), span=50) == pytest.approx([1.0, 0.0])
+    assert relevance(np.zeros(2), span=3) == pytest.approx([0.0, 0.0])
+    assert len(relevance(np.zeros(0), span=3)) == 0
+
+
+def test_blend_adds_popularity_and_freshness_to_the_relevance() -> None:
+    items = [
+        ScoredItem("a", 0.5, created_at=0.0),
+        ScoredItem("b", 0.5, created_at=1000.0),
+        ScoredItem("c", 0.7, created_at=0.0),
+    ]
+    scores = blend(items, {"a": 1.0}, history_length=0, now=1000.0, params=PARAMS)
+    old = 0.1 * 2.0**-10
+    assert scores == pytest.approx([0.0 + 0.4 + old, 0.0 + 0.1, 1.0 + old])
+
+
+def test_a_popular_item_wins_for_a_new_user_but_not_for_an_established_one() -> None:
+    items = [ScoredItem("close", 0.8), ScoredItem("popular", 0.75), ScoredItem("far", 0.6)]
+    trending = {"popular": 1.0}
+    new_user = rank(items, trending, history_length=0, now=0.0, params=PARAMS)
+    veteran = rank(items, trending, history_length=200, now=0.0, params=PARAMS)
+    assert [i.item_id for i in new_user] == ["popular", "close", "far"]
+    assert [i.item_id for i in veteran] == ["close", "popular", "far"]
+
+
+def test_mmr_with_lambda_one_is_a_sort_cut_to_k() -> None:
+    items = [ScoredItem(str(n), s) for n, s in enumerate([0.1, 0.9, 0.5, 0.7])]
+    assert [i.item_id for i in mmr(items, 3, 1.0)] == ["1", "3", "2"]
+
+
+def test_mmr_trades_score_for_diversity() -> None:
+    items = [
+        ScoredItem("a1", 0.90, vector=vec(1)),
+        ScoredItem("a2", 0.89, vector=vec(1, 0.05)),
+        ScoredItem("b", 0.80, vector=vec(0, 1)),
+    ]
+    assert [i.item_id for i in mmr(items, 2, 1.0)] == ["a1", "a2"]
+    assert [i.item_id for i in mmr(items, 2, 0.7)] == ["a1", "b"]
+    # Scores are kept as computed; only the order changes.
+    assert [i.score for i in mmr(items, 3, 0.7)] == [0.90, 0.80, 0.89]
+
+
+def test_mmr_treats_items_without_vectors_as_unlike_everything() -> None:
+    items = [ScoredItem("a", 0.9, vector=vec(1)), ScoredItem("b", 0.8), ScoredItem("c", 0.85)]
+    assert [i.item_id for i in mmr(items, 3, 0.5)] == ["a", "c", "b"]
+    assert mmr([], 3, 0.5) == []

@@ -1,0 +1,147 @@
+"""`python -m worker.evaluate`: the prequential MovieLens-100K replay (`make eval-replay`).
+
+Starts a local tritonserver on `triton_repo/`, embeds the catalogue with the served
+item_embedder, replays every rating through the worker's events path on an embedded Qdrant
+Edge in a scratch directory, and writes the metrics of the worker and the baselines as JSON
+and PNG. Ranking settings come from the environment like the worker's own (e.g.
+MMR_LAMBDA=1 python -m worker.evaluate); the JSON records the values used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+from models import user_model
+from worker.evaluate.catalogue import TRAIN_FRACTION, EmbeddedCatalogue, embed_movies
+from worker.evaluate.plot import plot
+from worker.evaluate.replay import replay
+from worker.movielens import load_movies, load_ratings
+from worker.settings import Settings, load_settings
+from worker.stack.tritonserver import TritonServer
+from worker.store import EdgeVectorStore
+from worker.triton import TritonClient
+
+RANKING_SETTINGS = (
+    "recommendations_k",
+    "history_window",
+    "candidate_pool",
+    "trending_half_life_s",
+    "trending_size",
+    "popularity_weight",
+    "popularity_history",
+    "freshness_boost",
+    "freshness_half_life_s",
+    "mmr_lambda",
+    "negative_feedback_weight",
+    "fanout_users_per_item",
+)
+
+
+def served_user_encoder(repo: Path) -> str:
+    config = text_format.Parse(
+        (repo / "user_encoder" / "config.pbtxt").read_text(), model_config_pb2.ModelConfig()
+    )
+    return config.parameters["encoder"].string_value
+
+
+def encoder_card(catalogue: EmbeddedCatalogue) -> dict[str, Any]:
+    """The trained encoder's model card, and whether it was trained in this item space."""
+    if not user_model.CARD_FILE.is_file():
+        return {"trained": False}
+    card = json.loads(user_model.CARD_FILE.read_text())
+    return {
+        "trained": True,
+        "item_space_matches": card.get("item_space_fingerprint") == catalogue.fingerprint(),
+        **{k: card.get(k) for k in ("epochs", "train_ratings", "item_model_version", "seed")},
+    }
+
+
+async def _run(
+    settings: Settings, triton_url: str, scratch: Path, batch: int, limit: int | None
+) -> dict[str, Any]:
+    triton = TritonClient(triton_url)
+    store = EdgeVectorStore(scratch / "qdrant-edge", settings.embedding_dim)
+    await triton.wait_ready(timeout_s=120.0)
+    await store.open()
+    try:
+        movies = load_movies()
+        catalogue = await embed_movies(triton, movies)
+        ratings = load_ratings()[:limit]
+        metrics = await replay(
+            triton=triton,
+            store=store,
+            settings=settings,
+            catalogue=catalogue,
+            movies={m.item_id: m for m in movies},
+            ratings=ratings,
+            batch_size=batch,
+        )
+    finally:
+        await store.close()
+        await triton.close()
+    return {
+        "protocol": {
+            "dataset": "MovieLens-100K",
+            "ratings": len(ratings),
+            "warm_up_fraction": TRAIN_FRACTION,
+            "k": settings.recommendations_k,
+            "events_batch_size": batch,
+            "scored": "held-out ratings except each movie's first",
+            "mrr": "reciprocal rank within the top k (0 beyond)",
+        },
+        "item_model_version": catalogue.model_version,
+        "item_space_fingerprint": catalogue.fingerprint(),
+        "user_encoder": {
+            "served": served_user_encoder(settings.triton_repo),
+            **encoder_card(catalogue),
+        },
+        "settings": {name: getattr(settings, name) for name in RANKING_SETTINGS},
+        "methods": {name: m.summary(len(catalogue.item_ids)) for name, m in metrics.items()},
+        "curves": {name: m.curve for name, m in metrics.items()},
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m worker.evaluate", description=__doc__)
+    parser.add_argument("--out", type=Path, default=Path("results/replay_eval.json"))
+    parser.add_argument("--png", type=Path, default=Path("results/replay_eval.png"))
+    parser.add_argument("--batch-size", type=int, default=64, help="events per micro-batch")
+    parser.add_argument("--ratings", type=int, help="replay only the first N ratings (smoke runs)")
+    args = parser.parse_args(argv)
+    settings = load_settings()
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="streamrec-replay-") as scratch:
+        server = TritonServer(settings.triton_repo, Path(scratch) / "triton")
+        server.start()
+        try:
+            report = asyncio.run(
+                _run(settings, server.http_url, Path(scratch), args.batch_size, args.ratings)
+            )
+        finally:
+            server.stop()
+    report["runtime_s"] = round(time.perf_counter() - started, 1)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    plot(report, args.png)
+    k = settings.recommendations_k
+    print(f"{'method':<20} recall@{k}  ndcg@{k}   mrr     coverage  new-item hits  events")
+    for name, m in report["methods"].items():
+        print(
+            f"{name:<20} {m[f'recall@{k}']:.4f}     {m[f'ndcg@{k}']:.4f}   {m['mrr']:.4f}  "
+            f"{m['coverage']:.4f}    {m['new_item_hits']:>6}       {m['n_events']}"
+        )
+    print(f"wrote {args.out} and {args.png} in {report['runtime_s']:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,187 @@
+"""Prequential replay of MovieLens-100K through the worker's own events path, next to baselines.
+
+Protocol:
+- Ratings are replayed in timestamp order in micro-batches of `batch_size`, as `user-events`
+  messages (type "rating") through `recommend_batch`: the real Triton user_encoder, Qdrant
+  Edge, the worker's ranking. Warm-up batches (the first 80%, the encoder's training data)
+  are coalesced; the rest are not, so every event gets its own answer.
+- A movie enters the catalogue (is upserted, created_at = then) just before its first
+  rating, and the worker's new-item fan-out runs on it as in the items path.
+- For each held-out rating, the list the user was last shown (the worker's answer to their
+  previous event, or a later new-item push) is checked for the rated movie *before* the
+  rating is revealed. A user's first event is checked against the list a method shows a
+  user with no history. A movie's very first rating is not scored: in the replay its
+  arrival and that rating coincide, which would let freshness-aware methods cheat.
+- Baselines see the same events and catalogue; each one's list for a user is computed right
+  after that user's previous event, so every method's list is equally stale.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Callable, Sequence
+
+import orjson
+
+from worker.evaluate.baselines import DecayedPopular, Interactions, ItemKNN, baselines
+from worker.evaluate.catalogue import (
+    EmbeddedCatalogue,
+    movie_upsert,
+    rating_weight,
+    train_cutoff,
+)
+from worker.evaluate.metrics import MethodMetrics
+from worker.fanout import PushLimiter, fan_out
+from worker.movielens import Movie, Rating
+from worker.recommend import recommend_batch
+from worker.records import OutMessage, RawMessage
+from worker.settings import Settings
+from worker.store import ItemRecord, VectorStore
+from worker.trending import Trending
+from worker.triton import TritonClient
+
+WORKER = "worker"
+
+
+def _event_message(number: int, rating: Rating, topic: str) -> RawMessage:
+    value = orjson.dumps(
+        {
+            "event_id": f"r{number}",
+            "user_id": rating.user_id,
+            "item_id": rating.item_id,
+            "type": "rating",
+            "value": rating.rating,
+            "ts": rating.ts,
+        }
+    )
+    return RawMessage(topic, 0, number, rating.user_id.encode(), value, rating.ts)
+
+
+def _answers(outputs: Sequence[OutMessage]) -> list[tuple[str, list[str], list[str]]]:
+    """(user, event ids answered, items) per output, in output order."""
+    out = []
+    for message in outputs:
+        doc = orjson.loads(message.value)
+        out.append((doc["user_id"], doc["event_ids"], [i["item_id"] for i in doc["items"]]))
+    return out
+
+
+async def replay(
+    *,
+    triton: TritonClient,
+    store: VectorStore,
+    settings: Settings,
+    catalogue: EmbeddedCatalogue,
+    movies: dict[str, Movie],
+    ratings: Sequence[Rating],
+    batch_size: int = 64,
+    log: Callable[[str], None] = print,
+) -> dict[str, MethodMetrics]:
+    k = settings.recommendations_k
+    cut = train_cutoff(ratings)
+    row_of = {item_id: row for row, item_id in enumerate(catalogue.item_ids)}
+    first_rating: dict[str, int] = {}
+    last_warm_up: dict[str, int] = {}
+    for number, rating in enumerate(ratings):
+        first_rating.setdefault(rating.item_id, number)
+        if number < cut:
+            last_warm_up[rating.user_id] = number
+
+    data = Interactions(len(catalogue.item_ids), settings.trending_half_life_s)
+    methods = baselines(
+        catalogue.vectors,
+        window=settings.history_window,
+        half_life_s=settings.recency_half_life_s,
+    )
+    knn = next(m for m in methods if isinstance(m, ItemKNN))
+    metrics = {name: MethodMetrics(k) for name in (WORKER, *(m.name for m in methods))}
+    shown: dict[str, dict[str, list[str]]] = {name: {} for name in metrics}
+    trending = Trending(
+        half_life_s=settings.trending_half_life_s, capacity=max(10 * settings.trending_size, 1000)
+    )
+    limiter = PushLimiter(settings.fanout_user_interval_s)
+    model_version = await triton.model_version()
+    warm_up = settings.model_copy(update={"coalesce_events": True})
+    held_out = settings.model_copy(update={"coalesce_events": False})
+
+    def cold_list(name: str, user: str) -> list[str]:
+        if name == WORKER:  # the worker shows a user with no history its trending items
+            rows = DecayedPopular().recommend(data, user, k)
+        else:
+            rows = next(m for m in methods if m.name == name).recommend(data, user, k)
+        return [catalogue.item_ids[row] for row in rows]
+
+    started = time.perf_counter()
+    # Batches never straddle the cut: warm-up and held-out events are handled differently.
+    bounds = [*range(0, cut, batch_size), *range(cut, len(ratings), batch_size), len(ratings)]
+    for done, (first, end) in enumerate(itertools.pairwise(bounds), 1):
+        batch = list(enumerate(ratings[first:end], first))
+        now = batch[0][1].ts
+        new_ids = [r.item_id for n, r in batch if first_rating[r.item_id] == n]
+        if new_ids:
+            await store.upsert_items(
+                [_record(movies[i], catalogue, row_of[i], now, model_version) for i in new_ids]
+            )
+            data.indexed[[row_of[i] for i in new_ids]] = True
+            pushes = await fan_out(
+                new_ids,
+                store=store,
+                trending=trending,
+                limiter=limiter,
+                settings=settings,
+                model_version=model_version,
+                now=now,
+            )
+            for user, _, items in _answers(pushes):
+                shown[WORKER][user] = items
+
+        result = await recommend_batch(
+            [_event_message(n, r, settings.events_topic) for n, r in batch],
+            triton=triton,
+            store=store,
+            settings=warm_up if first < cut else held_out,
+            model_version=model_version,
+            trending=trending,
+            clock=lambda now=now: now,  # type: ignore[misc]
+        )
+        await asyncio.gather(*result.pending_saves)
+        answer_of = {
+            event_id: items
+            for _, event_ids, items in _answers(result.outputs)
+            for event_id in event_ids
+        }
+
+        for number, rating in batch:
+            user, row = rating.user_id, row_of[rating.item_id]
+            if number >= cut and first_rating[rating.item_id] != number:
+                new_item = first_rating[rating.item_id] >= cut
+                for name, method_metrics in metrics.items():
+                    listed = shown[name].get(user) or cold_list(name, user)
+                    method_metrics.record(listed, rating.item_id, new_item=new_item)
+            knn.add(data, user, row)
+            data.add(user, row, rating_weight(rating, settings.event_weights), rating.ts)
+            shown[WORKER][user] = answer_of[f"r{number}"]
+            if number >= cut or number == last_warm_up.get(user):
+                for method in methods:
+                    rows = method.recommend(data, user, k)
+                    shown[method.name][user] = [catalogue.item_ids[r] for r in rows]
+        if end == cut or done % 200 == 0:
+            log(f"replayed {end:>6}/{len(ratings)} ratings ({time.perf_counter() - started:.0f} s)")
+    return metrics
+
+
+def _record(
+    movie: Movie, catalogue: EmbeddedCatalogue, row: int, created_at: float, version: str
+) -> ItemRecord:
+    op = movie_upsert(movie, created_at)
+    return ItemRecord(
+        item_id=movie.item_id,
+        vector=catalogue.vectors[row],
+        title=op.title,
+        category=op.category,
+        tags=op.tags,
+        created_at=created_at,
+        model_version=version,
+    )

@@ -1,0 +1,182 @@
+"""Scoring and re-ranking of a user's candidates (pure: numpy in, lists out, no I/O).
+
+    relevance     = cosine(user vector, item), rescaled per user so that the best candidate
+                    is 1 and the `relevance_span`-th best is 0
+    score         = relevance
+                    + popularity_weight(history) * trending popularity (0..1)
+                    + freshness_boost * 0.5 ** (item age / freshness half-life)
+                    - negative_feedback_weight * max(0, cosine to the closest item the
+                      user disliked or skipped)
+    final list    = maximal marginal relevance over the scores (diversity), k items.
+
+The rescaling makes the weights mean the same whatever the encoder: a trained encoder
+separates items by a few hundredths of cosine, the content mean by tenths. For the same
+reason negative feedback is a penalty on scores rather than a shift of the query vector
+(Qdrant's "recommend" with negatives): shifting a trained encoder's vector by a content
+direction drowns what it learned (measured: NDCG@10 on the MovieLens replay fell by half).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from worker.candidates import rescored
+from worker.settings import Settings
+from worker.store import ScoredItem
+
+# MMR picks k items from the best SHORTLIST_FACTOR * k.
+SHORTLIST_FACTOR = 3
+
+
+@dataclass(frozen=True, slots=True)
+class RankingParams:
+    k: int
+    popularity_weight: float
+    popularity_history: float
+    freshness_boost: float
+    freshness_half_life_s: float
+    mmr_lambda: float
+    negative_feedback_weight: float
+    relevance_span: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RankingParams:
+        return cls(
+            k=settings.recommendations_k,
+            popularity_weight=settings.popularity_weight,
+            popularity_history=settings.popularity_history,
+            freshness_boost=settings.freshness_boost,
+            freshness_half_life_s=settings.freshness_half_life_s,
+            mmr_lambda=settings.mmr_lambda,
+            negative_feedback_weight=settings.negative_feedback_weight,
+            relevance_span=settings.candidate_pool,
+        )
+
+
+def popularity_weight(history_length: int, params: RankingParams) -> float:
+    """Full weight for a user with no history, half at `popularity_history` interactions."""
+    return (
+        params.popularity_weight
+        * params.popularity_history
+        / (params.popularity_history + history_length)
+    )
+
+
+def freshness(created_at: np.ndarray, now: float, half_life_s: float) -> np.ndarray:
+    """1 for an item created now, halving every half-life; never above 1 (clock skew)."""
+    return np.exp2(-np.maximum(now - created_at, 0.0) / half_life_s)
+
+
+def relevance(cosines: np.ndarray, span: int) -> np.ndarray:
+    """Cosines mapped so the best is 1 and the span-th best 0 (lower ones go negative);
+    all 0 when they do not differ (e.g. a user without a vector)."""
+    if len(cosines) == 0:
+        return np.zeros(0)
+    ranked = np.sort(cosines)[::-1]
+    best, floor = ranked[0], ranked[min(span, len(ranked)) - 1]
+    if best - floor < 1e-9:
+        return np.zeros(len(cosines))
+    return (cosines - floor) / (best - floor)
+
+
+def unit_rows(candidates: Sequence[ScoredItem]) -> np.ndarray:
+    """[n, D] unit vectors of the candidates; zero rows for those without a vector."""
+    if not candidates:
+        return np.zeros((0, 0), dtype=np.float32)
+    dim = next((c.vector.shape[0] for c in candidates if c.vector is not None), 0)
+    missing = np.zeros(dim, dtype=np.float32)
+    vectors = np.stack([missing if c.vector is None else c.vector for c in candidates])
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return np.where(norms > 1e-6, vectors / np.maximum(norms, 1e-6), 0.0)
+
+
+def negative_penalty(vectors: np.ndarray, negatives: np.ndarray) -> np.ndarray:
+    """[n, D] unit candidates, [m, D] disliked items -> [n] max(0, closest cosine)."""
+    if len(negatives) == 0 or vectors.shape[1] == 0:
+        return np.zeros(len(vectors))
+    disliked = negatives / np.maximum(np.linalg.norm(negatives, axis=1, keepdims=True), 1e-6)
+    # einsum keeps this small product off BLAS's thread pool (see mmr).
+    return np.maximum(np.einsum("nd,md->nm", vectors, disliked).max(axis=1), 0.0)
+
+
+def blend(
+    candidates: Sequence[ScoredItem],
+    trending: Mapping[str, float],
+    *,
+    history_length: int,
+    now: float,
+    params: RankingParams,
+    negatives: np.ndarray | None = None,
+) -> np.ndarray:
+    """Each candidate's score: its relevance (rescaled cosine) plus popularity and freshness,
+    minus the negative-feedback penalty. Arrays, not per-item objects: this runs for every
+    candidate of every user. `negatives` are the vectors of items the user disliked."""
+    cosines = np.array([item.score for item in candidates], dtype=np.float64)
+    popularity = np.array([trending.get(item.item_id, 0.0) for item in candidates])
+    scores = relevance(cosines, params.relevance_span)
+    scores += popularity_weight(history_length, params) * popularity
+    if params.freshness_boost:
+        created = np.array([item.created_at for item in candidates], dtype=np.float64)
+        scores += params.freshness_boost * freshness(created, now, params.freshness_half_life_s)
+    if negatives is not None and len(negatives) and params.negative_feedback_weight:
+        penalty = negative_penalty(unit_rows(candidates), negatives)
+        scores -= params.negative_feedback_weight * penalty
+    return scores
+
+
+def mmr(candidates: Sequence[ScoredItem], k: int, lambda_: float) -> list[ScoredItem]:
+    """Greedy maximal marginal relevance: each pick maximises
+    lambda * score - (1 - lambda) * (max cosine to the items already picked).
+
+    Candidates without a vector count as unlike everything. lambda = 1 is a plain sort.
+    """
+    ranked = sorted(candidates, key=lambda s: s.score, reverse=True)
+    if lambda_ >= 1.0 or len(ranked) <= 1:
+        return ranked[:k]
+    scores = np.array([c.score for c in ranked], dtype=np.float64)
+    vectors = unit_rows(ranked)
+    # Similarity to the closest already-picked item, updated once per pick.
+    closest = np.full(len(ranked), -np.inf)
+    available = np.ones(len(ranked), dtype=bool)
+    picked: list[int] = []
+    while len(picked) < min(k, len(ranked)):
+        penalty = np.where(np.isfinite(closest), closest, 0.0)
+        gain = np.where(available, lambda_ * scores - (1.0 - lambda_) * penalty, -np.inf)
+        best = int(np.argmax(gain))
+        picked.append(best)
+        available[best] = False
+        # einsum, not @: BLAS hands even this [n, d] x [d] product to its thread pool, and
+        # waking it costs milliseconds on a busy machine.
+        closest = np.maximum(closest, np.einsum("nd,d->n", vectors, vectors[best]))
+    return [ranked[i] for i in picked]
+
+
+def rank(
+    candidates: Sequence[ScoredItem],
+    trending: Mapping[str, float],
+    *,
+    history_length: int,
+    now: float,
+    params: RankingParams,
+    negatives: np.ndarray | None = None,
+) -> list[ScoredItem]:
+    """Score, diversify and cut to k. Candidates must already be filtered (see candidates).
+
+    Diversity only reorders a shortlist of the best-scored candidates: it may promote an
+    item over a near-duplicate, never a poor match over a good one."""
+    if not candidates:
+        return []
+    scores = blend(
+        candidates,
+        trending,
+        history_length=history_length,
+        now=now,
+        params=params,
+        negatives=negatives,
+    )
+    best = np.argsort(-scores, kind="stable")[: SHORTLIST_FACTOR * params.k]
+    shortlist = [rescored(candidates[i], float(scores[i])) for i in best]
+    return mmr(shortlist, params.k, params.mmr_lambda)

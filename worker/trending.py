@@ -1,0 +1,75 @@
+"""Trending items: time-decayed popularity maintained from the event stream (pure, in memory).
+
+Each consumption event adds 1 to its item, and every count halves each `half_life_s` of
+event time. Counts are stored scaled to a reference time, so an event costs O(1) and the
+order of items never depends on "now" (every item decays by the same factor). Memory is
+bounded: beyond 2 x capacity items the least popular are forgotten (capacity 0: unbounded,
+for offline use).
+
+The tracker lives in the worker process: after a restart it refills from the stream, and
+with several workers each one sees the events of its own partitions (a per-partition sample
+of the whole traffic, which for popularity is representative when users are spread evenly).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+
+# Rebase the stored counts once events are this many half-lives past the reference time,
+# long before 2 ** exponent could overflow a float.
+_REBASE_HALF_LIVES = 256.0
+
+
+class Trending:
+    def __init__(self, *, half_life_s: float, capacity: int) -> None:
+        if half_life_s <= 0:
+            raise ValueError("half_life_s must be > 0")
+        self.half_life_s = half_life_s
+        self.capacity = capacity
+        self._scaled: dict[str, float] = {}  # count x 2 ** ((t_ref - t_event) / half-life)
+        self._reference_ts: float | None = None
+        self.latest_ts = 0.0  # the newest event time seen: "now" in event time
+
+    def __len__(self) -> int:
+        return len(self._scaled)
+
+    def add(self, item_id: str, ts: float, amount: float = 1.0) -> None:
+        if self._reference_ts is None:
+            self._reference_ts = ts
+        exponent = (ts - self._reference_ts) / self.half_life_s
+        if exponent > _REBASE_HALF_LIVES:
+            self._rebase(ts)
+            exponent = 0.0
+        self._scaled[item_id] = self._scaled.get(item_id, 0.0) + amount * math.exp2(exponent)
+        self.latest_ts = max(self.latest_ts, ts)
+        if self.capacity and len(self._scaled) > 2 * self.capacity:
+            keep = heapq.nlargest(self.capacity, self._scaled.items(), key=lambda kv: kv[1])
+            self._scaled = dict(keep)
+
+    def score(self, item_id: str, now: float) -> float:
+        """The decayed count of one item at event time `now`."""
+        if self._reference_ts is None:
+            return 0.0
+        scaled = self._scaled.get(item_id, 0.0)
+        return scaled * math.exp2((self._reference_ts - now) / self.half_life_s)
+
+    def top(self, n: int) -> dict[str, float]:
+        """The n most popular items -> popularity normalised to (0, 1] (the top item is 1)."""
+        if n <= 0 or not self._scaled:
+            return {}
+        best = heapq.nlargest(n, self._scaled.items(), key=lambda kv: kv[1])
+        peak = best[0][1]
+        return {item_id: scaled / peak for item_id, scaled in best if scaled > 0}
+
+    def _rebase(self, ts: float) -> None:
+        assert self._reference_ts is not None
+        factor = math.exp2((self._reference_ts - ts) / self.half_life_s)
+        # Counts that decayed to nothing go: they would only hold memory.
+        self._scaled = {k: v * factor for k, v in self._scaled.items() if v * factor > 1e-12}
+        self._reference_ts = ts
+
+
+def counts_as_consumption(event_type: str) -> bool:
+    """Skips and dislikes are not demand; everything else (a 1-star rating too) is."""
+    return event_type not in ("skip", "dislike")
