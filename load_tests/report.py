@@ -47,6 +47,14 @@ def summary_table(results: dict[str, Result]) -> str:
         for label, key in _LATENCY_ROWS
     ]
     rows.append(["send lag p99 ms", *(_cell(results[n]["send_lag_ms"]["p99"]) for n in names)])
+    stages = sorted({stage for n in names for stage in results[n].get("stages_ms", {})})
+    rows += [
+        [
+            f"{stage} (mean/batch)" if stage == "batch_size" else f"stage {stage} ms/batch",
+            *(_cell(results[n].get("stages_ms", {}).get(stage)) for n in names),
+        ]
+        for stage in stages
+    ]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = [
         "  ".join(

@@ -131,6 +131,7 @@ class Session:
                     health=target.problem,
                 )
                 result = asyncio.run(runner.run())
+                result["stages_ms"] = target.stages_ms()
                 result["topics"] = {
                     "events": settings.events_topic,
                     "recommendations": settings.recommendations_topic,

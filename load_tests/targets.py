@@ -61,6 +61,10 @@ class Target(Protocol):
 
     def stop(self) -> None: ...
 
+    def stages_ms(self) -> dict[str, float]:
+        """Where the system's time went: mean ms per micro-batch by stage ({} if unknown)."""
+        ...
+
 
 class EchoTarget:
     label = "floor"
@@ -82,6 +86,9 @@ class EchoTarget:
 
     def problem(self) -> str | None:
         return self._proc.problem() if self._proc else None
+
+    def stages_ms(self) -> dict[str, float]:
+        return {}
 
     def stop(self) -> None:
         if self._proc is not None:
@@ -119,6 +126,11 @@ class LocalWorkerTarget:
     def problem(self) -> str | None:
         return self._proc.problem() if self._proc is not None else None
 
+    def stages_ms(self) -> dict[str, float]:
+        # Each run has a fresh worker process, so its metrics cover this run alone (and
+        # the unmeasured warm-up events).
+        return self._proc.events_stage_means_ms() if self._proc is not None else {}
+
     def stop(self) -> None:
         if self._proc is not None:
             self._proc.stop()
@@ -155,6 +167,10 @@ class ExternalWorkerTarget:
 
     def problem(self) -> str | None:
         return None
+
+    def stages_ms(self) -> dict[str, float]:
+        # Its metrics would span its whole life, not this run.
+        return {}
 
     def stop(self) -> None:
         return None

@@ -53,11 +53,17 @@ def test_merge_drops_seen_duplicates_and_ruled_out_items_keeping_hits_first() ->
     assert strict == []
 
 
-def test_fetched_items_are_scored_by_cosine_or_zero_without_a_query() -> None:
+def test_fetched_items_are_scored_by_cosine_per_query_or_zero_without_one() -> None:
     items = [ScoredItem("a", 0.0, vector=np.array([2.0, 0.0], np.float32)), ScoredItem("b", 0.0)]
-    query = np.array([0.6, 0.8], np.float32)
-    assert [i.score for i in scored_against(items, query)] == [pytest.approx(0.6), 0.0]
-    assert [i.score for i in scored_against(items, None)] == [0.0, 0.0]
+    queries = [np.array([0.6, 0.8], np.float32), None, np.array([-1.0, 0.0], np.float32)]
+    scored = scored_against(items, queries)
+    assert [[i.score for i in row] for row in scored] == [
+        [pytest.approx(0.6), 0.0],
+        [0.0, 0.0],
+        [pytest.approx(-1.0), 0.0],
+    ]
+    assert [i.item_id for i in scored[0]] == ["a", "b"]
+    assert scored_against([], queries) == [[], [], []]
 
 
 def test_trending_items_keep_only_catalogue_items_in_trending_order() -> None:

@@ -54,7 +54,5 @@ def test_rank_for_user_never_lists_seen_items_and_adds_trending_candidates() -> 
     found = [ScoredItem("a", 0.99, vector=_unit(1)), ScoredItem("b", 0.5, vector=_unit(1, 1))]
     extra = [ScoredItem("hot", 0.0, vector=_unit(0, 0, 1))]
     params = RankingParams(3, 2.0, 5.0, 0.0, 1.0, 1.0, 0.5, relevance_span=10)
-    items = rank_for_user(
-        found, extra, state, _unit(1), {"hot": 1.0}, CandidateFilter(), 0.0, params
-    )
+    items = rank_for_user(found, extra, state, {"hot": 1.0}, CandidateFilter(), 0.0, params)
     assert [i.item_id for i in items] == ["hot", "b"]

@@ -60,25 +60,27 @@ def search_request(
     )
 
 
-def rescored(item: ScoredItem, score: float) -> ScoredItem:
-    """A copy with another score. Not dataclasses.replace: that costs ~20 µs against ~1 µs,
-    and this runs for every candidate of every user in a batch."""
-    return ScoredItem(
-        item.item_id, score, item.category, item.tags, item.created_at, item.popularity, item.vector
-    )
-
-
-def scored_against(items: Sequence[ScoredItem], query: np.ndarray | None) -> list[ScoredItem]:
-    """Items fetched by id (trending) get the cosine the store would have given them;
-    without a query vector (a user with no usable history) it is 0."""
+def scored_against(
+    items: Sequence[ScoredItem], queries: Sequence[np.ndarray | None]
+) -> list[list[ScoredItem]]:
+    """Items fetched by id (trending) get, for each query, the cosine the store would have
+    given them; 0 for an item without a vector or a missing query (a user with no usable
+    history). One product for the whole batch: the items are the same for every user."""
+    if not items:
+        return [[] for _ in queries]
     with_vectors = [i for i, item in enumerate(items) if item.vector is not None]
-    scores = np.zeros(len(items))
-    if query is not None and with_vectors:
+    scores = np.zeros((len(queries), len(items)))
+    asked = [row for row, query in enumerate(queries) if query is not None]
+    if asked and with_vectors:
         vectors = np.stack([items[i].vector for i in with_vectors])  # type: ignore[misc]
-        norms = np.maximum(np.linalg.norm(vectors, axis=1), 1e-12)
+        vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        matrix = np.stack([queries[row] for row in asked])  # type: ignore[misc]
         # einsum keeps this small product off BLAS's thread pool (see ranking.mmr).
-        scores[with_vectors] = np.einsum("nd,d->n", vectors, query) / norms
-    return [rescored(item, float(score)) for item, score in zip(items, scores, strict=True)]
+        scores[np.ix_(asked, with_vectors)] = np.einsum("bd,nd->bn", matrix, vectors)
+    return [
+        [item.with_score(float(score)) for item, score in zip(items, row, strict=True)]
+        for row in scores.tolist()
+    ]
 
 
 def merge_candidates(

@@ -113,7 +113,6 @@ async def fan_out(
             hits,
             [],
             state,
-            state.vector,
             popular,
             constraints,
             now,

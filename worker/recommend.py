@@ -72,15 +72,15 @@ def rank_for_user(
     found: Sequence[ScoredItem],
     extra: Sequence[ScoredItem],
     state: UserState,
-    query: np.ndarray | None,
     trending: Mapping[str, float],
     constraints: CandidateFilter,
     now: float,
     params: RankingParams,
     negatives: np.ndarray | None = None,
 ) -> list[ScoredItem]:
-    """Search hits plus extra candidates (trending) -> the user's final k items."""
-    candidates = merge_candidates(found, scored_against(extra, query), state.seen, constraints)
+    """Search hits plus extra candidates (trending, scored against this user: see
+    `scored_against`) -> the user's final k items."""
+    candidates = merge_candidates(found, extra, state.seen, constraints)
     return rank(
         candidates,
         trending,
@@ -196,18 +196,17 @@ async def _recommend_round(
     result.pending_saves.append(asyncio.ensure_future(_timed_save(store, states, stages)))
 
     found_by_row: dict[int, list[ScoredItem]] = dict(zip(searched, found, strict=True))
-    extra = trending_items(popular, fetched)
     params = RankingParams.from_settings(settings)
     timings_ms = {k: v * 1000.0 for k, v in stages.items()}
     generated_at = clock()
     t4 = time.perf_counter()
+    extras = scored_against(trending_items(popular, fetched), vectors)
     for row, state in enumerate(states):
         answered = by_user[state.user_id]
         items = rank_for_user(
             found_by_row.get(row, []),
-            extra,
+            extras[row],
             state,
-            vectors[row],
             popular,
             constraints[row],
             now,

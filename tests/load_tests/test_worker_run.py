@@ -48,3 +48,8 @@ def test_worker_run_accounts_for_every_event_next_to_the_floor(
         ordered = [latency[k] for k in ("p50", "p90", "p99", "p999", "max")]
         assert ordered == sorted(ordered), label
     assert results["worker"]["topics"]["events"] != results["floor"]["topics"]["events"]
+    # Where the worker's time went, from its own metrics; the echo has no stages.
+    stages = results["worker"]["stages_ms"]
+    assert {"decode", "state", "triton", "qdrant", "rank", "publish"} <= set(stages)
+    assert stages["batch_size"] >= 1.0
+    assert results["floor"]["stages_ms"] == {}

@@ -49,6 +49,25 @@ def scrape_metrics(port: int, timeout_s: float = 1.0) -> dict[str, float]:
     return values
 
 
+def stage_means_ms(metrics: dict[str, float], pipeline: str, topic: str) -> dict[str, float]:
+    """From `scrape_metrics` output: mean milliseconds per micro-batch in each stage of
+    `pipeline` ("events", "items"), and "batch_size": mean messages per batch of `topic`."""
+
+    def mean(sum_key: str) -> float | None:
+        count = metrics.get(sum_key.replace("_sum{", "_count{", 1))
+        return metrics[sum_key] / count if count else None
+
+    means: dict[str, float] = {}
+    prefix = f'streamrec_stage_seconds_sum{{pipeline="{pipeline}",stage="'
+    for key in metrics:
+        if key.startswith(prefix) and (value := mean(key)) is not None:
+            means[key[len(prefix) : -2]] = round(1000.0 * value, 3)
+    size_key = f'streamrec_batch_size_sum{{topic="{topic}"}}'
+    if size_key in metrics and (value := mean(size_key)) is not None:
+        means["batch_size"] = round(value, 2)
+    return means
+
+
 class WorkerProcess(ManagedProcess):
     name = "worker"
     error = WorkerProcessError
@@ -75,3 +94,8 @@ class WorkerProcess(ManagedProcess):
 
     def metric(self, name: str) -> float | None:
         return scrape_metrics(self.metrics_port).get(name)
+
+    def events_stage_means_ms(self) -> dict[str, float]:
+        """The user-events pipeline's mean stage times so far (see `stage_means_ms`)."""
+        metrics = scrape_metrics(self.metrics_port)
+        return stage_means_ms(metrics, "events", self.settings.events_topic)

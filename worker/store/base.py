@@ -84,6 +84,14 @@ class ScoredItem:
     # Set when the request asked for vectors (and by `get_items`); not part of equality.
     vector: np.ndarray | None = field(default=None, compare=False, repr=False)
 
+    def with_score(self, score: float, *, keep_vector: bool = True) -> ScoredItem:
+        """A copy with another score. Not dataclasses.replace: that costs ~20 µs against
+        ~1 µs, and this runs for every candidate of every user in a batch."""
+        vector = self.vector if keep_vector else None
+        return ScoredItem(
+            self.item_id, score, self.category, self.tags, self.created_at, self.popularity, vector
+        )
+
 
 class VectorStore(Protocol):
     """Async facade over a vector store. Every method is batched: one call per micro-batch."""

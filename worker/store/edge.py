@@ -65,7 +65,13 @@ _CONFIG_FILE = "edge_config.json"
 
 class EdgeVectorStore:
     """Embedded store. `flush_interval_s` bounds how much WAL a restart must replay;
-    `vector_cache_size` item vectors are kept in memory (0 turns the cache off)."""
+    `item_cache_size` items (vector and ranking fields) are kept in memory (0: no cache).
+
+    Embedded means this process is the store's only writer, so a write-through item cache
+    stays exact. It matters: the engine's Python binding converts payloads and vectors value
+    by value (measured: a batch of 34 searches of 50 hits takes 4.4 ms for ids and scores,
+    25 ms with the payload fields), so searches ask the engine for ids and scores only.
+    """
 
     def __init__(
         self,
@@ -76,7 +82,7 @@ class EdgeVectorStore:
         users_collection: str = "users",
         hnsw_ef: int = 128,
         flush_interval_s: float | None = 30.0,
-        vector_cache_size: int = 100_000,
+        item_cache_size: int = 100_000,
     ) -> None:
         self.dim = dim
         self._path = Path(path)
@@ -88,8 +94,9 @@ class EdgeVectorStore:
         self._items: EdgeShard | None = None
         self._users: EdgeShard | None = None
         self._flusher: asyncio.Task[None] | None = None
-        self._vector_cache: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._vector_cache_size = vector_cache_size
+        # point id -> the item with its vector (score 0), least recently used first.
+        self._item_cache: OrderedDict[str, ScoredItem] = OrderedDict()
+        self._item_cache_size = item_cache_size
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -147,8 +154,9 @@ class EdgeVectorStore:
         ]
         shard, _ = self._shards()
         await self._run(shard.update, UpdateOperation.upsert_points(points))
-        for item in items:
-            self._cache_vector(item.item_id, np.asarray(item.vector, dtype=np.float32))
+        for item, point in zip(items, points, strict=True):
+            vector = np.asarray(item.vector, dtype=np.float32)
+            self._cache_item(str(point.id), scored_item(item_payload(item), 0.0, vector))
 
     async def delete_items(self, item_ids: Sequence[str]) -> None:
         if not item_ids:
@@ -156,62 +164,51 @@ class EdgeVectorStore:
         shard, _ = self._shards()
         ids = list(item_point_ids(item_ids))
         await self._run(shard.update, UpdateOperation.delete_points(ids))
-        for item_id in item_ids:
-            self._vector_cache.pop(item_id, None)
+        for point in ids:
+            self._item_cache.pop(point, None)
 
     async def get_item_vectors(self, item_ids: Sequence[str]) -> dict[str, np.ndarray]:
-        if not item_ids:
-            return {}
-        cache = self._vector_cache
-        vectors: dict[str, np.ndarray] = {}
-        missing: list[str] = []
-        for item_id in item_ids:
-            cached = cache.get(item_id)
-            if cached is None:
-                missing.append(item_id)
-            else:
-                cache.move_to_end(item_id)
-                vectors[item_id] = cached
-        if missing:
-            shard, _ = self._shards()
-            by_point = item_point_ids(missing)
-            records = await self._run(
-                shard.retrieve, list(by_point), with_payload=False, with_vector=[VECTOR_NAME]
-            )
-            for record in records:
-                vector = named_vector(record.vector)
-                if vector is not None:
-                    vectors[by_point[str(record.id)]] = vector
-                    self._cache_vector(by_point[str(record.id)], vector)
-        return vectors
-
-    def _cache_vector(self, item_id: str, vector: np.ndarray) -> None:
-        # Embedded means this process is the store's only writer, so a write-through cache of
-        # item vectors stays exact; it spares the per-float conversion of `retrieve`.
-        if self._vector_cache_size <= 0:
-            return
-        self._vector_cache[item_id] = vector
-        self._vector_cache.move_to_end(item_id)
-        while len(self._vector_cache) > self._vector_cache_size:
-            self._vector_cache.popitem(last=False)
+        items = await self.get_items(item_ids)
+        return {k: v.vector for k, v in items.items() if v.vector is not None}
 
     async def get_items(self, item_ids: Sequence[str]) -> dict[str, ScoredItem]:
         if not item_ids:
             return {}
-        shard, _ = self._shards()
-        records = await self._run(
-            shard.retrieve,
-            list(item_point_ids(item_ids)),
-            with_payload=SCORED_FIELDS,
-            with_vector=False,
-        )
-        # Vectors through the cache: converting them from the engine is the slow part.
-        payloads = {str(r.payload["item_id"]): r.payload for r in records if r.payload}
-        vectors = await self.get_item_vectors(list(payloads))
-        return {
-            item_id: scored_item(payload, 0.0, vectors.get(item_id))
-            for item_id, payload in payloads.items()
-        }
+        found = await self._cached_items(list(item_point_ids(item_ids)))
+        return {item.item_id: item for item in found.values()}
+
+    async def _cached_items(self, points: Sequence[str]) -> dict[str, ScoredItem]:
+        """point id -> item (with its vector), from the cache or, for the rest, one retrieve
+        call that fills it. Points that do not exist are left out."""
+        cache = self._item_cache
+        items: dict[str, ScoredItem] = {}
+        missing: list[str] = []
+        for point in points:
+            cached = cache.get(point)
+            if cached is None:
+                missing.append(point)
+            else:
+                cache.move_to_end(point)
+                items[point] = cached
+        if missing:
+            shard, _ = self._shards()
+            records = await self._run(
+                shard.retrieve, missing, with_payload=SCORED_FIELDS, with_vector=[VECTOR_NAME]
+            )
+            for record in records:
+                if record.payload:
+                    item = scored_item(record.payload, 0.0, named_vector(record.vector))
+                    items[str(record.id)] = item
+                    self._cache_item(str(record.id), item)
+        return items
+
+    def _cache_item(self, point: str, item: ScoredItem) -> None:
+        if self._item_cache_size <= 0:
+            return
+        self._item_cache[point] = item
+        self._item_cache.move_to_end(point)
+        while len(self._item_cache) > self._item_cache_size:
+            self._item_cache.popitem(last=False)
 
     async def count_items(self) -> int:
         shard, _ = self._shards()
@@ -223,23 +220,17 @@ class EdgeVectorStore:
         shard, _ = self._shards()
         batch = QueryBatchRequest([self._query(request) for request in requests])
         answers = await self._run(shard.query_batch, batch)
-        # Hits come without vectors; those asked for are filled from the vector cache.
-        wanted = {
-            str((hit.payload or {})["item_id"])
-            for request, hits in zip(requests, answers, strict=True)
-            if request.with_vectors
-            for hit in hits
-        }
-        vectors = await self.get_item_vectors(sorted(wanted)) if wanted else {}
+        # Ids and scores from the engine; the rest from the item cache. Each `hit.id` builds
+        # a UUID object, so it is read once.
+        scored = [[(str(hit.id), hit.score) for hit in hits] for hits in answers]
+        items = await self._cached_items(sorted({point for hits in scored for point, _ in hits}))
         return [
             [
-                scored_item(payload, hit.score, vectors.get(str(payload["item_id"])))
-                if request.with_vectors
-                else scored_item(payload, hit.score)
-                for hit in hits
-                for payload in (hit.payload or {},)
+                found.with_score(score, keep_vector=request.with_vectors)
+                for point, score in hits
+                if (found := items.get(point)) is not None
             ][: request.limit]
-            for request, hits in zip(requests, answers, strict=True)
+            for request, hits in zip(requests, scored, strict=True)
         ]
 
     # -- users -------------------------------------------------------------------------------
@@ -307,6 +298,8 @@ class EdgeVectorStore:
             must.append(
                 FieldCondition(CREATED_AT_FIELD, range=RangeFloat(gte=request.created_after))
             )
+        # A filter, not over-fetching and dropping: every extra hit costs a UUID object
+        # (`hit.id`), which made over-fetching slower (measured, 100 excluded ids).
         excluded = {derive_point_id("item", item_id) for item_id in request.exclude_item_ids}
         must_not = [HasIdCondition(excluded)] if excluded else None
         return QueryRequest(
@@ -314,7 +307,7 @@ class EdgeVectorStore:
             query=Query.Nearest(vector_list(request.vector), using=VECTOR_NAME),
             filter=Filter(must=must or None, must_not=must_not) if must or must_not else None,
             params=SearchParams(hnsw_ef=self._hnsw_ef),
-            with_payload=SCORED_FIELDS,
+            with_payload=False,
             with_vector=False,
         )
 

@@ -106,9 +106,11 @@ class TritonPythonModel:
         """[B, T, D], [B] -> [B] mean cosine of each user's items to their nearest training
         item; each distinct vector is compared with the reference once."""
         cache = self.familiarity_cache
+        # Rounded once for the whole batch: per vector it cost ~0.4 ms per user.
+        rounded = np.round(vectors, 3).astype(np.float16)
         keys = [
-            [np.round(vector, 3).astype(np.float16).tobytes() for vector in row[:n]]
-            for row, n in zip(vectors, lengths, strict=True)
+            [vector.tobytes() for vector in row[:n]]
+            for row, n in zip(rounded, lengths, strict=True)
         ]
         new = {
             key: vector

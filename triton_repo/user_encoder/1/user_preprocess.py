@@ -63,18 +63,23 @@ def sequence_inputs(
     items: np.ndarray, weights: np.ndarray, ages_s: np.ndarray, max_len: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """[B, L, D], [B, L], [B, L] (oldest first; weight 0 = padding) ->
-    vectors [B, T, D], weights [B, T], gaps_s [B, T], lengths [B] with T = max_len.
+    vectors [B, T, D], weights [B, T], gaps_s [B, T], lengths [B], with T the longest
+    kept history (at most max_len, at least 1).
 
+    T is no longer than needed: attention is causal and the output is read at each row's
+    last real position, so tail padding never changes it, and it is most of the compute for
+    short histories.
     gaps_s[b, t] is the time since the previous kept interaction (0 for the first): the
     ages count from different "nows" in training and serving, their differences do not.
     """
     batch, _, dim = items.shape
-    vectors = np.zeros((batch, max_len, dim), dtype=np.float32)
-    kept_weights = np.zeros((batch, max_len), dtype=np.float32)
-    gaps = np.zeros((batch, max_len), dtype=np.float32)
+    kept = [np.flatnonzero(weights[row] != 0)[-max_len:] for row in range(batch)]
+    length = max([1, *(len(real) for real in kept)])
+    vectors = np.zeros((batch, length, dim), dtype=np.float32)
+    kept_weights = np.zeros((batch, length), dtype=np.float32)
+    gaps = np.zeros((batch, length), dtype=np.float32)
     lengths = np.zeros(batch, dtype=np.int64)
-    for row in range(batch):
-        real = np.flatnonzero(weights[row] != 0)[-max_len:]
+    for row, real in enumerate(kept):
         n = len(real)
         lengths[row] = n
         if n == 0:
