@@ -8,8 +8,8 @@ from worker.ranking import (
     mmr,
     negative_penalty,
     popularity_weight,
-    rank,
     relevance,
+    shortlist,
     unit_rows,
 )
 from worker.settings import load_settings
@@ -25,6 +25,31 @@ PARAMS = RankingParams(
     negative_feedback_weight=2.0,
     relevance_span=3,
 )
+
+
+def rank(
+    items: list[ScoredItem],
+    trending: dict[str, float],
+    *,
+    history_length: int,
+    now: float,
+    params: RankingParams,
+    negatives: np.ndarray | None = None,
+) -> list[ScoredItem]:
+    """One user through the worker's two steps: shortlist, then the batch MMR."""
+    best = shortlist(
+        items,
+        trending,
+        history_length=history_length,
+        now=now,
+        params=params,
+        negatives=negatives,
+    )
+    return mmr([best], params.k, params.mmr_lambda)[0]
+
+
+def mmr_one(items: list[ScoredItem], k: int, lambda_: float) -> list[ScoredItem]:
+    return mmr([items], k, lambda_)[0]
 
 
 def vec(*components: float) -> np.ndarray:
@@ -93,7 +118,7 @@ def test_a_popular_item_wins_for_a_new_user_but_not_for_an_established_one() -> 
 
 def test_mmr_with_lambda_one_is_a_sort_cut_to_k() -> None:
     items = [ScoredItem(str(n), s) for n, s in enumerate([0.1, 0.9, 0.5, 0.7])]
-    assert [i.item_id for i in mmr(items, 3, 1.0)] == ["1", "3", "2"]
+    assert [i.item_id for i in mmr_one(items, 3, 1.0)] == ["1", "3", "2"]
 
 
 def test_mmr_trades_score_for_diversity() -> None:
@@ -102,13 +127,25 @@ def test_mmr_trades_score_for_diversity() -> None:
         ScoredItem("a2", 0.89, vector=vec(1, 0.05)),
         ScoredItem("b", 0.80, vector=vec(0, 1)),
     ]
-    assert [i.item_id for i in mmr(items, 2, 1.0)] == ["a1", "a2"]
-    assert [i.item_id for i in mmr(items, 2, 0.7)] == ["a1", "b"]
+    assert [i.item_id for i in mmr_one(items, 2, 1.0)] == ["a1", "a2"]
+    assert [i.item_id for i in mmr_one(items, 2, 0.7)] == ["a1", "b"]
     # Scores are kept as computed; only the order changes.
-    assert [i.score for i in mmr(items, 3, 0.7)] == [0.90, 0.80, 0.89]
+    assert [i.score for i in mmr_one(items, 3, 0.7)] == [0.90, 0.80, 0.89]
 
 
 def test_mmr_treats_items_without_vectors_as_unlike_everything() -> None:
     items = [ScoredItem("a", 0.9, vector=vec(1)), ScoredItem("b", 0.8), ScoredItem("c", 0.85)]
-    assert [i.item_id for i in mmr(items, 3, 0.5)] == ["a", "c", "b"]
-    assert mmr([], 3, 0.5) == []
+    assert [i.item_id for i in mmr_one(items, 3, 0.5)] == ["a", "c", "b"]
+    assert mmr_one([], 3, 0.5) == []
+
+
+def test_mmr_ranks_a_batch_of_users_each_as_if_alone() -> None:
+    first = [
+        ScoredItem("a1", 0.90, vector=vec(1)),
+        ScoredItem("a2", 0.89, vector=vec(1, 0.05)),
+        ScoredItem("b", 0.80, vector=vec(0, 1)),
+    ]
+    second = [ScoredItem("x", 0.2, vector=vec(0, 0, 1)), ScoredItem("y", 0.5)]
+    together = mmr([first, [], second], 2, 0.7)
+    assert together == [mmr_one(first, 2, 0.7), [], mmr_one(second, 2, 0.7)]
+    assert [i.item_id for i in together[2]] == ["y", "x"]

@@ -3,7 +3,7 @@ import numpy as np
 from worker.candidates import CandidateFilter
 from worker.events import UserEvent
 from worker.ranking import RankingParams
-from worker.recommend import event_rounds, negatives_of, rank_for_user
+from worker.recommend import event_rounds, negatives_of, shortlist_for_user
 from worker.store import Interaction, ScoredItem, UserState
 
 
@@ -49,10 +49,10 @@ def test_negatives_are_the_disliked_items_in_the_catalogue() -> None:
     assert negatives_of(UserState("u"), vectors).shape == (0, 0)
 
 
-def test_rank_for_user_never_lists_seen_items_and_adds_trending_candidates() -> None:
+def test_a_shortlist_never_lists_seen_items_and_adds_trending_candidates() -> None:
     state = UserState("u", history=[Interaction("a", "click", 1.0, 1.0)], seen=["a"])
     found = [ScoredItem("a", 0.99, vector=_unit(1)), ScoredItem("b", 0.5, vector=_unit(1, 1))]
     extra = [ScoredItem("hot", 0.0, vector=_unit(0, 0, 1))]
     params = RankingParams(3, 2.0, 5.0, 0.0, 1.0, 1.0, 0.5, relevance_span=10)
-    items = rank_for_user(found, extra, state, {"hot": 1.0}, CandidateFilter(), 0.0, params)
+    items = shortlist_for_user(found, extra, state, {"hot": 1.0}, CandidateFilter(), 0.0, params)
     assert [i.item_id for i in items] == ["hot", "b"]

@@ -18,8 +18,8 @@ from collections.abc import Sequence
 
 from worker.candidates import candidate_filter, search_request
 from worker.items import ItemUpsert, parse_item
-from worker.ranking import RankingParams
-from worker.recommend import negatives_of, rank_for_user
+from worker.ranking import RankingParams, mmr
+from worker.recommend import negatives_of, shortlist_for_user
 from worker.recommendations import encode_recommendation
 from worker.records import OutMessage, RawMessage
 from worker.settings import Settings
@@ -107,18 +107,14 @@ async def fan_out(
     )
     popular = trending.top(settings.trending_size)
     params = RankingParams.from_settings(settings)
-    outputs = []
-    for state, hits in zip(states, found, strict=True):
-        items = rank_for_user(
-            hits,
-            [],
-            state,
-            popular,
-            constraints,
-            now,
-            params,
-            negatives_of(state, disliked),
+    shortlists = [
+        shortlist_for_user(
+            hits, [], state, popular, constraints, now, params, negatives_of(state, disliked)
         )
+        for state, hits in zip(states, found, strict=True)
+    ]
+    outputs = []
+    for state, items in zip(states, mmr(shortlists, params.k, params.mmr_lambda), strict=True):
         listed = {item.item_id for item in items}
         new_in = [item_id for item_id in triggers[state.user_id] if item_id in listed]
         if not new_in:

@@ -126,38 +126,7 @@ def blend(
     return scores
 
 
-def mmr(candidates: Sequence[ScoredItem], k: int, lambda_: float) -> list[ScoredItem]:
-    """Greedy maximal marginal relevance: each pick maximises
-    lambda * score - (1 - lambda) * (max cosine to the items already picked).
-
-    Candidates without a vector count as unlike everything. lambda = 1 is a plain sort.
-    """
-    ranked = sorted(candidates, key=lambda s: s.score, reverse=True)
-    if lambda_ >= 1.0 or len(ranked) <= 1:
-        return ranked[:k]
-    vectors = unit_rows(ranked)
-    # One product for all pairs, then plain Python: a shortlist of ~30 and k ~10 are too
-    # small for a numpy call per step (measured: 4x slower that way).
-    # einsum, not @: BLAS hands even small products to its thread pool, and waking it
-    # costs milliseconds on a busy machine.
-    similarity = np.einsum("nd,md->nm", vectors, vectors).tolist()
-    relevance = [lambda_ * c.score for c in ranked]
-    closest: list[float] = [0.0] * len(ranked)  # cosine to the nearest picked item
-    available = list(range(len(ranked)))
-    picked: list[int] = []
-    while available and len(picked) < k:
-        best = max(available, key=lambda i: relevance[i] - (1.0 - lambda_) * closest[i])
-        picked.append(best)
-        available.remove(best)
-        row = similarity[best]
-        # The first pick sets the similarities (they may be negative); later picks raise them.
-        closest = (
-            row if len(picked) == 1 else [max(c, r) for c, r in zip(closest, row, strict=True)]
-        )
-    return [ranked[i] for i in picked]
-
-
-def rank(
+def shortlist(
     candidates: Sequence[ScoredItem],
     trending: Mapping[str, float],
     *,
@@ -166,10 +135,11 @@ def rank(
     params: RankingParams,
     negatives: np.ndarray | None = None,
 ) -> list[ScoredItem]:
-    """Score, diversify and cut to k. Candidates must already be filtered (see candidates).
+    """Score and keep the best SHORTLIST_FACTOR * k, best first, for `mmr` to order and cut
+    to k. Candidates must already be filtered (see candidates).
 
-    Diversity only reorders a shortlist of the best-scored candidates: it may promote an
-    item over a near-duplicate, never a poor match over a good one."""
+    Diversity only reorders this shortlist: it may promote an item over a near-duplicate,
+    never a poor match over a good one."""
     if not candidates:
         return []
     scores = blend(
@@ -181,5 +151,46 @@ def rank(
         negatives=negatives,
     )
     best = np.argsort(-scores, kind="stable")[: SHORTLIST_FACTOR * params.k]
-    shortlist = [candidates[i].with_score(float(scores[i])) for i in best]
-    return mmr(shortlist, params.k, params.mmr_lambda)
+    return [candidates[i].with_score(float(scores[i])) for i in best]
+
+
+def mmr(
+    shortlists: Sequence[Sequence[ScoredItem]], k: int, lambda_: float
+) -> list[list[ScoredItem]]:
+    """Greedy maximal marginal relevance for every user of a batch at once: each pick
+    maximises lambda * score - (1 - lambda) * (max cosine to the items already picked).
+
+    Candidates without a vector count as unlike everything. lambda = 1 is a plain sort.
+    One pass of k numpy steps over [users, shortlist] arrays serves the whole batch: per
+    user, those steps cost ~0.3 ms (measured), more than the rest of the ranking.
+    """
+    ranked = [sorted(c, key=lambda s: s.score, reverse=True) for c in shortlists]
+    width = max((len(r) for r in ranked), default=0)
+    if lambda_ >= 1.0 or width <= 1:
+        return [r[:k] for r in ranked]
+    dims = {c.vector.shape[0] for r in ranked for c in r if c.vector is not None}
+    vectors = np.zeros((len(ranked), width, max(dims, default=1)), dtype=np.float32)
+    scores = np.full((len(ranked), width), -np.inf)
+    for row, items in enumerate(ranked):
+        scores[row, : len(items)] = [c.score for c in items]
+        for col, item in enumerate(items):
+            if item.vector is not None:
+                vectors[row, col] = item.vector
+    vectors /= np.maximum(np.linalg.norm(vectors, axis=2, keepdims=True), 1e-6)
+    # einsum, not @: BLAS hands even small products to its thread pool, and waking it
+    # costs milliseconds on a busy machine.
+    similarity = np.einsum("bnd,bmd->bnm", vectors, vectors)
+    relevance = lambda_ * scores  # -inf marks padding
+    closest = np.zeros_like(relevance)  # cosine to the nearest picked item
+    rows = np.arange(len(ranked))
+    picks = []
+    for step in range(min(k, width)):
+        gain = relevance - (1.0 - lambda_) * closest
+        best = np.argmax(gain, axis=1)  # the first of equal gains, like a sorted scan
+        picks.append(np.where(np.isfinite(gain[rows, best]), best, -1))
+        relevance[rows, best] = -np.inf
+        picked = similarity[rows, best]
+        # The first pick sets the similarities (they may be negative); later ones raise them.
+        closest = picked if step == 0 else np.maximum(closest, picked)
+    order = np.stack(picks, axis=1).tolist()
+    return [[items[i] for i in row if i >= 0] for items, row in zip(ranked, order, strict=True)]

@@ -27,7 +27,7 @@ from worker.candidates import (
     trending_items,
 )
 from worker.events import UserEvent, parse_event
-from worker.ranking import RankingParams, rank
+from worker.ranking import RankingParams, mmr, shortlist
 from worker.recommendations import encode_recommendation
 from worker.records import BatchResult, DeadLetter, OutMessage, RawMessage
 from worker.settings import Settings
@@ -68,7 +68,7 @@ def negatives_of(state: UserState, vectors: Mapping[str, np.ndarray]) -> np.ndar
     return np.stack(rows) if rows else np.zeros((0, 0), dtype=np.float32)
 
 
-def rank_for_user(
+def shortlist_for_user(
     found: Sequence[ScoredItem],
     extra: Sequence[ScoredItem],
     state: UserState,
@@ -79,9 +79,10 @@ def rank_for_user(
     negatives: np.ndarray | None = None,
 ) -> list[ScoredItem]:
     """Search hits plus extra candidates (trending, scored against this user: see
-    `scored_against`) -> the user's final k items."""
+    `scored_against`) -> the user's scored shortlist; `ranking.mmr` makes the final k for
+    the whole batch at once."""
     candidates = merge_candidates(found, extra, state.seen, constraints)
-    return rank(
+    return shortlist(
         candidates,
         trending,
         history_length=len(state.history),
@@ -201,9 +202,8 @@ async def _recommend_round(
     generated_at = clock()
     t4 = time.perf_counter()
     extras = scored_against(trending_items(popular, fetched), vectors)
-    for row, state in enumerate(states):
-        answered = by_user[state.user_id]
-        items = rank_for_user(
+    shortlists = [
+        shortlist_for_user(
             found_by_row.get(row, []),
             extras[row],
             state,
@@ -213,6 +213,11 @@ async def _recommend_round(
             params,
             negatives_of(state, item_vectors),
         )
+        for row, state in enumerate(states)
+    ]
+    ranked = mmr(shortlists, params.k, params.mmr_lambda)
+    for state, vector, items in zip(states, vectors, ranked, strict=True):
+        answered = by_user[state.user_id]
         result.outputs.append(
             OutMessage(
                 topic=settings.recommendations_topic,
@@ -224,7 +229,7 @@ async def _recommend_round(
                     model_version=model_version,
                     generated_at=generated_at,
                     timings_ms=timings_ms,
-                    strategy="user_vector" if vectors[row] is not None else "trending",
+                    strategy="user_vector" if vector is not None else "trending",
                 ),
             )
         )

@@ -92,3 +92,23 @@ async def test_calls_on_a_closed_store_raise_store_error(tmp_path: Path) -> None
 
     with pytest.raises(StoreError):
         await store.count_items()
+
+
+async def test_a_reopened_store_warms_its_item_cache_up_to_its_size(tmp_path: Path) -> None:
+    first = EdgeVectorStore(tmp_path, DIM)
+    await first.open()
+    await first.upsert_items(
+        [ItemRecord(item_id=str(n), vector=unit(1, n), category="c") for n in range(5)]
+    )
+    await first.close()
+
+    small = EdgeVectorStore(tmp_path, DIM, item_cache_size=3)
+    await small.open()
+    try:
+        assert len(small._item_cache) == 3  # bounded by its size
+        hits = (await small.search_items([SearchRequest(unit(1), 5, with_vectors=True)]))[0]
+        # Items beyond the warmed ones are still found, with their fields and vectors.
+        assert sorted(h.item_id for h in hits) == ["0", "1", "2", "3", "4"]
+        assert all(h.category == "c" and h.vector is not None for h in hits)
+    finally:
+        await small.close()

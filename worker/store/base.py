@@ -24,11 +24,14 @@ class StoreError(RuntimeError):
 
 
 @functools.lru_cache(maxsize=200_000)
-def point_id(kind: str, key: str) -> str:
-    """Deterministic UUID for an item or user key ("item"/"user" keeps the spaces apart).
+def point_id(kind: str, key: str) -> int:
+    """Deterministic 63-bit point id for an item or user key (the top bits of a UUIDv5;
+    "item"/"user" keeps the spaces apart; collisions: ~1e-6 at ten million keys).
 
-    Cached: every search derives the ids of all the items a user has seen."""
-    return str(uuid.uuid5(_ID_NAMESPACE, f"{kind}:{key}"))
+    Integers, not UUIDs: the embedded engine hands every hit's UUID back as a new
+    `uuid.UUID` object (measured: 34 searches of 50 hits took 17.7 ms with UUID ids, 5.0 ms
+    with integer ids). Cached: every search derives the ids of all the items a user has seen."""
+    return uuid.uuid5(_ID_NAMESPACE, f"{kind}:{key}").int >> 65
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,7 @@ from qdrant_edge import (
     QueryBatchRequest,
     QueryRequest,
     RangeFloat,
+    ScrollRequest,
     SearchParams,
     UpdateOperation,
 )
@@ -95,7 +96,7 @@ class EdgeVectorStore:
         self._users: EdgeShard | None = None
         self._flusher: asyncio.Task[None] | None = None
         # point id -> the item with its vector (score 0), least recently used first.
-        self._item_cache: OrderedDict[str, ScoredItem] = OrderedDict()
+        self._item_cache: OrderedDict[int, ScoredItem] = OrderedDict()
         self._item_cache_size = item_cache_size
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -112,6 +113,28 @@ class EdgeVectorStore:
             raise
         if self._flush_interval_s:
             self._flusher = asyncio.create_task(self._flush_periodically(self._flush_interval_s))
+        await self._warm_item_cache()
+
+    async def _warm_item_cache(self, page: int = 1000) -> None:
+        """Fill the item cache from the collection at start, up to its size: otherwise the
+        first searches after a restart each pay the engine's slow conversion of payloads and
+        vectors (the start pays it once instead, ~20 µs per item)."""
+        shard, _ = self._shards()
+        offset = None
+        while len(self._item_cache) < self._item_cache_size:
+            request = ScrollRequest(
+                offset=offset,
+                limit=min(page, self._item_cache_size - len(self._item_cache)),
+                with_payload=SCORED_FIELDS,
+                with_vector=[VECTOR_NAME],
+            )
+            records, offset = await self._run(shard.scroll, request)
+            for record in records:
+                if record.payload:
+                    item = scored_item(record.payload, 0.0, named_vector(record.vector))
+                    self._cache_item(int(record.id), item)
+            if offset is None:
+                break
 
     async def close(self) -> None:
         if self._executor is None:
@@ -156,7 +179,7 @@ class EdgeVectorStore:
         await self._run(shard.update, UpdateOperation.upsert_points(points))
         for item, point in zip(items, points, strict=True):
             vector = np.asarray(item.vector, dtype=np.float32)
-            self._cache_item(str(point.id), scored_item(item_payload(item), 0.0, vector))
+            self._cache_item(int(point.id), scored_item(item_payload(item), 0.0, vector))
 
     async def delete_items(self, item_ids: Sequence[str]) -> None:
         if not item_ids:
@@ -177,7 +200,7 @@ class EdgeVectorStore:
         found = await self._cached_items(list(item_point_ids(item_ids)))
         return {item.item_id: item for item in found.values()}
 
-    async def _cached_items(self, points: Sequence[str]) -> dict[str, ScoredItem]:
+    async def _cached_items(self, points: Sequence[int]) -> dict[int, ScoredItem]:
         """point id -> item (with its vector), from the cache or, for the rest, one retrieve
         call that fills it. Points that do not exist are left out."""
         cache = self._item_cache
@@ -198,11 +221,11 @@ class EdgeVectorStore:
             for record in records:
                 if record.payload:
                     item = scored_item(record.payload, 0.0, named_vector(record.vector))
-                    items[str(record.id)] = item
-                    self._cache_item(str(record.id), item)
+                    items[int(record.id)] = item
+                    self._cache_item(int(record.id), item)
         return items
 
-    def _cache_item(self, point: str, item: ScoredItem) -> None:
+    def _cache_item(self, point: int, item: ScoredItem) -> None:
         if self._item_cache_size <= 0:
             return
         self._item_cache[point] = item
@@ -220,9 +243,8 @@ class EdgeVectorStore:
         shard, _ = self._shards()
         batch = QueryBatchRequest([self._query(request) for request in requests])
         answers = await self._run(shard.query_batch, batch)
-        # Ids and scores from the engine; the rest from the item cache. Each `hit.id` builds
-        # a UUID object, so it is read once.
-        scored = [[(str(hit.id), hit.score) for hit in hits] for hits in answers]
+        # Ids and scores from the engine; the rest from the item cache.
+        scored = [[(hit.id, hit.score) for hit in hits] for hits in answers]
         items = await self._cached_items(sorted({point for hits in scored for point, _ in hits}))
         return [
             [
@@ -298,8 +320,6 @@ class EdgeVectorStore:
             must.append(
                 FieldCondition(CREATED_AT_FIELD, range=RangeFloat(gte=request.created_after))
             )
-        # A filter, not over-fetching and dropping: every extra hit costs a UUID object
-        # (`hit.id`), which made over-fetching slower (measured, 100 excluded ids).
         excluded = {derive_point_id("item", item_id) for item_id in request.exclude_item_ids}
         must_not = [HasIdCondition(excluded)] if excluded else None
         return QueryRequest(

@@ -26,12 +26,12 @@ CREATED_AT_FIELD = "created_at"
 SCORED_FIELDS = ["item_id", "category", "tags", "created_at", "popularity"]
 
 
-def item_point_ids(item_ids: Sequence[str]) -> dict[str, str]:
+def item_point_ids(item_ids: Sequence[str]) -> dict[int, str]:
     """Derived point id -> item id (duplicates collapse)."""
     return {point_id("item", item_id): item_id for item_id in item_ids}
 
 
-def user_point_ids(user_ids: Sequence[str]) -> dict[str, str]:
+def user_point_ids(user_ids: Sequence[str]) -> dict[int, str]:
     """Derived point id -> user id (duplicates collapse)."""
     return {point_id("user", user_id): user_id for user_id in user_ids}
 

@@ -115,7 +115,7 @@ class QdrantServerStore:
         for record in records:
             vector = named_vector(record.vector)
             if vector is not None:
-                vectors[by_point[str(record.id)]] = vector
+                vectors[by_point[int(record.id)]] = vector  # type: ignore[arg-type]
         return vectors
 
     async def get_items(self, item_ids: Sequence[str]) -> dict[str, ScoredItem]:
