@@ -76,7 +76,10 @@ class SearchRequest:
     with_vectors: bool = False  # return each hit's vector (re-ranking for diversity needs it)
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass's __init__ costs ~2 µs against ~0.4 µs, and the ranking
+# makes ~60 of these per user per batch. Treat it as a value all the same: copies
+# (`with_score`) rather than changes.
+@dataclass(slots=True)
 class ScoredItem:
     item_id: str
     score: float
