@@ -74,7 +74,7 @@ train-user: install
 	$(PY) -m models.export_user --repo triton_repo
 
 # Prequential replay of MovieLens-100K through the worker's ranking next to baselines
-# (about ten minutes on 2 cores): results/replay_eval.{json,png}.
+# (about five minutes on 2 cores): results/replay_eval.{json,png}.
 eval-replay: install
 	$(PY) -m worker.evaluate --out results/replay_eval.json --png results/replay_eval.png
 

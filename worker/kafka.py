@@ -148,11 +148,15 @@ def make_app(settings: Settings) -> StreamApp:
         )
     elif settings.kafka_security_protocol == "SSL":
         credentials = faust.SSLCredentials(ssl.create_default_context())
+    faust_dir = settings.data_dir / "faust"
+    faust_dir.mkdir(parents=True, exist_ok=True)
     app = StreamApp(
         settings.consumer_group,
         broker=[f"kafka://{s.strip()}" for s in settings.kafka_bootstrap_servers.split(",")],
         broker_credentials=credentials,
         web_enabled=False,  # /metrics is served by prometheus_client on METRICS_PORT
+        # faust writes a `<app id>-data` directory into the working directory otherwise.
+        datadir=str(faust_dir),
         topic_partitions=settings.topic_partitions,
         topic_disable_leader=True,  # no leader topic: nothing here needs a leader
         key_serializer="raw",
