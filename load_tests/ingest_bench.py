@@ -153,6 +153,12 @@ def run_rounds(
                     f"/s, in-process {len(chunk) / local_s:.1f}/s",
                     file=sys.stderr,
                 )
+            stages = worker.stage_means_ms("items")
+            print(
+                "worker items stages, mean ms per batch: "
+                + ", ".join(f"{name} {value:.1f}" for name, value in sorted(stages.items())),
+                file=sys.stderr,
+            )
         finally:
             worker.stop()
     return results

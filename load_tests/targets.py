@@ -129,7 +129,7 @@ class LocalWorkerTarget:
     def stages_ms(self) -> dict[str, float]:
         # Each run has a fresh worker process, so its metrics cover this run alone (and
         # the unmeasured warm-up events).
-        return self._proc.events_stage_means_ms() if self._proc is not None else {}
+        return self._proc.stage_means_ms("events") if self._proc is not None else {}
 
     def stop(self) -> None:
         if self._proc is not None:

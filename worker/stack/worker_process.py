@@ -95,7 +95,7 @@ class WorkerProcess(ManagedProcess):
     def metric(self, name: str) -> float | None:
         return scrape_metrics(self.metrics_port).get(name)
 
-    def events_stage_means_ms(self) -> dict[str, float]:
-        """The user-events pipeline's mean stage times so far (see `stage_means_ms`)."""
-        metrics = scrape_metrics(self.metrics_port)
-        return stage_means_ms(metrics, "events", self.settings.events_topic)
+    def stage_means_ms(self, pipeline: str) -> dict[str, float]:
+        """Mean stage times so far of the "events" or "items" pipeline (see `stage_means_ms`)."""
+        topic = {"events": self.settings.events_topic, "items": self.settings.items_topic}
+        return stage_means_ms(scrape_metrics(self.metrics_port), pipeline, topic[pipeline])
