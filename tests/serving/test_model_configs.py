@@ -144,6 +144,13 @@ def test_onnx_models_read_their_thread_count_from_the_config() -> None:
         assert 1 <= threads <= 2, name
 
 
+def test_only_the_text_encoder_lets_its_threads_spin() -> None:
+    for name in (t.TEXT_MODEL, t.IMAGE_MODEL, t.AUDIO_MODEL, t.FUSION_MODEL, t.USER_MODEL):
+        config = load_config(REPO_DIR / name / "config.pbtxt")
+        spinning = config.parameters["allow_spinning"].string_value or "0"
+        assert spinning == ("1" if name == t.TEXT_MODEL else "0"), name
+
+
 def test_user_encoder_half_life_is_a_week() -> None:
     config = load_config(REPO_DIR / t.USER_MODEL / "config.pbtxt")
     assert float(config.parameters["half_life_seconds"].string_value) == 604800.0
