@@ -1,24 +1,4 @@
-import orjson
-
-from worker.fanout import PushLimiter, upserted_ids
-from worker.records import RawMessage
-
-
-def _msg(key: str, value: object) -> RawMessage:
-    raw = None if value is None else orjson.dumps(value)
-    return RawMessage("items", 0, 0, key.encode(), raw, 1700000000.0)
-
-
-def test_upserted_ids_follow_the_last_write_per_item_and_skip_bad_messages() -> None:
-    messages = [
-        _msg("a", {"item_id": "a", "title": "A"}),
-        _msg("b", {"item_id": "b", "title": "B"}),
-        _msg("b", None),  # tombstone after the upsert: b is deleted, not new
-        _msg("c", {"item_id": "c"}),  # no content: the items path dead-letters it
-        _msg("d", None),
-        _msg("d", {"item_id": "d", "text": "back again"}),
-    ]
-    assert upserted_ids(messages) == ["a", "d"]
+from worker.fanout import PushLimiter
 
 
 def test_limiter_allows_one_push_per_user_per_interval() -> None:

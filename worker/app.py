@@ -16,7 +16,7 @@ from typing import TypeVar
 import faust
 import mode
 
-from worker.fanout import PushLimiter, fan_out, upserted_ids
+from worker.fanout import PushLimiter, fan_out
 from worker.ingest import IngestResult, ingest_batch
 from worker.kafka import StreamApp, dead_letter_headers, make_app, raw_message
 from worker.media import MediaFetcher
@@ -209,7 +209,7 @@ def build_app(settings: Settings, metrics: Metrics) -> StreamApp:
                 )
                 started = time.perf_counter()
                 pushes = await fan_out(
-                    upserted_ids(msgs),
+                    result.upserted_ids,
                     store=runtime.store,
                     trending=runtime.trending,
                     limiter=runtime.push_limiter,

@@ -17,15 +17,13 @@ from collections import OrderedDict
 from collections.abc import Sequence
 
 from worker.candidates import candidate_filter, search_request
-from worker.items import ItemUpsert, parse_item
 from worker.ranking import RankingParams, mmr
 from worker.recommend import negatives_of, shortlist_for_user
 from worker.recommendations import encode_recommendation
-from worker.records import OutMessage, RawMessage
+from worker.records import OutMessage
 from worker.settings import Settings
 from worker.store import VectorStore
 from worker.trending import Trending
-from worker.validation import InvalidMessage
 
 
 class PushLimiter:
@@ -46,20 +44,6 @@ class PushLimiter:
         self._last.move_to_end(user_id)
         while len(self._last) > self.max_users:
             self._last.popitem(last=False)
-
-
-def upserted_ids(messages: Sequence[RawMessage]) -> list[str]:
-    """Ids the batch upserts (last write per id wins, so an upsert then a tombstone is not
-    an upsert); malformed messages are the items path's business, not ours."""
-    latest: dict[str, bool] = {}
-    for msg in messages:
-        try:
-            op = parse_item(msg.key, msg.value, received_at=msg.timestamp)
-        except InvalidMessage:
-            continue
-        latest.pop(op.item_id, None)
-        latest[op.item_id] = isinstance(op, ItemUpsert)
-    return [item_id for item_id, upsert in latest.items() if upsert]
 
 
 async def fan_out(

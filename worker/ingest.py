@@ -6,6 +6,7 @@ letters with a reason; the rest of the batch goes on.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -22,6 +23,8 @@ from worker.validation import InvalidMessage
 class IngestResult(BatchResult):
     indexed: int = 0
     deleted: int = 0
+    # Items this batch wrote (last write per id wins: an upsert then a tombstone is not one).
+    upserted_ids: list[str] = dataclasses.field(default_factory=list)
 
 
 async def ingest_batch(
@@ -83,6 +86,7 @@ async def ingest_batch(
     if deletes:
         await store.delete_items(deletes)
     result.indexed, result.deleted = len(records), len(deletes)
+    result.upserted_ids = [record.item_id for record in records]
     result.stage_seconds["qdrant"] = time.perf_counter() - t_embedded
     return result
 
