@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import time
@@ -72,6 +73,18 @@ def catalogue() -> dict[str, dict[str, object]]:
     return items
 
 
+async def _metrics_once(
+    worker: WorkerProcess, name: str, value: float, timeout_s: float = 5.0
+) -> dict[str, float]:
+    """The worker's metrics once `name` reaches `value` (or the last scrape at the deadline)."""
+    deadline = time.monotonic() + timeout_s
+    metrics = scrape_metrics(worker.metrics_port)
+    while metrics.get(name) != value and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+        metrics = scrape_metrics(worker.metrics_port)
+    return metrics
+
+
 async def _send(producer: AIOKafkaProducer, topic: str, key: str | None, value: object) -> None:
     raw = value if isinstance(value, bytes) or value is None else orjson.dumps(value)
     await producer.send_and_wait(topic, raw, key=key.encode() if key is not None else None)
@@ -140,9 +153,11 @@ async def test_each_event_yields_fresh_recommendations_that_follow_the_user(
         assert sum(i.startswith("space") for i in after_space) >= 3
         assert sum(i.startswith("cooking") for i in after_cooking) >= 2
 
-        metrics = scrape_metrics(worker_process.metrics_port)
         events_in = f'streamrec_messages_in_total{{topic="{stack_settings.events_topic}"}}'
         recs_out = f'streamrec_messages_out_total{{topic="{stack_settings.recommendations_topic}"}}'
+        # The worker counts a batch once its publish returns, which can be just after the
+        # broker hands the last answer to this test.
+        metrics = await _metrics_once(worker_process, recs_out, 6.0)
         assert metrics[events_in] == 6 and metrics[recs_out] == 6
         assert metrics["streamrec_end_to_end_seconds_count"] == 6
         for stage in ("decode", "state", "triton", "qdrant", "save", "publish"):
