@@ -4,10 +4,10 @@ import pytest
 from worker.candidates import (
     CandidateFilter,
     candidate_filter,
+    catalogue_items,
     merge_candidates,
     scored_against,
     search_request,
-    trending_items,
 )
 from worker.events import UserEvent
 from worker.settings import SettingsError, load_settings
@@ -66,9 +66,9 @@ def test_fetched_items_are_scored_by_cosine_per_query_or_zero_without_one() -> N
     assert scored_against([], queries) == [[], [], []]
 
 
-def test_trending_items_keep_only_catalogue_items_in_trending_order() -> None:
+def test_catalogue_items_keep_only_indexed_ids_in_the_given_order() -> None:
     fetched = {"b": ScoredItem("b", 0.0), "a": ScoredItem("a", 0.0)}
-    assert [i.item_id for i in trending_items({"a": 1.0, "gone": 0.9, "b": 0.5}, fetched)] == [
+    assert [i.item_id for i in catalogue_items({"a": 1.0, "gone": 0.9, "b": 0.5}, fetched)] == [
         "a",
         "b",
     ]

@@ -23,6 +23,7 @@ PARAMS = RankingParams(
     freshness_half_life_s=100.0,
     mmr_lambda=1.0,
     negative_feedback_weight=2.0,
+    covisitation_weight=0.0,
     relevance_span=3,
 )
 

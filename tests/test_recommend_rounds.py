@@ -53,6 +53,6 @@ def test_a_shortlist_never_lists_seen_items_and_adds_trending_candidates() -> No
     state = UserState("u", history=[Interaction("a", "click", 1.0, 1.0)], seen=["a"])
     found = [ScoredItem("a", 0.99, vector=_unit(1)), ScoredItem("b", 0.5, vector=_unit(1, 1))]
     extra = [ScoredItem("hot", 0.0, vector=_unit(0, 0, 1))]
-    params = RankingParams(3, 2.0, 5.0, 0.0, 1.0, 1.0, 0.5, relevance_span=10)
+    params = RankingParams(3, 2.0, 5.0, 0.0, 1.0, 1.0, 0.5, 0.0, relevance_span=10)
     items = shortlist_for_user(found, extra, state, {"hot": 1.0}, CandidateFilter(), 0.0, params)
     assert [i.item_id for i in items] == ["hot", "b"]

@@ -16,6 +16,7 @@ from typing import TypeVar
 import faust
 import mode
 
+from worker.covisitation import CoVisitation
 from worker.fanout import PushLimiter, fan_out
 from worker.ingest import IngestResult, ingest_batch
 from worker.kafka import StreamApp, dead_letter_headers, make_app, raw_message
@@ -68,11 +69,15 @@ class Runtime(mode.Service):
         self.store = create_store(settings)
         self.media = MediaFetcher()
         # Shared by both agents (one event loop, no locks): the events path counts into
-        # trending, the items path reads it when it ranks for new-item pushes.
+        # trending and co-visitation, the items path reads them when it ranks for new-item
+        # pushes.
         self.trending = Trending(
             half_life_s=settings.trending_half_life_s,
             # Tracking more items than are shown keeps the ranking right at the cut-off.
             capacity=max(10 * settings.trending_size, 1000),
+        )
+        self.covisitation = CoVisitation(
+            neighbours=settings.covisitation_neighbours, capacity=settings.covisitation_items
         )
         self.push_limiter = PushLimiter(settings.fanout_user_interval_s)
         self.model_version = ""
@@ -212,6 +217,7 @@ def build_app(settings: Settings, metrics: Metrics) -> StreamApp:
                     result.upserted_ids,
                     store=runtime.store,
                     trending=runtime.trending,
+                    covisitation=runtime.covisitation,
                     limiter=runtime.push_limiter,
                     settings=settings,
                     model_version=runtime.model_version,
@@ -243,6 +249,7 @@ def build_app(settings: Settings, metrics: Metrics) -> StreamApp:
                     settings=settings,
                     model_version=runtime.model_version,
                     trending=runtime.trending,
+                    covisitation=runtime.covisitation,
                 )
                 await publish(settings.events_topic, result)
                 return result

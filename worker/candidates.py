@@ -101,8 +101,7 @@ def merge_candidates(
     return out
 
 
-def trending_items(
-    trending: Mapping[str, float], fetched: Mapping[str, ScoredItem]
-) -> list[ScoredItem]:
-    """The trending ids that exist in the catalogue, as fetched (payload and vector)."""
-    return [fetched[item_id] for item_id in trending if item_id in fetched]
+def catalogue_items(ids: Iterable[str], fetched: Mapping[str, ScoredItem]) -> list[ScoredItem]:
+    """The ids (trending, co-visited) that exist in the catalogue, in the given order, as
+    fetched (payload and vector)."""
+    return [fetched[item_id] for item_id in ids if item_id in fetched]

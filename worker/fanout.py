@@ -4,7 +4,7 @@ whose vectors are nearest to it.
 Per items micro-batch, after the upsert: fetch the new items (1 store call) -> nearest user
 vectors per item (1 batched call) -> those users' states (1 call) and the items they
 disliked (1 call) -> their candidates (1 batched query) -> the same ranking as the events
-path. A user gets a push only when one of
+path (co-visitation included). A user gets a push only when one of
 the new items made it into their top k (otherwise nothing changed for them), at most
 `fanout_users_per_item` users per item, and each user at most once per
 `fanout_user_interval_s`. Pushes have strategy "new_item", no event ids, and list the new
@@ -17,8 +17,9 @@ from collections import OrderedDict
 from collections.abc import Sequence
 
 from worker.candidates import candidate_filter, search_request
+from worker.covisitation import CoVisitation
 from worker.ranking import RankingParams, mmr
-from worker.recommend import negatives_of, shortlist_for_user
+from worker.recommend import consumed_items, negatives_of, shortlist_for_user
 from worker.recommendations import encode_recommendation
 from worker.records import OutMessage
 from worker.settings import Settings
@@ -51,6 +52,7 @@ async def fan_out(
     *,
     store: VectorStore,
     trending: Trending,
+    covisitation: CoVisitation,
     limiter: PushLimiter,
     settings: Settings,
     model_version: str,
@@ -91,9 +93,20 @@ async def fan_out(
     )
     popular = trending.top(settings.trending_size)
     params = RankingParams.from_settings(settings)
+    history = settings.covisitation_history
     shortlists = [
         shortlist_for_user(
-            hits, [], state, popular, constraints, now, params, negatives_of(state, disliked)
+            hits,
+            [],
+            state,
+            popular,
+            constraints,
+            now,
+            params,
+            negatives_of(state, disliked),
+            covisitation.scores(consumed_items(state, history))
+            if params.covisitation_weight
+            else None,
         )
         for state, hits in zip(states, found, strict=True)
     ]

@@ -5,6 +5,8 @@
     score         = relevance
                     + popularity_weight(history) * trending popularity (0..1)
                     + freshness_boost * 0.5 ** (item age / freshness half-life)
+                    + covisitation_weight * co-visitation with the user's recent items,
+                      rescaled per user so the best candidate's is 1
                     - negative_feedback_weight * max(0, cosine to the closest item the
                       user disliked or skipped)
     final list    = maximal marginal relevance over the scores (diversity), k items.
@@ -39,6 +41,7 @@ class RankingParams:
     freshness_half_life_s: float
     mmr_lambda: float
     negative_feedback_weight: float
+    covisitation_weight: float
     relevance_span: int
 
     @classmethod
@@ -51,6 +54,7 @@ class RankingParams:
             freshness_half_life_s=settings.freshness_half_life_s,
             mmr_lambda=settings.mmr_lambda,
             negative_feedback_weight=settings.negative_feedback_weight,
+            covisitation_weight=settings.covisitation_weight,
             relevance_span=settings.candidate_pool,
         )
 
@@ -109,10 +113,12 @@ def blend(
     now: float,
     params: RankingParams,
     negatives: np.ndarray | None = None,
+    covisited: Mapping[str, float] | None = None,
 ) -> np.ndarray:
-    """Each candidate's score: its relevance (rescaled cosine) plus popularity and freshness,
-    minus the negative-feedback penalty. Arrays, not per-item objects: this runs for every
-    candidate of every user. `negatives` are the vectors of items the user disliked."""
+    """Each candidate's score: its relevance (rescaled cosine) plus popularity, freshness
+    and co-visitation, minus the negative-feedback penalty. Arrays, not per-item objects:
+    this runs for every candidate of every user. `negatives` are the vectors of items the
+    user disliked; `covisited` the user's co-visitation scores (see worker.covisitation)."""
     cosines = np.array([item.score for item in candidates], dtype=np.float64)
     popularity = np.array([trending.get(item.item_id, 0.0) for item in candidates])
     scores = relevance(cosines, params.relevance_span)
@@ -123,6 +129,11 @@ def blend(
     if negatives is not None and len(negatives) and params.negative_feedback_weight:
         penalty = negative_penalty(unit_rows(candidates), negatives)
         scores -= params.negative_feedback_weight * penalty
+    if covisited and params.covisitation_weight:
+        together = np.array([covisited.get(item.item_id, 0.0) for item in candidates])
+        peak = together.max()
+        if peak > 0:
+            scores += params.covisitation_weight * together / peak
     return scores
 
 
@@ -134,6 +145,7 @@ def shortlist(
     now: float,
     params: RankingParams,
     negatives: np.ndarray | None = None,
+    covisited: Mapping[str, float] | None = None,
 ) -> list[ScoredItem]:
     """Score and keep the best SHORTLIST_FACTOR * k, best first, for `mmr` to order and cut
     to k. Candidates must already be filtered (see candidates).
@@ -149,6 +161,7 @@ def shortlist(
         now=now,
         params=params,
         negatives=negatives,
+        covisited=covisited,
     )
     best = np.argsort(-scores, kind="stable")[: SHORTLIST_FACTOR * params.k]
     return [candidates[i].with_score(float(scores[i])) for i in best]

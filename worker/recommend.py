@@ -1,9 +1,9 @@
 """The user-events path for one micro-batch.
 
-parse -> trending counts -> load user states (1 store call) -> fold events -> fetch history
-and trending items (1 call) -> user vectors (1 Triton call) -> retrieval (1 batched Qdrant
-query) -> save states (1 call) -> rank (pure: worker.ranking) -> one recommendation per user
-(coalesced) or per event round.
+parse -> trending counts -> load user states (1 store call) -> co-visitation counts -> fold
+events -> fetch history, trending and co-visited items (1 call) -> user vectors (1 Triton
+call) -> retrieval (1 batched Qdrant query) -> save states (1 call) -> rank (pure:
+worker.ranking) -> one recommendation per user (coalesced) or per event round.
 
 A user whose history has no catalogue item yet (a brand-new user, or items not indexed yet)
 gets the trending items: strategy "trending" instead of "user_vector".
@@ -21,11 +21,12 @@ import numpy as np
 from worker.candidates import (
     CandidateFilter,
     candidate_filter,
+    catalogue_items,
     merge_candidates,
     scored_against,
     search_request,
-    trending_items,
 )
+from worker.covisitation import CoVisitation, top_unseen
 from worker.events import UserEvent, parse_event
 from worker.ranking import RankingParams, mmr, shortlist
 from worker.recommendations import encode_recommendation
@@ -68,6 +69,25 @@ def negatives_of(state: UserState, vectors: Mapping[str, np.ndarray]) -> np.ndar
     return np.stack(rows) if rows else np.zeros((0, 0), dtype=np.float32)
 
 
+def consumed_items(state: UserState, n: int) -> list[str]:
+    """The user's last n consumed items (skips and dislikes are not consumption)."""
+    return [i.item_id for i in state.history if counts_as_consumption(i.type)][-n:]
+
+
+def count_covisits(
+    covisitation: CoVisitation, before: UserState, events: Sequence[UserEvent], history: int
+) -> None:
+    """Pair each new consumption with the user's consumed items before it (an event the
+    state already holds is a redelivery and is not counted again)."""
+    known = {i.event_id for i in before.history if i.event_id}
+    earlier = consumed_items(before, history)
+    for event in sorted(events, key=lambda e: e.ts):
+        if event.event_id in known or not counts_as_consumption(event.type):
+            continue
+        covisitation.add(event.item_id, earlier[-history:])
+        earlier.append(event.item_id)
+
+
 def shortlist_for_user(
     found: Sequence[ScoredItem],
     extra: Sequence[ScoredItem],
@@ -77,10 +97,11 @@ def shortlist_for_user(
     now: float,
     params: RankingParams,
     negatives: np.ndarray | None = None,
+    covisited: Mapping[str, float] | None = None,
 ) -> list[ScoredItem]:
-    """Search hits plus extra candidates (trending, scored against this user: see
-    `scored_against`) -> the user's scored shortlist; `ranking.mmr` makes the final k for
-    the whole batch at once."""
+    """Search hits plus extra candidates (trending and co-visited items, scored against
+    this user: see `scored_against`) -> the user's scored shortlist; `ranking.mmr` makes
+    the final k for the whole batch at once."""
     candidates = merge_candidates(found, extra, state.seen, constraints)
     return shortlist(
         candidates,
@@ -89,6 +110,7 @@ def shortlist_for_user(
         now=now,
         params=params,
         negatives=negatives,
+        covisited=covisited,
     )
 
 
@@ -100,6 +122,7 @@ async def recommend_batch(
     settings: Settings,
     model_version: str,
     trending: Trending,
+    covisitation: CoVisitation,
     clock: Callable[[], float] = time.time,
 ) -> RecommendResult:
     result = RecommendResult(event_timestamps=[])
@@ -113,9 +136,20 @@ async def recommend_batch(
     stages = result.stage_seconds
     stages["decode"] = time.perf_counter() - started
 
+    # Each round's states carry over to the next: its save may not have reached the store
+    # yet, and reading the store back would drop that round's events from the history.
+    carried: dict[str, UserState] = {}
     for round_events in event_rounds(events, coalesce=settings.coalesce_events):
         await _recommend_round(
-            round_events, result, triton, store, settings, model_version, trending, clock
+            round_events,
+            result,
+            triton,
+            store,
+            settings,
+            model_version,
+            (trending, covisitation),
+            carried,
+            clock,
         )
     return result
 
@@ -135,10 +169,13 @@ async def _recommend_round(
     store: VectorStore,
     settings: Settings,
     model_version: str,
-    trending: Trending,
+    signals: tuple[Trending, CoVisitation],
+    carried: dict[str, UserState],
     clock: Callable[[], float],
 ) -> None:
     stages = result.stage_seconds
+    trending, covisitation = signals
+    use_covisits = settings.covisitation_weight > 0
     t0 = time.perf_counter()
     for user_events in by_user.values():
         for event in user_events:
@@ -146,7 +183,13 @@ async def _recommend_round(
                 trending.add(event.item_id, event.ts)
     popular = trending.top(settings.trending_size)
     user_ids = list(by_user)
-    stored = await store.get_users(user_ids)
+    unread = [uid for uid in user_ids if uid not in carried]
+    stored = await store.get_users(unread) if unread else {}
+    stored.update((uid, carried[uid]) for uid in user_ids if uid in carried)
+    if use_covisits:
+        for uid in user_ids:
+            before = stored.get(uid) or UserState(user_id=uid)
+            count_covisits(covisitation, before, by_user[uid], settings.covisitation_history)
     states = [
         apply_events(
             stored.get(uid) or UserState(user_id=uid),
@@ -157,7 +200,18 @@ async def _recommend_round(
         )
         for uid in user_ids
     ]
+    carried.update((state.user_id, state) for state in states)
+    covisited = (
+        covisitation.scores_many([consumed_items(s, settings.covisitation_history) for s in states])
+        if use_covisits
+        else [{} for _ in states]
+    )
+    covisited_ids = [
+        top_unseen(scores, s.seen, settings.covisitation_candidates)
+        for scores, s in zip(covisited, states, strict=True)
+    ]
     wanted_ids = {i.item_id for s in states for i in s.history} | set(popular)
+    wanted_ids.update(i for ids in covisited_ids for i in ids)
     fetched = await store.get_items(sorted(wanted_ids))
     item_vectors = {k: v.vector for k, v in fetched.items() if v.vector is not None}
     t1 = time.perf_counter()
@@ -201,7 +255,10 @@ async def _recommend_round(
     timings_ms = {k: v * 1000.0 for k, v in stages.items()}
     generated_at = clock()
     t4 = time.perf_counter()
-    extras = scored_against(trending_items(popular, fetched), vectors)
+    extras = scored_against(catalogue_items(popular, fetched), vectors)
+    for row, ids in enumerate(covisited_ids):
+        if ids:  # different items for every user: one small product each
+            extras[row] += scored_against(catalogue_items(ids, fetched), [vectors[row]])[0]
     shortlists = [
         shortlist_for_user(
             found_by_row.get(row, []),
@@ -212,6 +269,7 @@ async def _recommend_round(
             now,
             params,
             negatives_of(state, item_vectors),
+            covisited[row],
         )
         for row, state in enumerate(states)
     ]

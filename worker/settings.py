@@ -109,6 +109,18 @@ class Settings(BaseSettings):
     # Penalty on items like those the user disliked or skipped (or rated 1-2 stars): score
     # minus this x the cosine to the closest one (scores are on a 0..1 relevance scale).
     negative_feedback_weight: float = Field(default=0.5, ge=0)
+    # Co-visitation (items consumed by the same users, counted from the event stream):
+    # each consumption pairs with the user's last `covisitation_history` consumed items,
+    # each item keeps its `covisitation_neighbours` strongest partners, and a user's
+    # `covisitation_candidates` best co-visited items join the candidates; beyond twice
+    # `covisitation_items` tracked items the least consumed are forgotten (memory: up to
+    # items x 2 x neighbours counts). Its weight is on the 0..1 relevance scale (the user's
+    # best co-visited candidate gets the full weight); 0 turns it off.
+    covisitation_weight: float = Field(default=1.0, ge=0)
+    covisitation_history: int = Field(default=20, ge=1, le=1000)
+    covisitation_neighbours: int = Field(default=100, ge=1, le=10_000)
+    covisitation_candidates: int = Field(default=20, ge=0, le=1000)
+    covisitation_items: int = Field(default=10_000, ge=1)
     # Optional constraints on every recommendation (an event's `context` can narrow them):
     # JSON list of categories, e.g. RECOMMEND_CATEGORIES='["Comedy"]'; only items created
     # within FRESHNESS_WINDOW_S seconds.

@@ -43,6 +43,10 @@ RANKING_SETTINGS = (
     "freshness_half_life_s",
     "mmr_lambda",
     "negative_feedback_weight",
+    "covisitation_weight",
+    "covisitation_history",
+    "covisitation_neighbours",
+    "covisitation_candidates",
     "fanout_users_per_item",
 )
 

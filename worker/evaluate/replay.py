@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 
 import orjson
 
+from worker.covisitation import CoVisitation
 from worker.evaluate.baselines import DecayedPopular, Interactions, ItemKNN, baselines
 from worker.evaluate.catalogue import (
     EmbeddedCatalogue,
@@ -101,6 +102,9 @@ async def replay(
     trending = Trending(
         half_life_s=settings.trending_half_life_s, capacity=max(10 * settings.trending_size, 1000)
     )
+    covisitation = CoVisitation(
+        neighbours=settings.covisitation_neighbours, capacity=settings.covisitation_items
+    )
     limiter = PushLimiter(settings.fanout_user_interval_s)
     model_version = await triton.model_version()
     warm_up = settings.model_copy(update={"coalesce_events": True})
@@ -129,6 +133,7 @@ async def replay(
                 new_ids,
                 store=store,
                 trending=trending,
+                covisitation=covisitation,
                 limiter=limiter,
                 settings=settings,
                 model_version=model_version,
@@ -144,6 +149,7 @@ async def replay(
             settings=warm_up if first < cut else held_out,
             model_version=model_version,
             trending=trending,
+            covisitation=covisitation,
             clock=lambda now=now: now,  # type: ignore[misc]
         )
         await asyncio.gather(*result.pending_saves)
