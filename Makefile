@@ -63,7 +63,7 @@ eval-content: install
 bench-ingest: install
 	$(PY) -m load_tests.ingest_bench
 
-.PHONY: train-user eval-replay
+.PHONY: train-user eval-replay eval-replay-encoder-only
 
 # The sequence user encoder, trained on the first 80% of MovieLens-100K ratings on the CPU
 # (about ten minutes, seeds fixed) in the item space the served item_embedder makes:
@@ -77,6 +77,11 @@ train-user: install
 # (about five minutes on 2 cores): results/replay_eval.{json,png}.
 eval-replay: install
 	$(PY) -m worker.evaluate --out results/replay_eval.json --png results/replay_eval.png
+
+# The same replay with co-visitation off: the trained encoder's own accuracy.
+eval-replay-encoder-only: install
+	COVISITATION_WEIGHT=0 $(PY) -m worker.evaluate \
+		--out results/replay_eval_encoder_only.json --png results/replay_eval_encoder_only.png
 
 clean:
 	rm -rf .stack .data $(MODELS_STAMP)
