@@ -61,17 +61,26 @@ class _Block(nn.Module):
         self.ff = nn.Sequential(nn.Linear(d, 2 * d), nn.GELU(), nn.Linear(2 * d, d))
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, blocked: Tensor) -> Tensor:
-        """x [B, T, d]; blocked [B, 1, T, T] True where attention is not allowed."""
+    def forward(self, x: Tensor, blocked: Tensor, index: Tensor | None = None) -> Tensor:
+        """x [B, T, d]; blocked [B, 1, T, T] True where attention is not allowed -> [B, T, d].
+
+        With `index` [B], only those positions are queries -> [B, 1, d]: serving reads one
+        position per user, so its last block skips everyone else's attention and
+        feed-forward."""
         batch, length, d = x.shape
         q, k, v = self.qkv(self.norm1(x)).chunk(3, dim=-1)
+        if index is not None:
+            pick = index.view(-1, 1, 1).expand(-1, 1, d)
+            x, q = x.gather(1, pick), q.gather(1, pick)
+            blocked = blocked.gather(2, index.view(-1, 1, 1, 1).expand(-1, 1, 1, length))
+        width = q.shape[1]
 
-        def heads(t: Tensor) -> Tensor:
-            return t.reshape(batch, length, self.heads, d // self.heads).transpose(1, 2)
+        def heads(t: Tensor, n: int) -> Tensor:
+            return t.reshape(batch, n, self.heads, d // self.heads).transpose(1, 2)
 
-        scores = heads(q) @ heads(k).transpose(-1, -2) / math.sqrt(d // self.heads)
+        scores = heads(q, width) @ heads(k, length).transpose(-1, -2) / math.sqrt(d // self.heads)
         attn = torch.softmax(scores.masked_fill(blocked, -1e4), dim=-1)
-        mixed = (self.drop(attn) @ heads(v)).transpose(1, 2).reshape(batch, length, d)
+        mixed = (self.drop(attn) @ heads(v, length)).transpose(1, 2).reshape(batch, width, d)
         x = x + self.drop(self.proj(mixed))
         return x + self.drop(self.ff(self.norm2(x)))
 
@@ -98,7 +107,10 @@ class SequenceUserEncoder(nn.Module):
         nn.init.normal_(self.strength, std=0.02)
         self.register_buffer("knots", torch.tensor(STRENGTH_KNOTS), persistent=False)
 
-    def states(self, vectors: Tensor, weights: Tensor, gaps_s: Tensor, lengths: Tensor) -> Tensor:
+    def _embed(
+        self, vectors: Tensor, weights: Tensor, gaps_s: Tensor, lengths: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """Input tokens [B, T, d] and the attention mask [B, 1, T, T] (True: blocked)."""
         length = vectors.shape[1]
         positions = torch.arange(length, device=vectors.device)
         # Hat functions over the knots: a piecewise-linear embedding of the signed weight.
@@ -109,15 +121,24 @@ class SequenceUserEncoder(nn.Module):
         padding = positions.unsqueeze(0) >= lengths.unsqueeze(1)  # [B, T]
         future = positions.unsqueeze(1) < positions.unsqueeze(0)  # [T, T], key after query
         blocked = future.unsqueeze(0) | padding.unsqueeze(1)  # [B, T(query), T(key)]
+        return x, blocked.unsqueeze(1)
+
+    def states(self, vectors: Tensor, weights: Tensor, gaps_s: Tensor, lengths: Tensor) -> Tensor:
+        x, blocked = self._embed(vectors, weights, gaps_s, lengths)
         for block in self.blocks:
-            x = block(x, blocked.unsqueeze(1))
+            x = block(x, blocked)
         return F.normalize(self.item_out(self.norm(x)), dim=-1)
 
     def forward(self, vectors: Tensor, weights: Tensor, gaps_s: Tensor, lengths: Tensor) -> Tensor:
-        states = self.states(vectors, weights, gaps_s, lengths)
+        """The state at each row's last real position (what `states` gives there)."""
+        x, blocked = self._embed(vectors, weights, gaps_s, lengths)
+        *earlier, last_block = self.blocks
+        for block in earlier:
+            x = block(x, blocked)
         last = (lengths - 1).clamp(min=0)
-        picked = states.gather(1, last.view(-1, 1, 1).expand(-1, 1, states.shape[-1]))
-        return picked.squeeze(1) * (lengths > 0).unsqueeze(1).to(states.dtype)
+        picked = last_block(x, blocked, last).squeeze(1)
+        out = F.normalize(self.item_out(self.norm(picked)), dim=-1)
+        return out * (lengths > 0).unsqueeze(1).to(out.dtype)
 
 
 def save(

@@ -63,6 +63,26 @@ def test_output_is_a_unit_vector_or_zero_for_an_empty_history() -> None:
     assert norms[2] == 0
 
 
+def test_the_output_is_the_state_at_each_rows_last_position() -> None:
+    config = UserModelConfig(item_dim=8, d=16, heads=2, layers=2, max_len=6, dropout=0.0)
+    model = SequenceUserEncoder(config).eval()
+    vectors = torch.from_numpy(unit_rows(4, 6, 8, seed=3))
+    weights, gaps = torch.rand(4, 6) * 2 - 1, torch.rand(4, 6) * 1e4
+    lengths = torch.tensor([6, 3, 1, 0])
+    with torch.no_grad():
+        states = model.states(vectors, weights, gaps, lengths)
+        out = model(vectors, weights, gaps, lengths)
+    for row, n in enumerate(lengths.tolist()):
+        expected = states[row, n - 1] if n else torch.zeros(8)
+        assert torch.allclose(out[row], expected, atol=1e-6)
+
+
+def test_vector_keys_tell_item_vectors_apart_and_repeat_for_the_same_one() -> None:
+    vectors = unit_rows(50, 256, seed=4)
+    keys = prep.vector_keys(np.concatenate([vectors, vectors[:5].copy()]))
+    assert len(set(keys[:50])) == 50 and keys[50:] == keys[:5]
+
+
 def test_a_position_never_sees_later_items() -> None:
     model = SequenceUserEncoder(SMALL).eval()
     vectors = torch.from_numpy(unit_rows(1, 6, 8))

@@ -34,6 +34,7 @@ from user_preprocess import (
     decayed_mean,
     max_similarity,
     sequence_inputs,
+    vector_keys,
 )
 
 INPUT_VECTORS = "ITEM_VECTORS"
@@ -104,29 +105,20 @@ class TritonPythonModel:
 
     def familiarity(self, vectors: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """[B, T, D], [B] -> [B] mean cosine of each user's items to their nearest training
-        item; each distinct vector is compared with the reference once."""
+        item (1 for an empty row); each distinct vector is compared with the reference once."""
         cache = self.familiarity_cache
-        # Rounded once for the whole batch: per vector it cost ~0.4 ms per user.
-        rounded = np.round(vectors, 3).astype(np.float16)
-        keys = [
-            [vector.tobytes() for vector in row[:n]]
-            for row, n in zip(rounded, lengths, strict=True)
-        ]
-        new = {
-            key: vector
-            for row_keys, row, n in zip(keys, vectors, lengths, strict=True)
-            for key, vector in zip(row_keys, row[:n], strict=True)
-            if key not in cache
-        }
+        real = np.arange(vectors.shape[1])[None, :] < lengths[:, None]  # [B, T]
+        flat = vectors[real]  # row-major: every user's items in turn
+        keys = vector_keys(flat)
+        new = {key: row for row, key in enumerate(keys) if key not in cache}
         if new:
             if len(cache) + len(new) > FAMILIARITY_CACHE_SIZE:
                 cache.clear()
-            scores = max_similarity(np.stack(list(new.values())), self.reference)
+            scores = max_similarity(flat[list(new.values())], self.reference)
             cache.update(zip(new, scores.tolist(), strict=True))
-        return np.array(
-            [np.mean([cache[key] for key in row_keys]) if row_keys else 1.0 for row_keys in keys],
-            dtype=np.float32,
-        )
+        owners = np.repeat(np.arange(len(lengths)), lengths)
+        sums = np.bincount(owners, [cache[key] for key in keys], minlength=len(lengths))
+        return np.where(lengths > 0, sums / np.maximum(lengths, 1), 1.0).astype(np.float32)
 
     def encode(self, items: np.ndarray, weights: np.ndarray, ages: np.ndarray) -> np.ndarray:
         mean = decayed_mean(items, weights, ages, self.half_life_s)

@@ -6,6 +6,8 @@ imports this file) so the served model sees exactly the inputs it was trained on
 - `anchored`, `anchor_weights`, `max_similarity`: the sequence encoder's vector pulled
   toward that mean, the more so the less the user's items resemble the items it was trained
   on (a model that never saw anything like them has nothing to add to their content).
+- `vector_keys`: a cache key per item vector (the served model remembers each item's
+  familiarity).
 - `sequence_inputs`: the sequence encoder's inputs: each row's real interactions (weight
   != 0), the most recent `max_len` of them, left-aligned, with the time gap to the previous
   interaction.
@@ -39,6 +41,17 @@ def max_similarity(vectors: np.ndarray, reference: np.ndarray) -> np.ndarray:
         return np.zeros(len(vectors), dtype=np.float32)
     unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), MIN_NORM)
     return np.einsum("nd,md->nm", unit, reference).max(axis=1).astype(np.float32)
+
+
+def vector_keys(vectors: np.ndarray) -> list[bytes]:
+    """[n, D] unit-scale vectors -> n byte strings, the same for vectors equal to 3 decimals.
+    Each row of thousandths (int16) is viewed as one opaque numpy scalar, so the keys come
+    out of one C loop (~0.5 ms per 2,500 vectors; float16 rounding and a `tobytes()` per
+    vector took ~5 ms)."""
+    thousandths = np.ascontiguousarray(np.rint(vectors * 1000.0).astype(np.int16))
+    rows = thousandths.view(np.dtype((np.void, thousandths.shape[1] * 2))).ravel()
+    keys: list[bytes] = rows.tolist()
+    return keys
 
 
 def anchor_weights(
