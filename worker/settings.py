@@ -111,11 +111,12 @@ class Settings(BaseSettings):
     negative_feedback_weight: float = Field(default=0.5, ge=0)
     # Co-visitation (items consumed by the same users, counted from the event stream):
     # each consumption pairs with the user's last `covisitation_history` consumed items,
-    # each item keeps its `covisitation_neighbours` strongest partners, and a user's
-    # `covisitation_candidates` best co-visited items join the candidates; beyond twice
-    # `covisitation_items` tracked items the least consumed are forgotten (memory: up to
-    # items x 2 x neighbours counts). Its weight is on the 0..1 relevance scale (the user's
-    # best co-visited candidate gets the full weight); 0 turns it off.
+    # each item has 2 x `covisitation_neighbours` partner slots (a new partner of a full row
+    # replaces its weakest), and a user's `covisitation_candidates` best co-visited items
+    # join the candidates; at `covisitation_items` tracked items the least consumed quarter
+    # is forgotten (memory: items x 2 x neighbours x 8 bytes). Its weight is on the 0..1
+    # relevance scale (the user's best co-visited candidate gets the full weight); 0 turns
+    # it off.
     covisitation_weight: float = Field(default=1.0, ge=0)
     covisitation_history: int = Field(default=20, ge=1, le=1000)
     covisitation_neighbours: int = Field(default=100, ge=1, le=10_000)
