@@ -7,6 +7,7 @@ from worker.candidates import (
     catalogue_items,
     merge_candidates,
     scored_against,
+    scored_per_query,
     search_request,
 )
 from worker.events import UserEvent
@@ -64,6 +65,22 @@ def test_fetched_items_are_scored_by_cosine_per_query_or_zero_without_one() -> N
     ]
     assert [i.item_id for i in scored[0]] == ["a", "b"]
     assert scored_against([], queries) == [[], [], []]
+
+
+def test_per_query_items_score_as_if_each_query_had_its_own_product() -> None:
+    rng = np.random.default_rng(3)
+    fetched = {
+        name: ScoredItem(name, 0.0, vector=rng.normal(size=4).astype(np.float32)) for name in "abcd"
+    }
+    fetched["novec"] = ScoredItem("novec", 0.0)
+    queries = [rng.normal(size=4).astype(np.float32), None, rng.normal(size=4).astype(np.float32)]
+    wanted = [["c", "gone", "a"], ["b"], ["d", "novec", "a"]]
+    scored = scored_per_query(wanted, fetched, queries)
+    assert [[i.item_id for i in row] for row in scored] == [["c", "a"], ["b"], ["d", "novec", "a"]]
+    for ids, query, row in zip(wanted, queries, scored, strict=True):
+        alone = scored_against([fetched[i] for i in ids if i in fetched], [query])[0]
+        assert [i.score for i in row] == pytest.approx([i.score for i in alone])
+    assert scored_per_query([[], []], fetched, queries[:2]) == [[], []]
 
 
 def test_catalogue_items_keep_only_indexed_ids_in_the_given_order() -> None:

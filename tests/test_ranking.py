@@ -4,12 +4,14 @@ import pytest
 from worker.ranking import (
     RankingParams,
     blend,
+    blend_many,
     freshness,
     mmr,
     negative_penalty,
     popularity_weight,
     relevance,
     shortlist,
+    shortlist_many,
     unit_rows,
 )
 from worker.settings import load_settings
@@ -150,3 +152,59 @@ def test_mmr_ranks_a_batch_of_users_each_as_if_alone() -> None:
     together = mmr([first, [], second], 2, 0.7)
     assert together == [mmr_one(first, 2, 0.7), [], mmr_one(second, 2, 0.7)]
     assert [i.item_id for i in together[2]] == ["y", "x"]
+
+
+def _reference_scores(
+    items: list[ScoredItem],
+    trending: dict[str, float],
+    history_length: int,
+    now: float,
+    params: RankingParams,
+    negatives: np.ndarray | None,
+    covisited: dict[str, float] | None,
+) -> np.ndarray:
+    """The module docstring's formula for one user, composed from the primitives."""
+    if not items:
+        return np.zeros(0)
+    scores = relevance(np.array([i.score for i in items]), params.relevance_span)
+    popularity = np.array([trending.get(i.item_id, 0.0) for i in items])
+    scores += popularity_weight(history_length, params) * popularity
+    created = np.array([i.created_at for i in items])
+    scores += params.freshness_boost * freshness(created, now, params.freshness_half_life_s)
+    if negatives is not None and len(negatives):
+        scores -= params.negative_feedback_weight * negative_penalty(unit_rows(items), negatives)
+    together = np.array([(covisited or {}).get(i.item_id, 0.0) for i in items])
+    if together.max() > 0:
+        scores += params.covisitation_weight * together / together.max()
+    return scores
+
+
+def test_a_batch_is_scored_and_shortlisted_as_if_each_user_were_alone() -> None:
+    rng = np.random.default_rng(7)
+    params = RankingParams(3, 0.4, 5.0, 0.1, 100.0, 1.0, 2.0, 1.5, relevance_span=4)
+    catalogue = [
+        ScoredItem(f"i{n}", 0.0, created_at=float(rng.integers(0, 1000)), vector=vec(*v))
+        for n, v in enumerate(rng.normal(size=(30, 4)))
+    ]
+    trending = {f"i{n}": float(rng.random()) for n in range(0, 30, 3)}
+    users: list[list[ScoredItem]] = []
+    for size in (12, 0, 1, 7, 7):  # an empty and a one-candidate user among them
+        picks = rng.choice(30, size=size, replace=False)
+        # Rounded cosines: ties must break by candidate order, as a stable sort would.
+        users.append([catalogue[p].with_score(round(float(rng.random()), 1)) for p in picks])
+    negatives = [None, None, np.stack([vec(1, 0, 0, 0)]), None, np.stack([vec(0, 1, 0, 0)])]
+    covisited = [{"i3": 2.0, "i4": 1.0}, None, {}, {"i9": 0.5}, None]
+    histories = [0, 3, 10, 1, 40]
+
+    signals = {"history_lengths": histories, "negatives": negatives, "covisited": covisited}
+    scores, owner = blend_many(users, trending, now=1000.0, params=params, **signals)  # type: ignore[arg-type]
+    batch = shortlist_many(users, trending, now=1000.0, params=params, **signals)  # type: ignore[arg-type]
+    for row, items in enumerate(users):
+        alone = _reference_scores(
+            items, trending, histories[row], 1000.0, params, negatives[row], covisited[row]
+        )
+        np.testing.assert_allclose(scores[owner == row], alone)
+        best = np.argsort(-alone, kind="stable")[: 3 * params.k]
+        assert [(i.item_id, i.score) for i in batch[row]] == [
+            (items[b].item_id, pytest.approx(alone[b])) for b in best
+        ]

@@ -3,7 +3,7 @@ import numpy as np
 from worker.candidates import CandidateFilter
 from worker.events import UserEvent
 from worker.ranking import RankingParams
-from worker.recommend import event_rounds, negatives_of, shortlist_for_user
+from worker.recommend import event_rounds, negatives_of, shortlists_for_users
 from worker.store import Interaction, ScoredItem, UserState
 
 
@@ -54,5 +54,7 @@ def test_a_shortlist_never_lists_seen_items_and_adds_trending_candidates() -> No
     found = [ScoredItem("a", 0.99, vector=_unit(1)), ScoredItem("b", 0.5, vector=_unit(1, 1))]
     extra = [ScoredItem("hot", 0.0, vector=_unit(0, 0, 1))]
     params = RankingParams(3, 2.0, 5.0, 0.0, 1.0, 1.0, 0.5, 0.0, relevance_span=10)
-    items = shortlist_for_user(found, extra, state, {"hot": 1.0}, CandidateFilter(), 0.0, params)
+    [items] = shortlists_for_users(
+        [found], [extra], [state], {"hot": 1.0}, [CandidateFilter()], 0.0, params
+    )
     assert [i.item_id for i in items] == ["hot", "b"]

@@ -60,16 +60,12 @@ def search_request(
     )
 
 
-def scored_against(
-    items: Sequence[ScoredItem], queries: Sequence[np.ndarray | None]
-) -> list[list[ScoredItem]]:
-    """Items fetched by id (trending) get, for each query, the cosine the store would have
-    given them; 0 for an item without a vector or a missing query (a user with no usable
-    history). One product for the whole batch: the items are the same for every user."""
-    if not items:
-        return [[] for _ in queries]
-    with_vectors = [i for i, item in enumerate(items) if item.vector is not None]
+def cosine_matrix(items: Sequence[ScoredItem], queries: Sequence[np.ndarray | None]) -> np.ndarray:
+    """[queries, items] cosines, as the store would score items fetched by id (trending,
+    co-visited): one product for the whole batch; 0 for an item without a vector or a
+    missing query (a user with no usable history)."""
     scores = np.zeros((len(queries), len(items)))
+    with_vectors = [i for i, item in enumerate(items) if item.vector is not None]
     asked = [row for row, query in enumerate(queries) if query is not None]
     if asked and with_vectors:
         vectors = np.stack([items[i].vector for i in with_vectors])  # type: ignore[misc]
@@ -77,10 +73,51 @@ def scored_against(
         matrix = np.stack([queries[row] for row in asked])  # type: ignore[misc]
         # einsum keeps this small product off BLAS's thread pool (see ranking.mmr).
         scores[np.ix_(asked, with_vectors)] = np.einsum("bd,nd->bn", matrix, vectors)
+    return scores
+
+
+def scored_against(
+    items: Sequence[ScoredItem], queries: Sequence[np.ndarray | None]
+) -> list[list[ScoredItem]]:
+    """The same items for every query, each copy scored by `cosine_matrix`."""
+    if not items:
+        return [[] for _ in queries]
     return [
-        [item.with_score(float(score)) for item, score in zip(items, row, strict=True)]
-        for row in scores.tolist()
+        [item.with_score(score) for item, score in zip(items, row, strict=True)]
+        for row in cosine_matrix(items, queries).tolist()
     ]
+
+
+def scored_per_query(
+    ids_per_query: Sequence[Sequence[str]],
+    fetched: Mapping[str, ScoredItem],
+    queries: Sequence[np.ndarray | None],
+) -> list[list[ScoredItem]]:
+    """Different items for every query (co-visited items), scored like `scored_against`:
+    one row-wise product over every (query, item) pair of the batch rather than a product
+    per query (or a [queries, all items] one, mostly wasted)."""
+    pairs = [
+        (row, fetched[item_id])
+        for row, ids in enumerate(ids_per_query)
+        if queries[row] is not None
+        for item_id in ids
+        if item_id in fetched
+    ]
+    scores = np.zeros(len(pairs))
+    scored = [(row, n) for n, (row, item) in enumerate(pairs) if item.vector is not None]
+    if scored:
+        users = np.stack([queries[pairs[n][0]] for _, n in scored])  # type: ignore[misc]
+        items = np.stack([pairs[n][1].vector for _, n in scored])  # type: ignore[misc]
+        items /= np.maximum(np.linalg.norm(items, axis=1, keepdims=True), 1e-12)
+        scores[[n for _, n in scored]] = np.einsum("pd,pd->p", users, items)
+    out: list[list[ScoredItem]] = [[] for _ in queries]
+    for (row, item), score in zip(pairs, scores.tolist(), strict=True):
+        out[row].append(item.with_score(score))
+    # A query that is missing still lists its items, at cosine 0 (as `scored_against`).
+    for row, ids in enumerate(ids_per_query):
+        if queries[row] is None:
+            out[row] = [fetched[i].with_score(0.0) for i in ids if i in fetched]
+    return out
 
 
 def merge_candidates(

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from worker.candidates import candidate_filter, search_request
 from worker.covisitation import CoVisitation
 from worker.ranking import RankingParams, mmr
-from worker.recommend import consumed_items, negatives_of, shortlist_for_user
+from worker.recommend import consumed_items, negatives_of, shortlists_for_users
 from worker.recommendations import encode_recommendation
 from worker.records import OutMessage
 from worker.settings import Settings
@@ -94,22 +94,19 @@ async def fan_out(
     popular = trending.top(settings.trending_size)
     params = RankingParams.from_settings(settings)
     history = settings.covisitation_history
-    shortlists = [
-        shortlist_for_user(
-            hits,
-            [],
-            state,
-            popular,
-            constraints,
-            now,
-            params,
-            negatives_of(state, disliked),
-            covisitation.scores(consumed_items(state, history))
-            if params.covisitation_weight
-            else None,
-        )
-        for state, hits in zip(states, found, strict=True)
-    ]
+    shortlists = shortlists_for_users(
+        found,
+        [[] for _ in states],
+        states,
+        popular,
+        [constraints] * len(states),
+        now,
+        params,
+        [negatives_of(state, disliked) for state in states],
+        [covisitation.scores(consumed_items(state, history)) for state in states]
+        if params.covisitation_weight
+        else None,
+    )
     outputs = []
     for state, items in zip(states, mmr(shortlists, params.k, params.mmr_lambda), strict=True):
         listed = {item.item_id for item in items}

@@ -24,11 +24,12 @@ from worker.candidates import (
     catalogue_items,
     merge_candidates,
     scored_against,
+    scored_per_query,
     search_request,
 )
 from worker.covisitation import CoVisitation, top_unseen
 from worker.events import UserEvent, parse_event
-from worker.ranking import RankingParams, mmr, shortlist
+from worker.ranking import RankingParams, mmr, shortlist_many
 from worker.recommendations import encode_recommendation
 from worker.records import BatchResult, DeadLetter, OutMessage, RawMessage
 from worker.settings import Settings
@@ -88,25 +89,28 @@ def count_covisits(
         earlier.append(event.item_id)
 
 
-def shortlist_for_user(
-    found: Sequence[ScoredItem],
-    extra: Sequence[ScoredItem],
-    state: UserState,
+def shortlists_for_users(
+    found: Sequence[Sequence[ScoredItem]],
+    extra: Sequence[Sequence[ScoredItem]],
+    states: Sequence[UserState],
     trending: Mapping[str, float],
-    constraints: CandidateFilter,
+    constraints: Sequence[CandidateFilter],
     now: float,
     params: RankingParams,
-    negatives: np.ndarray | None = None,
-    covisited: Mapping[str, float] | None = None,
-) -> list[ScoredItem]:
-    """Search hits plus extra candidates (trending and co-visited items, scored against
-    this user: see `scored_against`) -> the user's scored shortlist; `ranking.mmr` makes
-    the final k for the whole batch at once."""
-    candidates = merge_candidates(found, extra, state.seen, constraints)
-    return shortlist(
-        candidates,
+    negatives: Sequence[np.ndarray | None] | None = None,
+    covisited: Sequence[Mapping[str, float] | None] | None = None,
+) -> list[list[ScoredItem]]:
+    """Per user: search hits plus extra candidates (trending and co-visited items, scored
+    against this user: see `scored_against`) -> the user's scored shortlist, scored for the
+    whole batch at once; `ranking.mmr` then makes the final k."""
+    merged = [
+        merge_candidates(hits, more, state.seen, allowed)
+        for hits, more, state, allowed in zip(found, extra, states, constraints, strict=True)
+    ]
+    return shortlist_many(
+        merged,
         trending,
-        history_length=len(state.history),
+        history_lengths=[len(state.history) for state in states],
         now=now,
         params=params,
         negatives=negatives,
@@ -256,23 +260,19 @@ async def _recommend_round(
     generated_at = clock()
     t4 = time.perf_counter()
     extras = scored_against(catalogue_items(popular, fetched), vectors)
-    for row, ids in enumerate(covisited_ids):
-        if ids:  # different items for every user: one small product each
-            extras[row] += scored_against(catalogue_items(ids, fetched), [vectors[row]])[0]
-    shortlists = [
-        shortlist_for_user(
-            found_by_row.get(row, []),
-            extras[row],
-            state,
-            popular,
-            constraints[row],
-            now,
-            params,
-            negatives_of(state, item_vectors),
-            covisited[row],
-        )
-        for row, state in enumerate(states)
-    ]
+    for row, items in enumerate(scored_per_query(covisited_ids, fetched, vectors)):
+        extras[row] += items
+    shortlists = shortlists_for_users(
+        [found_by_row.get(row, []) for row in range(len(states))],
+        extras,
+        states,
+        popular,
+        constraints,
+        now,
+        params,
+        [negatives_of(state, item_vectors) for state in states],
+        covisited,
+    )
     ranked = mmr(shortlists, params.k, params.mmr_lambda)
     for state, vector, items in zip(states, vectors, ranked, strict=True):
         answered = by_user[state.user_id]
