@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -47,11 +48,14 @@ def cmd_run(settings: Settings) -> int:
     from worker.metrics import Metrics
     from worker.stack import LocalStack
 
+    if settings.gc_threshold:
+        gc.set_threshold(settings.gc_threshold)
     with LocalStack(settings) as resolved:
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
         loop.run_until_complete(ensure_topics(resolved, all_topics(resolved)))
         metrics = Metrics()
+        metrics.watch_gc()
         port = metrics.serve(resolved.metrics_port)
         logging.getLogger(__name__).info("metrics on http://0.0.0.0:%d/metrics", port)
         app = build_app(resolved, metrics)

@@ -8,6 +8,7 @@ A batch that raises (Triton or Qdrant down) is retried with backoff, never skipp
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -93,6 +94,10 @@ class Runtime(mode.Service):
             )
         await self.store.open()
         self.model_version = await self.triton.model_version()
+        if self.settings.gc_threshold:
+            # Everything alive now (modules, clients, the warm item cache) lives as long as
+            # the process: no collection needs to walk it again.
+            gc.freeze()
         self.clients_ready.set()
         self._update_ready()
         log.info("worker started: model_version=%s", self.model_version)

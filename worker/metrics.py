@@ -5,6 +5,10 @@ Names use base units (`_seconds`, `_total`), in the style of faust's Prometheus 
 
 from __future__ import annotations
 
+import gc
+import time
+from collections.abc import Callable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 # Sub-millisecond to multi-second: the stages range from a dict lookup to a cold Triton call.
@@ -63,6 +67,26 @@ class Metrics:
             registry=r,
         )
         self.ready = Gauge("streamrec_ready", "1 once the worker consumes", registry=r)
+        self.gc_seconds = Counter(
+            "streamrec_gc_seconds_total",
+            "Time spent in Python's cyclic garbage collector",
+            ["generation"],
+            registry=r,
+        )
+        self._gc_started = 0.0
+
+    def watch_gc(self) -> Callable[[], None]:
+        """Count collector time from here on (the worker process calls this once); returns
+        the function that stops it."""
+        gc.callbacks.append(self._on_gc)
+        return lambda: gc.callbacks.remove(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        else:
+            elapsed = time.perf_counter() - self._gc_started
+            self.gc_seconds.labels(str(info["generation"])).inc(elapsed)
 
     def observe_stages(self, pipeline: str, stage_seconds: dict[str, float]) -> None:
         for stage, seconds in stage_seconds.items():

@@ -135,6 +135,14 @@ class Settings(BaseSettings):
     fanout_user_interval_s: float = Field(default=60.0, ge=0)
     fanout_max_item_age_s: float = Field(default=24 * 3600.0, gt=0)
 
+    # --- process -------------------------------------------------------------------------
+    # Python's cyclic GC runs a young-generation pass every `gc_threshold` net allocations
+    # (Python's default: 700). A micro-batch allocates thousands of short-lived objects, so
+    # with the default it collects many times per batch, each pass also walking whatever
+    # survived into the older generations. Objects alive once the worker is ready are frozen
+    # out of collection. 0 keeps Python's defaults.
+    gc_threshold: int = Field(default=50_000, ge=0)
+
     # --- observability -------------------------------------------------------------------
     metrics_port: int = Field(default=9464, ge=0, le=65535)  # 0 -> pick a free port
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

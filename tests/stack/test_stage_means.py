@@ -11,9 +11,12 @@ def test_stage_means_are_per_batch_milliseconds_of_one_pipeline_with_its_batch_s
         'streamrec_stage_seconds_count{pipeline="items",stage="triton"}': 3.0,
         'streamrec_batch_size_sum{topic="user-events"}': 1200.0,
         'streamrec_batch_size_count{topic="user-events"}': 100.0,
+        'streamrec_gc_seconds_total{generation="0"}': 0.15,
+        'streamrec_gc_seconds_total{generation="2"}': 0.05,
     }
     assert stage_means_ms(metrics, "events", "user-events") == {
         "triton": 5.0,
         "batch_size": 12.0,
+        "gc": 2.0,
     }
     assert stage_means_ms({}, "events", "user-events") == {}

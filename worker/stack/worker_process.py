@@ -51,7 +51,8 @@ def scrape_metrics(port: int, timeout_s: float = 1.0) -> dict[str, float]:
 
 def stage_means_ms(metrics: dict[str, float], pipeline: str, topic: str) -> dict[str, float]:
     """From `scrape_metrics` output: mean milliseconds per micro-batch in each stage of
-    `pipeline` ("events", "items"), and "batch_size": mean messages per batch of `topic`."""
+    `pipeline` ("events", "items"), "batch_size": mean messages per batch of `topic`, and
+    "gc": the process's garbage-collector time (its whole life) per batch of `pipeline`."""
 
     def mean(sum_key: str) -> float | None:
         count = metrics.get(sum_key.replace("_sum{", "_count{", 1))
@@ -65,6 +66,10 @@ def stage_means_ms(metrics: dict[str, float], pipeline: str, topic: str) -> dict
     size_key = f'streamrec_batch_size_sum{{topic="{topic}"}}'
     if size_key in metrics and (value := mean(size_key)) is not None:
         means["batch_size"] = round(value, 2)
+    batches = metrics.get(f'streamrec_batch_size_count{{topic="{topic}"}}')
+    gc_s = sum(v for k, v in metrics.items() if k.startswith("streamrec_gc_seconds_total{"))
+    if batches:
+        means["gc"] = round(1000.0 * gc_s / batches, 3)
     return means
 
 
