@@ -9,6 +9,7 @@ no items. No model work: what it measures is what broker, clients and faust cost
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import sys
@@ -20,7 +21,7 @@ import orjson
 from faust.worker import Worker
 
 from worker.events import parse_event
-from worker.kafka import StreamApp, dead_letter_headers, make_app, raw_message
+from worker.kafka import OutputProducer, StreamApp, make_app, raw_message
 from worker.records import DeadLetter, OutMessage, RawMessage
 from worker.settings import Settings, load_settings
 from worker.stack.process import ManagedProcess
@@ -69,32 +70,24 @@ def build_echo_app(settings: Settings) -> StreamApp:
         return app.topic(name, key_serializer="raw", value_serializer="raw")
 
     events_in = topic(settings.events_topic)
-    recommendations = topic(settings.recommendations_topic)
-    dlq = topic(settings.events_dlq_topic)
 
     @app.agent(events_in, name=f"{settings.consumer_group}.echo")
     async def echo(stream: faust.StreamT[bytes]) -> None:
-        async for batch in stream.take_events(
-            settings.events_batch_size, within=settings.events_batch_wait_s
-        ):
-            outputs, letters = echo_batch(
-                [raw_message(e) for e in batch], settings, now=time.time()
-            )
-            pending = [
-                await recommendations.send(key=out.key, value=out.value, force=True)
-                for out in outputs
-            ]
-            for letter in letters:
-                pending.append(
-                    await dlq.send(
-                        key=letter.source.key,
-                        value=letter.source.value,
-                        headers=dead_letter_headers(letter),
-                        force=True,
-                    )
+        output = OutputProducer(settings)  # the worker's producer, the worker's way
+        await output.start()
+        if settings.gc_threshold:
+            gc.freeze()
+        try:
+            async for batch in stream.take_events(
+                settings.events_batch_size, within=settings.events_batch_wait_s
+            ):
+                outputs, letters = echo_batch(
+                    [raw_message(e) for e in batch], settings, now=time.time()
                 )
-            # Like the worker: deliveries confirmed before take_events acks the batch.
-            await asyncio.gather(*pending)
+                # Like the worker: deliveries confirmed before take_events acks the batch.
+                await output.publish(outputs, letters, settings.events_dlq_topic)
+        finally:
+            await output.stop()
 
     return app
 
@@ -120,6 +113,8 @@ def main() -> int:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if settings.gc_threshold:  # the worker's process settings (see worker.app)
+        gc.set_threshold(settings.gc_threshold)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     worker = Worker(build_echo_app(settings), loop=loop, loglevel=settings.log_level, quiet=True)

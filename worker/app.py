@@ -20,7 +20,7 @@ import mode
 from worker.covisitation import CoVisitation
 from worker.fanout import PushLimiter, fan_out
 from worker.ingest import IngestResult, ingest_batch
-from worker.kafka import StreamApp, dead_letter_headers, make_app, raw_message
+from worker.kafka import OutputProducer, StreamApp, make_app, raw_message
 from worker.media import MediaFetcher
 from worker.metrics import Metrics
 from worker.recommend import RecommendResult, recommend_batch
@@ -69,6 +69,7 @@ class Runtime(mode.Service):
         )
         self.store = create_store(settings)
         self.media = MediaFetcher()
+        self.output = OutputProducer(settings)
         # Shared by both agents (one event loop, no locks): the events path counts into
         # trending and co-visitation, the items path reads them when it ranks for new-item
         # pushes.
@@ -93,6 +94,7 @@ class Runtime(mode.Service):
                 f"outputs {self.triton.dim}-d vectors"
             )
         await self.store.open()
+        await self.output.start()
         self.model_version = await self.triton.model_version()
         if self.settings.gc_threshold:
             # Everything alive now (modules, clients, the warm item cache) lives as long as
@@ -127,6 +129,7 @@ class Runtime(mode.Service):
 
     async def on_stop(self) -> None:
         self.metrics.ready.set(0)
+        await self.output.stop()
         await self.media.close()
         await self.triton.close()
         await self.store.close()
@@ -158,32 +161,19 @@ def build_app(settings: Settings, metrics: Metrics) -> StreamApp:
         return app.topic(name, key_serializer="raw", value_serializer="raw")
 
     items_in, events_in = topic(settings.items_topic), topic(settings.events_topic)
-    out_topics = {
-        settings.recommendations_topic: topic(settings.recommendations_topic),
-    }
     dlq_for = {
-        settings.items_topic: topic(settings.items_dlq_topic),
-        settings.events_topic: topic(settings.events_dlq_topic),
+        settings.items_topic: settings.items_dlq_topic,
+        settings.events_topic: settings.events_dlq_topic,
     }
 
     async def publish(source_topic: str, result: BatchResult) -> None:
         started = time.perf_counter()
-        pending = []
-        for out in result.outputs:
-            sent = await out_topics[out.topic].send(key=out.key, value=out.value, force=True)
-            pending.append(sent)
-        dlq = dlq_for[source_topic]
-        for letter in result.dead_letters:
-            sent = await dlq.send(
-                key=letter.source.key,
-                value=letter.source.value,
-                headers=dead_letter_headers(letter),
-                force=True,
-            )
-            pending.append(sent)
         # Delivery confirmed (and user state saved) for the whole batch before take_events
         # acks it.
-        await asyncio.gather(*pending, *result.pending_saves)
+        await asyncio.gather(
+            runtime.output.publish(result.outputs, result.dead_letters, dlq_for[source_topic]),
+            *result.pending_saves,
+        )
         result.stage_seconds["publish"] = time.perf_counter() - started
 
     def count(source_topic: str, pipeline: str, result: BatchResult) -> None:

@@ -51,7 +51,9 @@ class Settings(BaseSettings):
     # The broker holds a fetch up to this long when no data is waiting; faust's 1500 ms
     # default would dominate end-to-end latency.
     fetch_max_wait_ms: int = Field(default=10, ge=0, le=5000)
-    producer_linger_ms: int = Field(default=5, ge=0, le=1000)
+    # The worker hands each micro-batch's outputs to its producer at once, so they are
+    # batched without lingering; a linger would only delay every answer.
+    producer_linger_ms: int = Field(default=0, ge=0, le=1000)
     session_timeout_s: float = Field(default=2.0, gt=0)
     heartbeat_interval_s: float = Field(default=0.3, gt=0)
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
