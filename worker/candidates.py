@@ -6,6 +6,7 @@ Pure functions; the one batched store call lives in `recommend.py`.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -129,9 +130,10 @@ def merge_candidates(
     """Search hits then extra candidates, without seen items, duplicates or items the
     constraints rule out (the store already applied them to hits: defence in depth)."""
     excluded = set(seen)
+    constrained = constraints != CandidateFilter()  # the usual case has nothing to check
     out: list[ScoredItem] = []
-    for item in [*found, *extra]:
-        if item.item_id in excluded or not constraints.allows(item):
+    for item in itertools.chain(found, extra):
+        if item.item_id in excluded or (constrained and not constraints.allows(item)):
             continue
         excluded.add(item.item_id)
         out.append(item)
