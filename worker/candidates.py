@@ -100,24 +100,23 @@ def scored_per_query(
     pairs = [
         (row, fetched[item_id])
         for row, ids in enumerate(ids_per_query)
-        if queries[row] is not None
         for item_id in ids
         if item_id in fetched
     ]
     scores = np.zeros(len(pairs))
-    scored = [(row, n) for n, (row, item) in enumerate(pairs) if item.vector is not None]
+    scored = [
+        n
+        for n, (row, item) in enumerate(pairs)
+        if queries[row] is not None and item.vector is not None
+    ]
     if scored:
-        users = np.stack([queries[pairs[n][0]] for _, n in scored])  # type: ignore[misc]
-        items = np.stack([pairs[n][1].vector for _, n in scored])  # type: ignore[misc]
+        users = np.stack([queries[pairs[n][0]] for n in scored])  # type: ignore[misc]
+        items = np.stack([pairs[n][1].vector for n in scored])  # type: ignore[misc]
         items /= np.maximum(np.linalg.norm(items, axis=1, keepdims=True), 1e-12)
-        scores[[n for _, n in scored]] = np.einsum("pd,pd->p", users, items)
+        scores[scored] = np.einsum("pd,pd->p", users, items)
     out: list[list[ScoredItem]] = [[] for _ in queries]
     for (row, item), score in zip(pairs, scores.tolist(), strict=True):
         out[row].append(item.with_score(score))
-    # A query that is missing still lists its items, at cosine 0 (as `scored_against`).
-    for row, ids in enumerate(ids_per_query):
-        if queries[row] is None:
-            out[row] = [fetched[i].with_score(0.0) for i in ids if i in fetched]
     return out
 
 

@@ -97,11 +97,12 @@ def dead_letter_headers(letter: DeadLetter) -> list[tuple[str, bytes]]:
 class OutputProducer:
     """The worker's producer for its outputs and dead letters (aiokafka, acks=all).
 
-    `publish` hands a whole micro-batch to the client in one pass, without yielding to the
-    event loop between messages, so the batch leaves as one produce request per partition
-    however short the linger; then it waits for every delivery, which the caller needs before
-    it acks the batch. Measured against faust's `Topic.send` per message: 12 messages handed
-    over in 0.27 ms against 1.24 ms, and with no linger delivered in ~1 ms against ~6.5 ms.
+    `publish` hands a whole micro-batch to the client in one pass (aiokafka's `send` returns
+    at once while its buffer has room, so nothing else runs in between), so the batch leaves
+    in one produce request however short the linger; then it waits for every delivery, which
+    the caller needs before it acks the batch. Measured against faust's `Topic.send` per
+    message: 12 messages handed over in 0.27 ms against 1.24 ms, and with no linger delivered
+    in ~1 ms against ~6.5 ms.
     """
 
     def __init__(self, settings: Settings) -> None:
