@@ -1,4 +1,4 @@
-"""`python -m load_tests {run,step}`: open-loop latency load tests of the worker, each next to
+"""`python -m load_tests {run,step,chaos}`: open-loop latency load tests of the worker, each next to
 the broker floor (a bare consume->produce echo) measured on the same broker."""
 
 from __future__ import annotations
@@ -73,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--rate", type=float, default=1000.0, help="target events per second")
     run.add_argument("--duration", type=float, default=60.0, help="seconds of sending")
     _common(run)
+    sub.add_parser("chaos", help="fault injection with exact accounting (see its --help)")
     step = sub.add_parser("step", help="raise the rate until the p99 budget breaks")
     step.add_argument("--start", type=float, default=200.0)
     step.add_argument("--step", type=float, default=200.0)
@@ -174,6 +175,11 @@ def _check(args: argparse.Namespace, external: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["chaos"]:
+        from load_tests.chaos.cli import main as chaos_main
+
+        return chaos_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         settings = _settings(args)

@@ -1,9 +1,10 @@
-"""The broker floor: a bare consume -> produce echo with the worker's Kafka settings.
+"""The broker floor: a bare consume -> produce echo with the worker's Kafka path.
 
 `python -m load_tests.echo` (configured by the worker's environment variables) consumes
-`user-events` with the same faust app, consumer settings, micro-batching, per-user coalescing
-and DLQ rule as the worker, and answers each user with a `recommendations`-shaped message with
-no items. No model work: what it measures is what broker, clients and faust cost on their own.
+`user-events` with the worker's own pipeline (consumer, size-or-deadline batching, checkpoint:
+deliver, then commit), per-user coalescing and DLQ rule, and answers each user with a
+`recommendations`-shaped message with no items. No model work: what it measures is what the
+broker and the Kafka clients cost on their own.
 """
 
 from __future__ import annotations
@@ -12,17 +13,21 @@ import asyncio
 import gc
 import logging
 import os
+import signal
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
-import faust
 import orjson
-from faust.worker import Worker
 
+from worker.context import Context
 from worker.events import parse_event
-from worker.kafka import OutputProducer, StreamApp, make_app, raw_message
-from worker.records import DeadLetter, OutMessage, RawMessage
+from worker.health import Health
+from worker.kafka import OutputProducer
+from worker.metrics import Metrics
+from worker.pipeline import Pipeline, PipelineSpec
+from worker.records import BatchResult, DeadLetter, OutMessage, RawMessage, SignalUpdates
 from worker.settings import Settings, load_settings
 from worker.stack.process import ManagedProcess
 from worker.stack.worker_process import settings_env
@@ -63,33 +68,43 @@ def echo_batch(
     return outputs, letters
 
 
-def build_echo_app(settings: Settings) -> StreamApp:
-    app = make_app(settings)
+async def run_echo(settings: Settings) -> None:
+    """The worker's pipeline around `echo_batch`: same consumer, batching and checkpoint."""
+    metrics = Metrics()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    output = OutputProducer(settings)
+    await output.start()
 
-    def topic(name: str) -> faust.TopicT:
-        return app.topic(name, key_serializer="raw", value_serializer="raw")
+    async def handle(msgs: Sequence[RawMessage], carried: object) -> BatchResult:
+        outputs, letters = echo_batch(list(msgs), settings, now=time.time())
+        return BatchResult(outputs=outputs, dead_letters=letters)
 
-    events_in = topic(settings.events_topic)
+    spec = PipelineSpec(
+        "echo",
+        settings.events_topic,
+        settings.events_dlq_topic,
+        settings.events_batch_size,
+        settings.events_batch_wait_s,
+        handle,
+    )
+    ctx = Context(settings, triton=None, store=None, media=None, signals=_NoSignals())  # type: ignore[arg-type]
+    pipeline = Pipeline(spec, ctx, output, Health(metrics, ("echo",)), metrics, stop)
+    await pipeline.source.start()
+    if settings.gc_threshold:
+        gc.freeze()
+    try:
+        await pipeline.run()
+    finally:
+        await pipeline.source.stop()
+        await output.stop()
 
-    @app.agent(events_in, name=f"{settings.consumer_group}.echo")
-    async def echo(stream: faust.StreamT[bytes]) -> None:
-        output = OutputProducer(settings)  # the worker's producer, the worker's way
-        await output.start()
-        if settings.gc_threshold:
-            gc.freeze()
-        try:
-            async for batch in stream.take_events(
-                settings.events_batch_size, within=settings.events_batch_wait_s
-            ):
-                outputs, letters = echo_batch(
-                    [raw_message(e) for e in batch], settings, now=time.time()
-                )
-                # Like the worker: deliveries confirmed before take_events acks the batch.
-                await output.publish(outputs, letters, settings.events_dlq_topic)
-        finally:
-            await output.stop()
 
-    return app
+class _NoSignals:
+    def apply(self, updates: SignalUpdates) -> None:
+        pass
 
 
 class EchoProcess(ManagedProcess):
@@ -113,15 +128,9 @@ def main() -> int:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    if settings.gc_threshold:  # the worker's process settings (see worker.app)
+    if settings.gc_threshold:  # the worker's process settings (see worker.__main__)
         gc.set_threshold(settings.gc_threshold)
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    worker = Worker(build_echo_app(settings), loop=loop, loglevel=settings.log_level, quiet=True)
-    try:
-        worker.execute_from_commandline()
-    except SystemExit as exc:
-        return int(exc.code or 0)
+    asyncio.run(run_echo(settings))
     return 0
 
 

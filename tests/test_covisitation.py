@@ -6,9 +6,10 @@ import pytest
 from worker.covisitation import CoVisitation, top_unseen
 from worker.events import UserEvent
 from worker.ranking import RankingParams, blend
-from worker.recommend import count_covisits
+from worker.recommend import covisit_pairs
 from worker.settings import load_settings
 from worker.store import Interaction, ScoredItem, UserState
+from worker.user_state import fresh_events
 
 
 def test_a_consumption_pairs_with_each_earlier_item_both_ways_once() -> None:
@@ -78,7 +79,8 @@ def test_new_consumptions_pair_with_earlier_ones_but_not_skips_or_redeliveries()
         _event("e1", "a", 1.0),  # already in the state: a redelivery
         _event("e2", "b", 2.0, "skip"),
     ]
-    count_covisits(covis, before, events, history=20)
+    for item, earlier in covisit_pairs(before, fresh_events(before, events), history=20):
+        covis.add(item, earlier)
     assert covis.count("a") == 0.0 and covis.count("b") == 0.0
     assert covis.count("c") == 1.0
     assert covis.pair("c", "a") == 1.0 and covis.pair("c", "b") == 0.0

@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-from pathlib import Path
-
 import orjson
 import pytest
 
-from worker.covisitation import CoVisitation
+from worker.context import Context
 from worker.ingest import ingest_batch
-from worker.media import MediaFetcher
 from worker.recommend import recommend_batch
 from worker.records import RawMessage
 from worker.settings import load_settings
-from worker.store import EdgeVectorStore
-from worker.trending import Trending
-from worker.triton import TritonClient
 
 pytestmark = pytest.mark.integration
 
@@ -42,43 +35,43 @@ def _event(number: int, user: str, item: str) -> RawMessage:
 
 
 async def test_every_event_of_a_user_in_one_batch_counts_when_answers_are_not_coalesced(
-    triton_client: TritonClient, tmp_path: Path
+    edge_context: Context,
 ) -> None:
-    store = EdgeVectorStore(tmp_path / "edge", triton_client.dim)
-    await store.open()
-    media = MediaFetcher()
-    settings = load_settings(coalesce_events=False, recommendations_k=10)
-    try:
-        items = [
-            RawMessage(
-                "items",
-                0,
-                n,
-                f"i{n}".encode(),
-                orjson.dumps({"item_id": f"i{n}", "title": t}),
-                1.7e9,
-            )
-            for n, t in enumerate(TITLES)
-        ]
-        await ingest_batch(items, triton=triton_client, store=store, media=media, model_version="")
-        result = await recommend_batch(
-            [_event(1, "u", "i0"), _event(2, "u", "i1"), _event(3, "u", "i2")],
-            triton=triton_client,
-            store=store,
-            settings=settings,
-            model_version="test",
-            trending=Trending(half_life_s=3600.0, capacity=100),
-            covisitation=CoVisitation(neighbours=10),
+    ctx = edge_context
+    ctx.settings = load_settings(coalesce_events=False, recommendations_k=10)
+    items = [
+        RawMessage(
+            "items", 0, n, f"i{n}".encode(), orjson.dumps({"item_id": f"i{n}", "title": t}), 1.7e9
         )
-        await asyncio.gather(*result.pending_saves)
-        assert not result.dead_letters
-        answers = [orjson.loads(out.value) for out in result.outputs]
-        assert [a["event_ids"] for a in answers] == [["e1"], ["e2"], ["e3"]]
-        listed = [{i["item_id"] for i in a["items"]} for a in answers]
-        # Each answer excludes everything consumed so far, not just the latest event.
-        assert not listed[1] & {"i0", "i1"} and not listed[2] & {"i0", "i1", "i2"}
-        saved = (await store.get_users(["u"]))["u"]
-        assert [i.item_id for i in saved.history] == ["i0", "i1", "i2"]
-    finally:
-        await store.close()
-        await media.close()
+        for n, t in enumerate(TITLES)
+    ]
+    await ingest_batch(items, ctx)
+    result = await recommend_batch(
+        [_event(1, "u", "i0"), _event(2, "u", "i1"), _event(3, "u", "i2")], ctx
+    )
+    assert not result.dead_letters
+    answers = [orjson.loads(out.value) for out in result.outputs]
+    assert [a["event_ids"] for a in answers] == [["e1"], ["e2"], ["e3"]]
+    listed = [{i["item_id"] for i in a["items"]} for a in answers]
+    # Each answer excludes everything consumed so far, not just the latest event.
+    assert not listed[1] & {"i0", "i1"} and not listed[2] & {"i0", "i1", "i2"}
+    # Nothing is written by the handler: the state to save is in the outcome.
+    assert await ctx.store.get_users(["u"]) == {}
+    [state] = result.user_states
+    assert [i.item_id for i in state.history] == ["i0", "i1", "i2"]
+
+
+async def test_a_batch_changes_no_signal_until_its_outcome_is_applied(
+    edge_context: Context,
+) -> None:
+    ctx = edge_context
+    await ingest_batch(
+        [RawMessage("items", 0, 0, b"i0", orjson.dumps({"item_id": "i0", "title": "x"}), 1.7e9)],
+        ctx,
+    )
+    batch = [_event(1, "u", "i0"), _event(2, "v", "i0")]
+    for _ in range(3):  # a batch retried three times
+        result = await recommend_batch(batch, ctx)
+    assert len(ctx.signals.trending) == 0
+    ctx.signals.apply(result.signals)
+    assert ctx.signals.trending.score("i0", now=1.7e9 + 2) == pytest.approx(2.0, rel=1e-3)

@@ -1,7 +1,7 @@
 from worker.events import UserEvent
 from worker.settings import DEFAULT_EVENT_WEIGHTS
 from worker.store import Interaction, UserState
-from worker.user_state import apply_events
+from worker.user_state import apply_events, fresh_events
 
 
 def _ev(event_id: str, item_id: str, ts: float, etype: str = "click") -> UserEvent:
@@ -39,3 +39,19 @@ def test_seen_window_keeps_the_latest_items_and_moves_repeats_to_the_end() -> No
     state = UserState("u1", history=[Interaction("i0", "view", 0.3, 0.0, "x")], seen=["i0", "i1"])
     state = _apply(state, [_ev("a", "i0", 1.0), _ev("b", "i2", 2.0)], seen=2)
     assert state.seen == ["i0", "i2"]
+
+
+def test_a_redelivered_event_is_recognised_after_it_left_the_history() -> None:
+    state = UserState(user_id="u")
+    first = [UserEvent(f"e{n}", "u", f"i{n}", "click", None, 1.7e9 + n) for n in range(200)]
+    state = apply_events(
+        state, first, weights=DEFAULT_EVENT_WEIGHTS, history_window=50, seen_window=1000
+    )
+    assert len(state.history) == 50  # e0..e149 are no longer in the history
+    again = apply_events(
+        state, first[:10], weights=DEFAULT_EVENT_WEIGHTS, history_window=50, seen_window=1000
+    )
+    assert again.history == state.history and again.seen == state.seen
+    assert fresh_events(state, [*first[:10], UserEvent("new", "u", "x", "click", None, 2e9)]) == [
+        UserEvent("new", "u", "x", "click", None, 2e9)
+    ]

@@ -41,29 +41,24 @@ def cmd_stack(settings: Settings) -> int:
 
 
 def cmd_run(settings: Settings) -> int:
-    from faust.worker import Worker
-
-    from worker.app import build_app
     from worker.kafka import all_topics, ensure_topics
     from worker.metrics import Metrics
+    from worker.runtime import Runtime
     from worker.stack import LocalStack
 
     if settings.gc_threshold:
         gc.set_threshold(settings.gc_threshold)
     with LocalStack(settings) as resolved:
-        loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(ensure_topics(resolved, all_topics(resolved)))
-        metrics = Metrics()
-        metrics.watch_gc()
-        port = metrics.serve(resolved.metrics_port)
-        logging.getLogger(__name__).info("metrics on http://0.0.0.0:%d/metrics", port)
-        app = build_app(resolved, metrics)
-        worker = Worker(app, loop=loop, loglevel=resolved.log_level, quiet=True)
-        try:
-            worker.execute_from_commandline()
-        except SystemExit as exc:
-            return int(exc.code or 0)
+
+        async def run() -> None:
+            await ensure_topics(resolved, all_topics(resolved))
+            metrics = Metrics()
+            metrics.watch_gc()
+            port = metrics.serve(resolved.metrics_port)
+            logging.getLogger(__name__).info("metrics on http://0.0.0.0:%d/metrics", port)
+            await Runtime(resolved, metrics).run()
+
+        asyncio.run(run())
     return 0
 
 

@@ -13,54 +13,26 @@ items in `trigger_item_ids`.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Sequence
 
 from worker.candidates import candidate_filter, search_request
-from worker.covisitation import CoVisitation
+from worker.context import Context
 from worker.ranking import RankingParams, mmr
 from worker.recommend import consumed_items, negatives_of, shortlists_for_users
 from worker.recommendations import encode_recommendation
 from worker.records import OutMessage
-from worker.settings import Settings
-from worker.store import VectorStore
-from worker.trending import Trending
-
-
-class PushLimiter:
-    """Remembers when each user last got a push; bounded (the oldest entries go first,
-    and they are the ones whose interval has passed anyway)."""
-
-    def __init__(self, min_interval_s: float, max_users: int = 100_000) -> None:
-        self.min_interval_s = min_interval_s
-        self.max_users = max_users
-        self._last: OrderedDict[str, float] = OrderedDict()
-
-    def allowed(self, user_id: str, now: float) -> bool:
-        last = self._last.get(user_id)
-        return last is None or now - last >= self.min_interval_s
-
-    def mark(self, user_id: str, now: float) -> None:
-        self._last[user_id] = now
-        self._last.move_to_end(user_id)
-        while len(self._last) > self.max_users:
-            self._last.popitem(last=False)
 
 
 async def fan_out(
-    item_ids: Sequence[str],
-    *,
-    store: VectorStore,
-    trending: Trending,
-    covisitation: CoVisitation,
-    limiter: PushLimiter,
-    settings: Settings,
-    model_version: str,
-    now: float,
-) -> list[OutMessage]:
-    """Recommendations to push because of these (just upserted) items."""
+    item_ids: Sequence[str], ctx: Context, *, now: float
+) -> tuple[list[OutMessage], list[tuple[str, float]]]:
+    """Recommendations to push because of these (just upserted) items, and the push-limit
+    marks to apply once they are delivered."""
+    settings, store, signals = ctx.settings, ctx.store, ctx.signals
+    trending, covisitation, limiter = signals.trending, signals.covisitation, signals.push_limiter
+    model_version = ctx.model_version
     if not item_ids or settings.fanout_users_per_item == 0:
-        return []
+        return [], []
     fetched = await store.get_items(item_ids)
     fresh = [
         item
@@ -68,7 +40,7 @@ async def fan_out(
         if item.vector is not None and now - item.created_at <= settings.fanout_max_item_age_s
     ]
     if not fresh:
-        return []
+        return [], []
     neighbours = await store.search_users(
         [item.vector for item in fresh],  # type: ignore[misc]
         settings.fanout_users_per_item,
@@ -79,7 +51,7 @@ async def fan_out(
             if limiter.allowed(user_id, now):
                 triggers.setdefault(user_id, []).append(item.item_id)
     if not triggers:
-        return []
+        return [], []
     states = [s for s in (await store.get_users(list(triggers))).values() if s.vector is not None]
     disliked = await store.get_item_vectors(
         sorted({i.item_id for s in states for i in s.history if i.weight < 0})
@@ -107,13 +79,13 @@ async def fan_out(
         if params.covisitation_weight
         else None,
     )
-    outputs = []
+    outputs, pushes = [], []
     for state, items in zip(states, mmr(shortlists, params.k, params.mmr_lambda), strict=True):
         listed = {item.item_id for item in items}
         new_in = [item_id for item_id in triggers[state.user_id] if item_id in listed]
         if not new_in:
             continue
-        limiter.mark(state.user_id, now)
+        pushes.append((state.user_id, now))
         outputs.append(
             OutMessage(
                 topic=settings.recommendations_topic,
@@ -130,4 +102,4 @@ async def fan_out(
                 ),
             )
         )
-    return outputs
+    return outputs, pushes

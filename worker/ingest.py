@@ -6,36 +6,51 @@ letters with a reason; the rest of the batch goes on.
 
 from __future__ import annotations
 
-import dataclasses
+import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
+from worker.context import Context
+from worker.errors import InfrastructureError
+from worker.fanout import fan_out
 from worker.items import ItemDelete, ItemUpsert, item_text, parse_item
 from worker.media import MediaFetcher, MediaFetchError
 from worker.records import BatchResult, DeadLetter, RawMessage
-from worker.store import ItemRecord, VectorStore
-from worker.triton import ItemContent, TritonClient
+from worker.store import ItemRecord, UserState
+from worker.triton import ItemContent
 from worker.validation import InvalidMessage
 
-
-@dataclass(slots=True)
-class IngestResult(BatchResult):
-    indexed: int = 0
-    deleted: int = 0
-    # Items this batch wrote (last write per id wins: an upsert then a tombstone is not one).
-    upserted_ids: list[str] = dataclasses.field(default_factory=list)
+log = logging.getLogger(__name__)
 
 
-async def ingest_batch(
-    messages: Sequence[RawMessage],
-    *,
-    triton: TritonClient,
-    store: VectorStore,
-    media: MediaFetcher,
-    model_version: str,
-) -> IngestResult:
-    result = IngestResult()
+async def handle_items(
+    messages: Sequence[RawMessage], ctx: Context, carried: dict[str, UserState] | None = None
+) -> BatchResult:
+    """The items pipeline's batch handler: ingest, then push the new items to the users
+    nearest to them. Item writes are idempotent (point ids from item ids), so they happen
+    here; pushes and push limits wait for the checkpoint like every output."""
+    result = await ingest_batch(messages, ctx)
+    started = time.perf_counter()
+    try:
+        outputs, pushes = await fan_out(result.upserted_ids, ctx, now=ctx.clock())
+    except InfrastructureError:
+        raise
+    except Exception:
+        # Pushes are extras on items already indexed: a fan-out bug must not dead-letter
+        # good items or stall the path. Logged, and the batch is answered without them.
+        log.exception("new-item fan-out failed; the batch's items are indexed without pushes")
+        outputs, pushes = [], []
+    result.outputs += outputs
+    result.signals.pushes += pushes
+    result.stage_seconds["fanout"] = time.perf_counter() - started
+    return result
+
+
+async def ingest_batch(messages: Sequence[RawMessage], ctx: Context) -> BatchResult:
+    """parse -> fetch media -> one Triton call -> one upsert (and one delete)."""
+    triton, store, media = ctx.triton, ctx.store, ctx.media
+    result = BatchResult()
     started = time.perf_counter()
 
     # Last write per item wins, in offset order, so a tombstone after an upsert deletes.
@@ -75,7 +90,7 @@ async def ingest_batch(
                     tags=op.tags,
                     created_at=op.created_at,
                     popularity=op.popularity,
-                    model_version=model_version,
+                    model_version=ctx.model_version,
                 )
             )
     t_embedded = time.perf_counter()
@@ -92,7 +107,7 @@ async def ingest_batch(
 
 
 async def _resolve_media(
-    upserts: list[tuple[RawMessage, ItemUpsert]], media: MediaFetcher, result: IngestResult
+    upserts: list[tuple[RawMessage, ItemUpsert]], media: MediaFetcher, result: BatchResult
 ) -> list[tuple[RawMessage, ItemUpsert]]:
     """Replace image_url/audio_url by fetched bytes; failures become dead letters."""
     wanted = [

@@ -62,11 +62,71 @@ class Metrics:
         )
         self.batch_failures = Counter(
             "streamrec_batch_failures_total",
-            "Micro-batches that raised and were retried",
+            "Micro-batch attempts that failed on infrastructure and were retried",
             ["pipeline"],
             registry=r,
         )
-        self.ready = Gauge("streamrec_ready", "1 once the worker consumes", registry=r)
+        self.ready = Gauge(
+            "streamrec_ready",
+            "1 while the worker consumes and every dependency answers",
+            registry=r,
+        )
+        self.dependency_up = Gauge(
+            "streamrec_dependency_up",
+            "0 while a dependency (kafka, triton, qdrant, topics) is failing",
+            ["dependency"],
+            registry=r,
+        )
+        self.infra_failures = Counter(
+            "streamrec_infra_failures_total",
+            "Infrastructure failures met by a batch (each is retried)",
+            ["dependency"],
+            registry=r,
+        )
+        self.batch_splits = Counter(
+            "streamrec_batch_splits_total",
+            "Times a batch failing on a data error was split to isolate the bad message",
+            ["pipeline"],
+            registry=r,
+        )
+        self.batches_abandoned = Counter(
+            "streamrec_batches_abandoned_total",
+            "In-flight batches left uncommitted at shutdown (redelivered to the next owner)",
+            ["pipeline"],
+            registry=r,
+        )
+        self.commits_refused = Counter(
+            "streamrec_commits_refused_total",
+            "Commits refused because a rebalance moved the partitions (their batch is "
+            "redelivered: duplicates, not loss)",
+            ["pipeline"],
+            registry=r,
+        )
+        self.offset_resets = Counter(
+            "streamrec_offset_resets_total",
+            "Positions found outside a partition's log and reset (OFFSET_OUT_OF_RANGE)",
+            ["topic"],
+            registry=r,
+        )
+        self.broker_data_loss = Counter(
+            "streamrec_broker_data_loss_total",
+            "Output partitions whose offsets went backwards (the broker lost its log)",
+            ["topic"],
+            registry=r,
+        )
+        self.signal_updates = Counter(
+            "streamrec_signal_updates_total",
+            "Updates applied to the in-memory signals (once per answered event: a retried "
+            "batch adds none)",
+            ["signal"],
+            registry=r,
+        )
+        self.topics_created = Counter(
+            "streamrec_topics_created_total",
+            "Topics the worker found missing and created",
+            ["topic"],
+            registry=r,
+        )
         self.gc_seconds = Counter(
             "streamrec_gc_seconds_total",
             "Time spent in Python's cyclic garbage collector",

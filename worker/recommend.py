@@ -1,9 +1,13 @@
-"""The user-events path for one micro-batch.
+"""The user-events path for one micro-batch, stage by stage:
 
-parse -> trending counts -> load user states (1 store call) -> co-visitation counts -> fold
-events -> fetch history, trending and co-visited items (1 call) -> user vectors (1 Triton
-call) -> retrieval (1 batched Qdrant query) -> save states (1 call) -> rank (pure:
-worker.ranking) -> one recommendation per user (coalesced) or per event round.
+parse -> load state (user states, 1 store call; the events folded in; the catalogue items
+needed, 1 call) -> encode (user vectors, 1 Triton call) -> retrieve (1 batched Qdrant query)
+-> rank (pure: worker.ranking) -> emit (one recommendation per user, coalesced, or per event
+round).
+
+Nothing here changes anything: the returned outcome carries the outputs, the user states to
+save and the signal updates (trending, co-visitation), which the pipeline's checkpoint
+applies once the outputs are confirmed.
 
 A user whose history has no catalogue item yet (a brand-new user, or items not indexed yet)
 gets the trending items: strategy "trending" instead of "user_vector".
@@ -11,9 +15,9 @@ gets the trending items: strategy "trending" instead of "user_vector".
 
 from __future__ import annotations
 
-import asyncio
+import dataclasses
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,23 +31,17 @@ from worker.candidates import (
     scored_per_query,
     search_request,
 )
-from worker.covisitation import CoVisitation, top_unseen
+from worker.context import Context
+from worker.covisitation import top_unseen
 from worker.events import UserEvent, parse_event
 from worker.ranking import RankingParams, mmr, shortlist_many
 from worker.recommendations import encode_recommendation
 from worker.records import BatchResult, DeadLetter, OutMessage, RawMessage
-from worker.settings import Settings
-from worker.store import ScoredItem, UserState, VectorStore
-from worker.trending import Trending, counts_as_consumption
-from worker.triton import TritonClient
-from worker.user_state import apply_events
+from worker.store import ScoredItem, UserState
+from worker.trending import counts_as_consumption
+from worker.user_state import apply_events, fresh_events
 from worker.user_vector import make_user_vectors
 from worker.validation import InvalidMessage
-
-
-@dataclass(slots=True)
-class RecommendResult(BatchResult):
-    event_timestamps: list[float] | None = None  # of every answered event, for e2e latency
 
 
 def event_rounds(
@@ -75,18 +73,18 @@ def consumed_items(state: UserState, n: int) -> list[str]:
     return [i.item_id for i in state.history if counts_as_consumption(i.type)][-n:]
 
 
-def count_covisits(
-    covisitation: CoVisitation, before: UserState, events: Sequence[UserEvent], history: int
-) -> None:
-    """Pair each new consumption with the user's consumed items before it (an event the
-    state already holds is a redelivery and is not counted again)."""
-    known = {i.event_id for i in before.history if i.event_id}
+def covisit_pairs(
+    before: UserState, fresh: Sequence[UserEvent], history: int
+) -> list[tuple[str, list[str]]]:
+    """Each new consumption paired with the user's consumed items before it (`fresh` holds
+    only events the state has not applied: a redelivery is never paired again)."""
     earlier = consumed_items(before, history)
-    for event in sorted(events, key=lambda e: e.ts):
-        if event.event_id in known or not counts_as_consumption(event.type):
-            continue
-        covisitation.add(event.item_id, earlier[-history:])
-        earlier.append(event.item_id)
+    pairs = []
+    for event in fresh:
+        if counts_as_consumption(event.type):
+            pairs.append((event.item_id, earlier[-history:]))
+            earlier.append(event.item_id)
+    return pairs
 
 
 def shortlists_for_users(
@@ -119,163 +117,179 @@ def shortlists_for_users(
 
 
 async def recommend_batch(
-    messages: Sequence[RawMessage],
-    *,
-    triton: TritonClient,
-    store: VectorStore,
-    settings: Settings,
-    model_version: str,
-    trending: Trending,
-    covisitation: CoVisitation,
-    clock: Callable[[], float] = time.time,
-) -> RecommendResult:
-    result = RecommendResult(event_timestamps=[])
+    messages: Sequence[RawMessage], ctx: Context, carried: dict[str, UserState] | None = None
+) -> BatchResult:
+    """The outcome of one micro-batch; `carried` holds states not saved yet (earlier
+    pieces of a split batch), read instead of the store."""
+    result = BatchResult()
     started = time.perf_counter()
+    events = parse_events(messages, result)
+    result.stage_seconds["decode"] = time.perf_counter() - started
+    # Each round's states carry over to the next: they are saved only at the checkpoint.
+    carried = {} if carried is None else carried
+    for round_events in event_rounds(events, coalesce=ctx.settings.coalesce_events):
+        await _recommend_round(round_events, result, ctx, carried)
+    result.user_states = [carried[uid] for uid in dict.fromkeys(e.user_id for e in events)]
+    return result
+
+
+def parse_events(messages: Sequence[RawMessage], result: BatchResult) -> list[UserEvent]:
+    """Stage 1, parse: valid events; the rest become dead letters with stage `decode`."""
     events: list[UserEvent] = []
     for msg in messages:
         try:
             events.append(parse_event(msg.key, msg.value))
         except InvalidMessage as exc:
             result.dead_letters.append(DeadLetter(msg, "decode", str(exc)))
-    stages = result.stage_seconds
-    stages["decode"] = time.perf_counter() - started
-
-    # Each round's states carry over to the next: its save may not have reached the store
-    # yet, and reading the store back would drop that round's events from the history.
-    carried: dict[str, UserState] = {}
-    for round_events in event_rounds(events, coalesce=settings.coalesce_events):
-        await _recommend_round(
-            round_events,
-            result,
-            triton,
-            store,
-            settings,
-            model_version,
-            (trending, covisitation),
-            carried,
-            clock,
-        )
-    return result
+    return events
 
 
-async def _timed_save(
-    store: VectorStore, states: list[UserState], stages: dict[str, float]
-) -> None:
-    started = time.perf_counter()
-    await store.upsert_users(states)
-    stages["save"] = stages.get("save", 0.0) + (time.perf_counter() - started)
+@dataclass(slots=True)
+class _Round:
+    """One round's users, from loaded state to ranked answers."""
+
+    by_user: dict[str, list[UserEvent]]
+    states: list[UserState]
+    popular: dict[str, float]
+    covisited: list[dict[str, float]]
+    fetched: dict[str, ScoredItem]
+    vectors: list[np.ndarray | None] = dataclasses.field(default_factory=list)
+    constraints: list[CandidateFilter] = dataclasses.field(default_factory=list)
+    found: dict[int, list[ScoredItem]] = dataclasses.field(default_factory=dict)
+
+    @property
+    def item_vectors(self) -> dict[str, np.ndarray]:
+        return {k: v.vector for k, v in self.fetched.items() if v.vector is not None}
+
+
+def _timed(stages: dict[str, float], stage: str, since: float) -> float:
+    now = time.perf_counter()
+    stages[stage] = stages.get(stage, 0.0) + (now - since)
+    return now
 
 
 async def _recommend_round(
     by_user: dict[str, list[UserEvent]],
-    result: RecommendResult,
-    triton: TritonClient,
-    store: VectorStore,
-    settings: Settings,
-    model_version: str,
-    signals: tuple[Trending, CoVisitation],
+    result: BatchResult,
+    ctx: Context,
     carried: dict[str, UserState],
-    clock: Callable[[], float],
 ) -> None:
     stages = result.stage_seconds
-    trending, covisitation = signals
-    use_covisits = settings.covisitation_weight > 0
-    t0 = time.perf_counter()
-    for user_events in by_user.values():
-        for event in user_events:
-            if counts_as_consumption(event.type):
-                trending.add(event.item_id, event.ts)
-    popular = trending.top(settings.trending_size)
+    t = time.perf_counter()
+    rnd = await load_state(by_user, result, ctx, carried)
+    t = _timed(stages, "state", t)
+    rnd.vectors = await make_user_vectors(
+        ctx.triton, rnd.states, rnd.item_vectors, window=ctx.settings.history_window
+    )
+    t = _timed(stages, "triton", t)
+    await retrieve(rnd, ctx)
+    t = _timed(stages, "qdrant", t)
+    for state, vector in zip(rnd.states, rnd.vectors, strict=True):
+        if vector is not None:
+            state.vector = vector
+    emit(rnd, result, ctx, timings_ms={k: v * 1000.0 for k, v in stages.items()})
+    _timed(stages, "rank", t)
+
+
+async def load_state(
+    by_user: dict[str, list[UserEvent]],
+    result: BatchResult,
+    ctx: Context,
+    carried: dict[str, UserState],
+) -> _Round:
+    """Stage 2: user states (1 store call) with the round's events folded in, the signal
+    updates they make (deferred), and the catalogue items the round needs (1 call)."""
+    settings, signals = ctx.settings, ctx.signals
     user_ids = list(by_user)
     unread = [uid for uid in user_ids if uid not in carried]
-    stored = await store.get_users(unread) if unread else {}
+    stored = await ctx.store.get_users(unread) if unread else {}
     stored.update((uid, carried[uid]) for uid in user_ids if uid in carried)
-    if use_covisits:
-        for uid in user_ids:
-            before = stored.get(uid) or UserState(user_id=uid)
-            count_covisits(covisitation, before, by_user[uid], settings.covisitation_history)
-    states = [
-        apply_events(
-            stored.get(uid) or UserState(user_id=uid),
-            by_user[uid],
-            weights=settings.event_weights,
-            history_window=settings.history_window,
-            seen_window=settings.seen_window,
+    states = []
+    for uid in user_ids:
+        before = stored.get(uid) or UserState(user_id=uid)
+        fresh = fresh_events(before, by_user[uid])
+        updates = result.signals
+        updates.trending += [(e.item_id, e.ts) for e in fresh if counts_as_consumption(e.type)]
+        if settings.covisitation_weight > 0:
+            updates.covisits += covisit_pairs(before, fresh, settings.covisitation_history)
+        states.append(
+            apply_events(
+                before,
+                fresh,
+                weights=settings.event_weights,
+                history_window=settings.history_window,
+                seen_window=settings.seen_window,
+            )
         )
-        for uid in user_ids
-    ]
     carried.update((state.user_id, state) for state in states)
+    popular = signals.trending.top(settings.trending_size)
     covisited = (
-        covisitation.scores_many([consumed_items(s, settings.covisitation_history) for s in states])
-        if use_covisits
+        signals.covisitation.scores_many(
+            [consumed_items(s, settings.covisitation_history) for s in states]
+        )
+        if settings.covisitation_weight > 0
         else [{} for _ in states]
     )
-    covisited_ids = [
-        top_unseen(scores, s.seen, settings.covisitation_candidates)
-        for scores, s in zip(covisited, states, strict=True)
-    ]
     wanted_ids = {i.item_id for s in states for i in s.history} | set(popular)
-    wanted_ids.update(i for ids in covisited_ids for i in ids)
-    fetched = await store.get_items(sorted(wanted_ids))
-    item_vectors = {k: v.vector for k, v in fetched.items() if v.vector is not None}
-    t1 = time.perf_counter()
-    stages["state"] = stages.get("state", 0.0) + (t1 - t0)
+    for scores, state in zip(covisited, states, strict=True):
+        wanted_ids.update(top_unseen(scores, state.seen, settings.covisitation_candidates))
+    fetched = await ctx.store.get_items(sorted(wanted_ids))
+    return _Round(by_user, states, popular, covisited, fetched)
 
-    vectors = await make_user_vectors(triton, states, item_vectors, window=settings.history_window)
-    t2 = time.perf_counter()
-    stages["triton"] = stages.get("triton", 0.0) + (t2 - t1)
 
+async def retrieve(rnd: _Round, ctx: Context) -> None:
+    """Stage 4: one batched Qdrant query for every user with a vector and a category left."""
+    settings = ctx.settings
     # Event time, not the wall clock: freshness and windows then mean the same in a replay.
-    now = max(e.ts for evs in by_user.values() for e in evs)
-    constraints = [candidate_filter(settings, by_user[s.user_id], now) for s in states]
-    # Rows whose constraints leave no category (an empty intersection) need no search.
+    now = max(e.ts for evs in rnd.by_user.values() for e in evs)
+    rnd.constraints = [candidate_filter(settings, rnd.by_user[s.user_id], now) for s in rnd.states]
     searched = [
         row
-        for row, vector in enumerate(vectors)
-        if vector is not None and constraints[row].categories != ()
+        for row, vector in enumerate(rnd.vectors)
+        if vector is not None and rnd.constraints[row].categories != ()
     ]
     requests = [
         search_request(
-            vectors[row],  # type: ignore[arg-type]
-            states[row].seen,
+            rnd.vectors[row],  # type: ignore[arg-type]
+            rnd.states[row].seen,
             k=settings.candidate_pool,
-            constraints=constraints[row],
+            constraints=rnd.constraints[row],
         )
         for row in searched
     ]
-    found = await store.search_items(requests) if requests else []
-    t3 = time.perf_counter()
-    stages["qdrant"] = stages.get("qdrant", 0.0) + (t3 - t2)
+    found = await ctx.store.search_items(requests) if requests else []
+    rnd.found = dict(zip(searched, found, strict=True))
 
-    for state, vector in zip(states, vectors, strict=True):
-        if vector is not None:
-            state.vector = vector
-    # Saved while the outputs are produced; the store's single thread runs calls in
-    # submission order, so a later read (next round or batch) still sees this write.
-    result.pending_saves.append(asyncio.ensure_future(_timed_save(store, states, stages)))
 
-    found_by_row: dict[int, list[ScoredItem]] = dict(zip(searched, found, strict=True))
-    params = RankingParams.from_settings(settings)
-    timings_ms = {k: v * 1000.0 for k, v in stages.items()}
-    generated_at = clock()
-    t4 = time.perf_counter()
-    extras = scored_against(catalogue_items(popular, fetched), vectors)
-    for row, items in enumerate(scored_per_query(covisited_ids, fetched, vectors)):
+def emit(rnd: _Round, result: BatchResult, ctx: Context, timings_ms: dict[str, float]) -> None:
+    """Stages 5-6, rank and emit: score, diversify, one answer per user (pure)."""
+    settings = ctx.settings
+    now = max(e.ts for evs in rnd.by_user.values() for e in evs)
+    states, vectors = rnd.states, rnd.vectors
+    covisited_ids = [
+        top_unseen(scores, s.seen, settings.covisitation_candidates)
+        for scores, s in zip(rnd.covisited, states, strict=True)
+    ]
+    extras = scored_against(catalogue_items(rnd.popular, rnd.fetched), vectors)
+    for row, items in enumerate(scored_per_query(covisited_ids, rnd.fetched, vectors)):
         extras[row] += items
+    params = RankingParams.from_settings(settings)
+    item_vectors = rnd.item_vectors
     shortlists = shortlists_for_users(
-        [found_by_row.get(row, []) for row in range(len(states))],
+        [rnd.found.get(row, []) for row in range(len(states))],
         extras,
         states,
-        popular,
-        constraints,
+        rnd.popular,
+        rnd.constraints,
         now,
         params,
         [negatives_of(state, item_vectors) for state in states],
-        covisited,
+        rnd.covisited,
     )
+    generated_at = ctx.clock()
     ranked = mmr(shortlists, params.k, params.mmr_lambda)
     for state, vector, items in zip(states, vectors, ranked, strict=True):
-        answered = by_user[state.user_id]
+        answered = rnd.by_user[state.user_id]
         result.outputs.append(
             OutMessage(
                 topic=settings.recommendations_topic,
@@ -284,14 +298,11 @@ async def _recommend_round(
                     user_id=state.user_id,
                     event_ids=[e.event_id for e in answered],
                     items=items,
-                    model_version=model_version,
+                    model_version=ctx.model_version,
                     generated_at=generated_at,
                     timings_ms=timings_ms,
                     strategy="user_vector" if vector is not None else "trending",
                 ),
             )
         )
-        assert result.event_timestamps is not None
         result.event_timestamps.extend(e.ts for e in answered)
-    # After the messages are built: their timings_ms cover the stages before ranking.
-    stages["rank"] = stages.get("rank", 0.0) + (time.perf_counter() - t4)

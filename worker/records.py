@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
+
+from worker.store.base import UserState
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,7 +24,7 @@ class DeadLetter:
     """A message that cannot be processed, with the reason, bound for `<topic>.dlq`."""
 
     source: RawMessage
-    stage: str  # decode | media | embed | ...
+    stage: str  # decode | media | embed | process | ...
     reason: str
 
 
@@ -35,9 +36,48 @@ class OutMessage:
 
 
 @dataclass(slots=True)
+class SignalUpdates:
+    """Changes to the in-memory signals a batch would make; applied only once the batch's
+    outputs are confirmed, so a retried batch counts nothing twice."""
+
+    trending: list[tuple[str, float]] = field(default_factory=list)  # (item_id, event ts)
+    covisits: list[tuple[str, list[str]]] = field(default_factory=list)  # (item, earlier)
+    pushes: list[tuple[str, float]] = field(default_factory=list)  # (user_id, pushed at)
+
+    def extend(self, other: SignalUpdates) -> None:
+        self.trending += other.trending
+        self.covisits += other.covisits
+        self.pushes += other.pushes
+
+
+@dataclass(slots=True)
 class BatchResult:
+    """A batch handler's outcome: nothing here has happened yet. The pipeline's checkpoint
+    publishes the outputs and dead letters and saves the user states, commits, and only
+    then applies the signal updates."""
+
     outputs: list[OutMessage] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     stage_seconds: dict[str, float] = field(default_factory=dict)
-    # Side effects still running (e.g. state saves); awaited before the batch is acked.
-    pending_saves: list[asyncio.Future[None]] = field(default_factory=list)
+    user_states: list[UserState] = field(default_factory=list)  # saved with the outputs
+    signals: SignalUpdates = field(default_factory=SignalUpdates)
+    event_timestamps: list[float] = field(default_factory=list)  # answered events (latency)
+    indexed: int = 0  # items upserted
+    deleted: int = 0  # items deleted by tombstones
+    # Items this batch wrote (last write per id wins: an upsert then a tombstone is not one).
+    upserted_ids: list[str] = field(default_factory=list)
+
+    def merge(self, later: BatchResult) -> BatchResult:
+        """This outcome followed by `later`'s (pieces of a split batch, in offset order)."""
+        self.outputs += later.outputs
+        self.dead_letters += later.dead_letters
+        for stage, seconds in later.stage_seconds.items():
+            self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + seconds
+        latest = {state.user_id: state for state in (*self.user_states, *later.user_states)}
+        self.user_states = list(latest.values())
+        self.signals.extend(later.signals)
+        self.event_timestamps += later.event_timestamps
+        self.indexed += later.indexed
+        self.deleted += later.deleted
+        self.upserted_ids += later.upserted_ids
+        return self

@@ -56,7 +56,20 @@ class Settings(BaseSettings):
     producer_linger_ms: int = Field(default=0, ge=0, le=1000)
     session_timeout_s: float = Field(default=2.0, gt=0)
     heartbeat_interval_s: float = Field(default=0.3, gt=0)
+    # Where a new consumer group starts.
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    # Where a partition resumes when its position is outside the log (the broker lost its
+    # data, or retention deleted messages the worker had not read yet): logged and counted
+    # in streamrec_offset_resets_total either way.
+    offset_out_of_range: Literal["earliest", "latest"] = "earliest"
+    kafka_request_timeout_s: float = Field(default=30.0, gt=0)
+    # How often the worker checks that its topics exist (re-creating lost ones).
+    topic_check_interval_s: float = Field(default=5.0, gt=0)
+    # Dead letters: an original larger than this keeps a prefix plus its size and hash
+    # (below the producer's 1 MiB request limit and Kafka's default message.max.bytes);
+    # reasons are cut to `dlq_reason_chars`.
+    dlq_max_bytes: int = Field(default=900_000, ge=8192, le=100_000_000)
+    dlq_reason_chars: int = Field(default=1000, ge=64, le=100_000)
 
     # --- micro-batching ------------------------------------------------------------------
     items_batch_size: int = Field(default=64, ge=1, le=4096)
@@ -136,6 +149,16 @@ class Settings(BaseSettings):
     fanout_users_per_item: int = Field(default=20, ge=0, le=1000)
     fanout_user_interval_s: float = Field(default=60.0, ge=0)
     fanout_max_item_age_s: float = Field(default=24 * 3600.0, gt=0)
+
+    # --- failures and shutdown -------------------------------------------------------------
+    # A batch failing on infrastructure (broker, Triton, Qdrant) is retried; between tries
+    # the failing dependency is probed every `retry_probe_interval_s`, and the batch retried
+    # as soon as it answers, or after the backoff (doubling up to `retry_backoff_max_s`).
+    retry_backoff_max_s: float = Field(default=5.0, gt=0)
+    retry_probe_interval_s: float = Field(default=0.25, gt=0)
+    # SIGTERM: stop fetching, let the in-flight batch finish for up to this long (a batch
+    # waiting on a failing dependency is abandoned at once), commit what was answered, exit.
+    shutdown_timeout_s: float = Field(default=30.0, gt=0)
 
     # --- process -------------------------------------------------------------------------
     # Python's cyclic GC runs a young-generation pass every `gc_threshold` net allocations

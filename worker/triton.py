@@ -24,6 +24,8 @@ import tritonclient.http as httpclient
 import tritonclient.http.aio as aiohttpclient
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
+from worker.errors import InfrastructureError
+
 EMBEDDING_DIM = 256
 
 # item_embedder: the entry point for item micro-batches. Empty string = modality absent.
@@ -69,7 +71,14 @@ _TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
 
 
 class TritonError(RuntimeError):
-    """Triton could not be reached, or refused or failed a request."""
+    """Triton refused or failed a request (it may be the request's data: see `probe`)."""
+
+
+class TritonUnavailable(TritonError, InfrastructureError):
+    """Triton could not be reached, timed out, or is not ready: retried, never the data's
+    fault."""
+
+    dependency = "triton"
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,26 +138,33 @@ class TritonClient:
         if client is not None:
             await client.close()
 
+    async def probe(self) -> None:
+        """One readiness check of the server and both models (cheap, no inference);
+        TritonUnavailable naming what is not ready."""
+        try:
+            client = self._connection()
+            if not await client.is_server_ready():
+                raise TritonUnavailable(f"Triton at {self.url}: server not ready")
+            models = (self.item_model, self.user_model)
+            waiting = [m for m in models if not await client.is_model_ready(m)]
+        except (InferenceServerException, *_TRANSPORT_ERRORS) as exc:
+            raise TritonUnavailable(f"Triton at {self.url}: {type(exc).__name__}: {exc}") from exc
+        if waiting:
+            raise TritonUnavailable(f"Triton at {self.url}: not ready: {', '.join(waiting)}")
+
     async def wait_ready(self, timeout_s: float) -> None:
         """Return once the server and both models are ready; TritonError after `timeout_s`."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
-        models = (self.item_model, self.user_model)
         while True:
             try:
-                client = self._connection()
-                if not await client.is_server_ready():
-                    problem = "server not ready"
-                else:
-                    waiting = [m for m in models if not await client.is_model_ready(m)]
-                    if not waiting:
-                        break
-                    problem = f"models not ready: {', '.join(waiting)}"
-            except (InferenceServerException, *_TRANSPORT_ERRORS) as exc:
-                problem = f"{type(exc).__name__}: {exc}"
+                await self.probe()
+                break
+            except TritonUnavailable as exc:
+                problem = str(exc)
             remaining = deadline - loop.time()
             if remaining <= 0:
-                raise TritonError(f"Triton at {self.url} not ready after {timeout_s} s: {problem}")
+                raise TritonUnavailable(f"not ready after {timeout_s} s: {problem}")
             await asyncio.sleep(min(0.25, remaining))
         config = await self._model_config(self.item_model)
         outputs = {output["name"]: output for output in config.get("output", [])}
@@ -292,7 +308,7 @@ class TritonClient:
     def _error(self, model: str, action: str, exc: BaseException) -> TritonError:
         if isinstance(exc, InferenceServerException):
             return TritonError(f"{model}: {action} failed: {exc.message()}")
-        return TritonError(
+        return TritonUnavailable(
             f"{model}: {action}: no answer from Triton at {self.url}: {type(exc).__name__}: {exc}"
         )
 

@@ -18,14 +18,13 @@ Protocol:
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import time
 from collections.abc import Callable, Sequence
 
 import orjson
 
-from worker.covisitation import CoVisitation
+from worker.context import Context
 from worker.evaluate.baselines import DecayedPopular, Interactions, ItemKNN, baselines
 from worker.evaluate.catalogue import (
     EmbeddedCatalogue,
@@ -34,13 +33,14 @@ from worker.evaluate.catalogue import (
     train_cutoff,
 )
 from worker.evaluate.metrics import MethodMetrics
-from worker.fanout import PushLimiter, fan_out
+from worker.fanout import fan_out
+from worker.media import MediaFetcher
 from worker.movielens import Movie, Rating
 from worker.recommend import recommend_batch
-from worker.records import OutMessage, RawMessage
+from worker.records import OutMessage, RawMessage, SignalUpdates
 from worker.settings import Settings
+from worker.signals import Signals
 from worker.store import ItemRecord, VectorStore
-from worker.trending import Trending
 from worker.triton import TritonClient
 
 WORKER = "worker"
@@ -99,16 +99,14 @@ async def replay(
     knn = next(m for m in methods if isinstance(m, ItemKNN))
     metrics = {name: MethodMetrics(k) for name in (WORKER, *(m.name for m in methods))}
     shown: dict[str, dict[str, list[str]]] = {name: {} for name in metrics}
-    trending = Trending(
-        half_life_s=settings.trending_half_life_s, capacity=max(10 * settings.trending_size, 1000)
-    )
-    covisitation = CoVisitation(
-        neighbours=settings.covisitation_neighbours, capacity=settings.covisitation_items
-    )
-    limiter = PushLimiter(settings.fanout_user_interval_s)
     model_version = await triton.model_version()
     warm_up = settings.model_copy(update={"coalesce_events": True})
     held_out = settings.model_copy(update={"coalesce_events": False})
+    # The worker's own context; each batch's outcome is checkpointed as the pipeline does
+    # (states saved, then the signal updates applied), with no broker in between.
+    ctx = Context(
+        settings, triton, store, MediaFetcher(), Signals.from_settings(settings), model_version
+    )
 
     def cold_list(name: str, user: str) -> list[str]:
         if name == WORKER:  # the worker shows a user with no history its trending items
@@ -129,30 +127,19 @@ async def replay(
                 [_record(movies[i], catalogue, row_of[i], now, model_version) for i in new_ids]
             )
             data.indexed[[row_of[i] for i in new_ids]] = True
-            pushes = await fan_out(
-                new_ids,
-                store=store,
-                trending=trending,
-                covisitation=covisitation,
-                limiter=limiter,
-                settings=settings,
-                model_version=model_version,
-                now=now,
-            )
+            ctx.settings = settings
+            pushes, marks = await fan_out(new_ids, ctx, now=now)
+            ctx.signals.apply(SignalUpdates(pushes=marks))
             for user, _, items in _answers(pushes):
                 shown[WORKER][user] = items
 
+        ctx.settings = warm_up if first < cut else held_out
+        ctx.clock = lambda now=now: now  # type: ignore[misc]
         result = await recommend_batch(
-            [_event_message(n, r, settings.events_topic) for n, r in batch],
-            triton=triton,
-            store=store,
-            settings=warm_up if first < cut else held_out,
-            model_version=model_version,
-            trending=trending,
-            covisitation=covisitation,
-            clock=lambda now=now: now,  # type: ignore[misc]
+            [_event_message(n, r, settings.events_topic) for n, r in batch], ctx
         )
-        await asyncio.gather(*result.pending_saves)
+        await store.upsert_users(result.user_states)
+        ctx.signals.apply(result.signals)
         answer_of = {
             event_id: items
             for _, event_ids, items in _answers(result.outputs)

@@ -109,6 +109,23 @@ class ManagedProcess:
             self.stop()
             raise
 
+    def send_signal(self, sig: int) -> None:
+        """Signal the process (e.g. SIGKILL, SIGTERM) without waiting for it."""
+        if self._proc is not None:
+            self._proc.send_signal(sig)
+
+    def wait_exit(self, timeout_s: float) -> int | None:
+        """Wait for the process to exit (None if it is still running after `timeout_s`);
+        once it exited, the object may be started again."""
+        if self._proc is None:
+            return None
+        try:
+            code = self._proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            return None
+        self._proc = None
+        return code
+
     def stop(self, timeout_s: float = 15.0) -> int | None:
         """Terminate, wait, then kill the whole process group; returns the exit code."""
         proc, self._proc = self._proc, None

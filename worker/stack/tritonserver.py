@@ -178,7 +178,8 @@ class TritonServer(ManagedProcess):
             raise TritonServerError(f"no */config.pbtxt under {self.model_repository}")
         started = time.monotonic()
         backend_dir = prepare_backend_dir(self.work_dir)
-        self.http_port, self.grpc_port, self.metrics_port = free_ports(3)
+        if not self.http_port:  # a restart keeps its ports: clients reconnect to the same URL
+            self.http_port, self.grpc_port, self.metrics_port = free_ports(3)
         self._spawn(self.command(backend_dir), env=server_env())
         pending = ["v2/health/ready", *(f"v2/models/{name}/ready" for name in models)]
 

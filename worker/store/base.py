@@ -15,12 +15,21 @@ from typing import Protocol
 
 import numpy as np
 
+from worker.errors import InfrastructureError
+
 # Fixed namespace: point ids must stay stable across releases, or replays would duplicate.
 _ID_NAMESPACE = uuid.UUID("8f5b0d4e-55a3-4c39-9a57-0c1f7f3e2a61")
 
 
 class StoreError(RuntimeError):
-    """A vector-store operation failed (connection, bad collection, bad request)."""
+    """A vector-store operation failed on its request (it may be the request's data)."""
+
+
+class StoreUnavailable(StoreError, InfrastructureError):
+    """The store could not be reached, timed out or is closed: retried, never the data's
+    fault."""
+
+    dependency = "qdrant"
 
 
 @functools.lru_cache(maxsize=200_000)
@@ -64,6 +73,9 @@ class UserState:
     seen: list[str] = field(default_factory=list)  # item ids to exclude, bounded, oldest first
     vector: np.ndarray | None = None  # float32 unit vector, None until first computed
     updated_at: float = 0.0
+    # 64-bit digests of the applied event ids (little-endian uint64s, oldest first, as many
+    # as the seen window): redeliveries are recognised after they leave the history.
+    event_keys: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +133,9 @@ class VectorStore(Protocol):
         unknown ids are absent."""
 
     async def count_items(self) -> int: ...
+
+    async def probe(self) -> None:
+        """One cheap request; StoreUnavailable when the store cannot answer."""
 
     async def get_users(self, user_ids: Sequence[str]) -> dict[str, UserState]:
         """States of the users that exist; unknown ids are absent."""

@@ -38,7 +38,14 @@ from qdrant_edge import (
     UpdateOperation,
 )
 
-from worker.store.base import ItemRecord, ScoredItem, SearchRequest, StoreError, UserState
+from worker.store.base import (
+    ItemRecord,
+    ScoredItem,
+    SearchRequest,
+    StoreError,
+    StoreUnavailable,
+    UserState,
+)
 from worker.store.base import point_id as derive_point_id
 from worker.store.payload import (
     CATEGORY_FIELD,
@@ -237,6 +244,13 @@ class EdgeVectorStore:
         shard, _ = self._shards()
         return await self._run(shard.count, CountRequest(exact=True))
 
+    async def probe(self) -> None:
+        # Embedded: the store is up while it is open; an engine error here is not the data's.
+        try:
+            await self._run(self._shards()[0].count, CountRequest(exact=False))
+        except StoreError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
     async def search_items(self, requests: Sequence[SearchRequest]) -> list[list[ScoredItem]]:
         if not requests:
             return []
@@ -377,12 +391,12 @@ class EdgeVectorStore:
 
     def _shards(self) -> tuple[EdgeShard, EdgeShard]:
         if self._items is None or self._users is None:
-            raise StoreError("EdgeVectorStore is not open")
+            raise StoreUnavailable("EdgeVectorStore is not open")
         return self._items, self._users
 
     async def _run(self, fn: Callable[..., T], *args: object, **kwargs: object) -> T:
         if self._executor is None:
-            raise StoreError("EdgeVectorStore is not open")
+            raise StoreUnavailable("EdgeVectorStore is not open")
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(

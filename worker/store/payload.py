@@ -6,6 +6,7 @@ snapshot) without a migration.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -93,6 +94,7 @@ def user_payload(user: UserState) -> dict[str, Any]:
             for event in user.history
         ],
         "seen": list(user.seen),
+        "event_keys": base64.b64encode(user.event_keys).decode(),
     }
     return {
         "user_id": user.user_id,
@@ -112,4 +114,5 @@ def user_state(payload: Mapping[str, Any], vector: np.ndarray | None) -> UserSta
         seen=state.get("seen", []),
         vector=vector,
         updated_at=float(payload.get("updated_at") or 0.0),
+        event_keys=base64.b64decode(state.get("event_keys", "")),
     )

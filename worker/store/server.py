@@ -12,7 +12,14 @@ import numpy as np
 from qdrant_client import AsyncQdrantClient
 from qdrant_client import models as m
 
-from worker.store.base import ItemRecord, ScoredItem, SearchRequest, StoreError, UserState
+from worker.store.base import (
+    ItemRecord,
+    ScoredItem,
+    SearchRequest,
+    StoreError,
+    StoreUnavailable,
+    UserState,
+)
 from worker.store.base import point_id as derive_point_id
 from worker.store.payload import (
     CATEGORY_FIELD,
@@ -30,14 +37,34 @@ from worker.store.payload import (
     vector_list,
 )
 
+# Transport failures (connection refused, timeouts, gRPC UNAVAILABLE) are the server's,
+# not the request's: they are retried. Names, not imports: httpx and grpc are the client's.
+_UNAVAILABLE = ("ConnectError", "ConnectTimeout", "ReadTimeout", "WriteTimeout", "PoolTimeout",
+                "RemoteProtocolError", "ReadError", "WriteError", "TimeoutException",
+                "ResponseHandlingException", "_InactiveRpcError", "AioRpcError")  # fmt: skip
+
+
+def _unavailable(exc: BaseException) -> bool:
+    for cause in (exc, exc.__cause__, exc.__context__):
+        if cause is None:
+            continue
+        if isinstance(cause, OSError | TimeoutError) or type(cause).__name__ in _UNAVAILABLE:
+            return True
+        status = getattr(cause, "status_code", None)
+        if isinstance(status, int) and status in (502, 503, 504):
+            return True
+    return False
+
 
 @contextmanager
 def _store_errors(action: str) -> Iterator[None]:
-    # The client raises transport, HTTP, gRPC and (local mode) ValueError; callers see one type.
+    # The client raises transport, HTTP, gRPC and (local mode) ValueError; callers see one of
+    # two types: unavailable (retried) or a failed request.
     try:
         yield
     except Exception as exc:
-        raise StoreError(f"qdrant {action}: {exc}") from exc
+        kind = StoreUnavailable if _unavailable(exc) else StoreError
+        raise kind(f"qdrant {action}: {exc}") from exc
 
 
 class QdrantServerStore:
@@ -134,6 +161,12 @@ class QdrantServerStore:
     async def count_items(self) -> int:
         with _store_errors("count items"):
             return (await self._client.count(self._items, exact=True)).count
+
+    async def probe(self) -> None:
+        try:
+            await self._client.get_collection(self._items)
+        except Exception as exc:
+            raise StoreUnavailable(f"qdrant probe: {exc}") from exc
 
     async def search_items(self, requests: Sequence[SearchRequest]) -> list[list[ScoredItem]]:
         if not requests:

@@ -1,4 +1,4 @@
-from worker.fanout import PushLimiter
+from worker.signals import PushLimiter
 
 
 def test_limiter_allows_one_push_per_user_per_interval() -> None:

@@ -1,0 +1,62 @@
+"""The worker's consumer against the real broker: manual commits, visible offset resets."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+
+from worker.kafka import KafkaSource, ensure_topics
+from worker.settings import load_settings
+from worker.stack.broker import LocalBroker
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    async def on_partitions_revoked(self, revoked: object) -> None:
+        pass
+
+    async def on_partitions_assigned(self, assigned: object) -> None:
+        pass
+
+
+async def test_a_committed_offset_beyond_the_log_end_is_reported_and_resumed_from_earliest(
+    broker: LocalBroker, producer: AIOKafkaProducer, tmp_path: Path
+) -> None:
+    run = uuid.uuid4().hex[:8]
+    topic, group = f"reset-{run}", f"reset-group-{run}"
+    settings = load_settings(
+        kafka_bootstrap_servers=broker.bootstrap_servers, topic_partitions=1,
+        data_dir=tmp_path / "data",
+    )  # fmt: skip
+    await ensure_topics(settings, [topic])
+    for n in range(3):
+        await producer.send_and_wait(topic, f"m{n}".encode(), partition=0)
+    # What a broker that lost its log leaves behind: the group's offset past the log's end.
+    committer = AIOKafkaConsumer(
+        bootstrap_servers=broker.bootstrap_servers, group_id=group, enable_auto_commit=False
+    )
+    await committer.start()
+    try:
+        committer.assign([TopicPartition(topic, 0)])
+        await committer.commit({TopicPartition(topic, 0): 1000})
+    finally:
+        await committer.stop()
+
+    resets: list[tuple[str, int, int]] = []
+    source = KafkaSource(
+        settings, topic, group, listener=_Listener(),
+        on_reset=lambda t, p, o: resets.append((t, p, o)),
+    )  # fmt: skip
+    await source.start()
+    try:
+        got = []
+        for _ in range(100):
+            got += await source.batch(10, 0.05)
+            if len(got) >= 3:
+                break
+        assert resets == [(topic, 0, 1000)]
+        assert [m.value for m in got] == [b"m0", b"m1", b"m2"]
+        assert await source.commit({(topic, 0): 3})
+    finally:
+        await source.stop()

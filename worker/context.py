@@ -1,0 +1,30 @@
+"""The one object a batch handler takes: clients, signals, settings, clock."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from worker.media import MediaFetcher
+from worker.settings import Settings
+from worker.signals import Signals
+from worker.store import VectorStore
+from worker.triton import TritonClient
+
+
+@dataclass(slots=True)
+class Context:
+    settings: Settings
+    triton: TritonClient
+    store: VectorStore
+    media: MediaFetcher
+    signals: Signals
+    # The served model versions (refreshed by the runtime: Triton may swap them).
+    model_version: str = ""
+    clock: Callable[[], float] = field(default=time.time)
+
+    async def probe(self) -> None:
+        """Raise an InfrastructureError if Triton or the store cannot answer right now."""
+        await self.triton.probe()
+        await self.store.probe()

@@ -1,0 +1,76 @@
+"""Connection options, topic names, and topic creation/inspection."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import Sequence
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError as AIOKafkaError
+from aiokafka.errors import TopicAlreadyExistsError
+
+from worker.errors import InfrastructureError
+from worker.settings import Settings
+
+
+class KafkaError(InfrastructureError):
+    """The broker could not be reached, refused a request or did not acknowledge a write."""
+
+    dependency = "kafka"
+
+
+def client_kwargs(settings: Settings) -> dict[str, Any]:
+    """Connection and security options for aiokafka clients (worker, admin, tests, tools)."""
+    assert settings.kafka_bootstrap_servers, "bootstrap servers are resolved before use"
+    kwargs: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap_servers,
+        "security_protocol": settings.kafka_security_protocol,
+    }
+    if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
+        kwargs["ssl_context"] = ssl.create_default_context()
+    if settings.kafka_sasl_mechanism:
+        kwargs["sasl_mechanism"] = settings.kafka_sasl_mechanism
+        kwargs["sasl_plain_username"] = settings.kafka_sasl_username
+        assert settings.kafka_sasl_password is not None
+        kwargs["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value()
+    return kwargs
+
+
+def all_topics(settings: Settings) -> list[str]:
+    return [
+        settings.items_topic,
+        settings.events_topic,
+        settings.recommendations_topic,
+        settings.items_dlq_topic,
+        settings.events_dlq_topic,
+    ]
+
+
+async def ensure_topics(
+    settings: Settings, topics: Sequence[str], *, timeout_s: float = 30.0
+) -> list[str]:
+    """Create the topics that are missing (idempotent); returns the ones it created."""
+    admin = AIOKafkaAdminClient(**client_kwargs(settings), request_timeout_ms=10_000)
+    try:
+        await asyncio.wait_for(admin.start(), timeout_s)
+        existing = set(await asyncio.wait_for(admin.list_topics(), timeout_s))
+        missing = [t for t in topics if t not in existing]
+        if missing:
+            # Another worker may win the race to create them; that is fine.
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await asyncio.wait_for(
+                    admin.create_topics(
+                        [NewTopic(t, settings.topic_partitions, 1) for t in missing]
+                    ),
+                    timeout_s,
+                )
+        return missing
+    except (AIOKafkaError, TimeoutError, OSError) as exc:
+        raise KafkaError(
+            f"cannot create topics on {settings.kafka_bootstrap_servers}: {exc!r}"
+        ) from exc
+    finally:
+        await admin.close()

@@ -1,0 +1,215 @@
+"""The worker process: clients, the two pipelines, background checks, exact shutdown.
+
+SIGTERM/SIGINT: stop fetching; each pipeline finishes its in-flight batch (or abandons it,
+uncommitted, if it waits on a failing dependency); whatever is still running after
+SHUTDOWN_TIMEOUT_S is cancelled uncommitted; then the consumers leave their groups, the
+producer flushes, and the clients close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import signal
+
+from worker.context import Context
+from worker.errors import InfrastructureError
+from worker.health import Health
+from worker.ingest import handle_items
+from worker.kafka import KafkaError, OutputProducer, all_topics, ensure_topics
+from worker.media import MediaFetcher
+from worker.metrics import Metrics
+from worker.pipeline import Pipeline, PipelineSpec
+from worker.recommend import recommend_batch
+from worker.settings import Settings
+from worker.signals import Signals
+from worker.store import EdgeVectorStore, QdrantServerStore, VectorStore
+from worker.triton import TritonClient, TritonError
+
+log = logging.getLogger(__name__)
+# How often the served model versions are re-read (Triton may swap them: poll mode).
+MODEL_VERSION_REFRESH_S = 5.0
+
+
+def create_store(settings: Settings) -> VectorStore:
+    common = {
+        "items_collection": settings.items_collection,
+        "users_collection": settings.users_collection,
+        "hnsw_ef": settings.hnsw_ef,
+    }
+    if settings.qdrant_url:
+        return QdrantServerStore(
+            settings.embedding_dim,
+            url=settings.qdrant_url,
+            api_key=settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None,
+            timeout_s=settings.qdrant_timeout_s,
+            **common,
+        )
+    return EdgeVectorStore(settings.data_dir / "qdrant-edge", settings.embedding_dim, **common)
+
+
+class Runtime:
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+        assert settings.triton_url, "Triton URL is resolved before the worker starts"
+        self.settings = settings
+        self.metrics = metrics
+        self.stop = asyncio.Event()
+        self.health = Health(metrics, ("events", "items"))
+        self._check_topics = asyncio.Event()
+        self.ctx = Context(
+            settings=settings,
+            triton=TritonClient(
+                settings.triton_url,
+                timeout_s=settings.triton_timeout_s,
+                item_model=settings.triton_item_model,
+                user_model=settings.triton_user_model,
+            ),
+            store=create_store(settings),
+            media=MediaFetcher(),
+            signals=Signals.from_settings(settings),
+        )
+        self.output = OutputProducer(settings, on_data_loss=self._data_lost)
+        specs = [
+            PipelineSpec(
+                "events",
+                settings.events_topic,
+                settings.events_dlq_topic,
+                settings.events_batch_size,
+                settings.events_batch_wait_s,
+                lambda msgs, carried: recommend_batch(msgs, self.ctx, carried),
+            ),
+            PipelineSpec(
+                "items",
+                settings.items_topic,
+                settings.items_dlq_topic,
+                settings.items_batch_size,
+                settings.items_batch_wait_s,
+                lambda msgs, carried: handle_items(msgs, self.ctx, carried),
+            ),
+        ]
+        self.pipelines = [
+            Pipeline(
+                spec,
+                self.ctx,
+                self.output,
+                self.health,
+                metrics,
+                self.stop,
+                on_reset=self._offset_reset,
+            )
+            for spec in specs
+        ]
+
+    async def start(self) -> None:
+        ctx, settings = self.ctx, self.settings
+        await ctx.triton.wait_ready(timeout_s=120.0)
+        if ctx.triton.dim != settings.embedding_dim:
+            raise RuntimeError(
+                f"EMBEDDING_DIM={settings.embedding_dim} but Triton's item_embedder "
+                f"outputs {ctx.triton.dim}-d vectors"
+            )
+        await ctx.store.open()
+        await self.output.start()
+        for pipeline in self.pipelines:
+            await pipeline.source.start()
+        ctx.model_version = await ctx.triton.model_version()
+        if settings.gc_threshold:
+            # Everything alive now (modules, clients, the warm item cache) lives as long as
+            # the process: no collection needs to walk it again.
+            gc.freeze()
+        self.health.started()
+        log.info("worker started: model_version=%s", ctx.model_version)
+
+    async def run(self) -> None:
+        """Until SIGTERM/SIGINT (or `stop` set), then the exact shutdown."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.stop.set)
+        try:
+            await self.start()
+        except BaseException:
+            await self.close()
+            raise
+        workers = [
+            asyncio.create_task(p.run(), name=f"pipeline-{p.spec.name}") for p in self.pipelines
+        ]
+        chores = [
+            asyncio.create_task(self._refresh_model_version()),
+            asyncio.create_task(self._watch_topics()),
+        ]
+        stopping = asyncio.create_task(self.stop.wait())
+        done, _ = await asyncio.wait([stopping, *workers], return_when=asyncio.FIRST_COMPLETED)
+        self.stop.set()
+        self.health.stopping()
+        log.info("stopping: finishing in-flight batches (at most %.0f s)",
+                 self.settings.shutdown_timeout_s)  # fmt: skip
+        _, late = await asyncio.wait(workers, timeout=self.settings.shutdown_timeout_s)
+        for task in (*late, *chores):
+            task.cancel()
+        await asyncio.gather(*late, *chores, return_exceptions=True)
+        for pipeline in self.pipelines:
+            if any(t.get_name() == f"pipeline-{pipeline.spec.name}" for t in late):
+                self.metrics.batches_abandoned.labels(pipeline.spec.name).inc()
+        await self.close()
+        for task in done:
+            if task is not stopping and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+
+    async def close(self) -> None:
+        for pipeline in self.pipelines:
+            with contextlib.suppress(Exception):
+                await pipeline.source.stop()
+        with contextlib.suppress(Exception):
+            await self.output.stop()
+        await self.ctx.media.close()
+        await self.ctx.triton.close()
+        await self.ctx.store.close()
+        log.info("worker stopped")
+
+    # -- background chores ---------------------------------------------------------------------
+
+    async def _refresh_model_version(self) -> None:
+        # A tritonserver polling its repository swaps in new model versions under a running
+        # worker; batches after this refresh report them in model_version.
+        while True:
+            await asyncio.sleep(MODEL_VERSION_REFRESH_S)
+            try:
+                version = await self.ctx.triton.model_version()
+            except TritonError as exc:
+                log.warning("model_version not refreshed: %s", exc)
+                continue
+            if version != self.ctx.model_version:
+                log.info("model_version: %s -> %s", self.ctx.model_version, version)
+                self.ctx.model_version = version
+
+    async def _watch_topics(self) -> None:
+        """Every TOPIC_CHECK_INTERVAL_S (at once after a detected data loss): the worker's
+        topics exist, or are created; the broker's answer sets the kafka dependency."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._check_topics.wait(), self.settings.topic_check_interval_s
+                )
+            self._check_topics.clear()
+            try:
+                created = await ensure_topics(
+                    self.settings, all_topics(self.settings), timeout_s=10.0
+                )
+            except (KafkaError, InfrastructureError) as exc:
+                self.health.down("kafka", str(exc))
+                continue
+            self.health.up("kafka")
+            for topic in created:
+                log.error("topic %s was missing (broker data lost?); created it", topic)
+                self.metrics.topics_created.labels(topic).inc()
+            self.health.up("topics")
+
+    def _data_lost(self, topic: str) -> None:
+        self.metrics.broker_data_loss.labels(topic).inc()
+        self._check_topics.set()
+
+    def _offset_reset(self, topic: str, partition: int, offset: int) -> None:
+        self.metrics.offset_resets.labels(topic).inc()
+        self._check_topics.set()
