@@ -47,7 +47,11 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-.PHONY: train eval-content bench-ingest
+.PHONY: chaos train eval-content bench-ingest
+
+# Every fault scenario at full size on a local stack (about ten minutes): results/chaos.json.
+chaos: install
+	$(PY) -m load_tests chaos all --out results/chaos.json
 
 # The fusion, trained on MovieLens-100K on the CPU (about a minute, seeds fixed): rewrites
 # models/weights/fusion-v<N>.pt (the committed weights, reproduced) and its ONNX file.

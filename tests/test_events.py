@@ -76,3 +76,10 @@ def test_context_narrows_categories_and_age() -> None:
 def test_malformed_context_is_rejected(context: object) -> None:
     with pytest.raises(InvalidMessage, match="context"):
         parse_event(b"u1", _event(context=context))
+
+
+@pytest.mark.parametrize("etype", [["click"], {"a": 1}, 3, None])
+def test_a_type_that_is_not_a_string_is_rejected_as_invalid(etype: object) -> None:
+    doc = {"event_id": "e", "user_id": "u", "item_id": "i", "type": etype, "ts": 1.7e9}
+    with pytest.raises(InvalidMessage, match="'type' must be one of"):
+        parse_event(b"u", orjson.dumps(doc))

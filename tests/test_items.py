@@ -59,3 +59,11 @@ def test_item_text_joins_title_body_category_and_tags() -> None:
     )
     assert isinstance(item, ItemUpsert)
     assert item_text(item) == "Heat. A heist film. Category: Crime. Tags: Action, Thriller"
+
+
+@pytest.mark.parametrize(
+    "url", ["http://[::1", "http://", "https://host:notaport/x.png", "ftp://h/x"]
+)
+def test_a_media_url_that_does_not_parse_as_http_with_a_host_is_rejected(url: str) -> None:
+    with pytest.raises(InvalidMessage, match="http"):
+        parse_item(b"x", orjson.dumps({"item_id": "x", "image_url": url}), received_at=1.7e9)

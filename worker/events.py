@@ -41,7 +41,7 @@ def parse_event(key: bytes | None, value: bytes | None) -> UserEvent:
     if key is not None and key.decode("utf-8", "replace") != user_id:
         raise InvalidMessage("message key must equal user_id (events are partitioned by user)")
     etype = doc.get("type")
-    if etype not in EVENT_TYPES:
+    if not isinstance(etype, str) or etype not in EVENT_TYPES:
         raise InvalidMessage(f"'type' must be one of {sorted(EVENT_TYPES)}, got {etype!r}")
     raw_value = doc.get("value")
     value_f: float | None = None

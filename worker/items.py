@@ -146,8 +146,16 @@ def _optional_url(doc: dict[str, object], name: str) -> str | None:
     raw = doc.get(name)
     if raw is None:
         return None
-    if not isinstance(raw, str) or urlparse(raw).scheme not in ("http", "https"):
+    if not isinstance(raw, str):
         raise InvalidMessage(f"'{name}' must be an http(s) URL")
+    try:
+        url = urlparse(raw)
+        valid = url.scheme in ("http", "https") and bool(url.hostname)
+        url.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        valid = False
+    if not valid:
+        raise InvalidMessage(f"'{name}' must be an http(s) URL with a host")
     return raw
 
 

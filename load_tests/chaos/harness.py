@@ -10,6 +10,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaProducer
@@ -169,7 +170,9 @@ class ChaosStack:
         finally:
             await producer.stop()
 
-    async def user_state_check(self, sent: Sent, answered: set[str]) -> dict[str, int]:
+    async def user_state_check(
+        self, sent: Sent, answered: set[str], items: list[str] | None = None
+    ) -> dict[str, Any]:
         """With the worker stopped: its store read back. Double counted = an event id held
         twice in a user's history; missing = an answered event the history lacks."""
         assert self.settings is not None
@@ -182,6 +185,7 @@ class ChaosStack:
         try:
             states = await store.get_users(sorted(set(sent.user_of.values())))
             catalogue = await store.count_items()
+            present = sorted(await store.get_items(items or []))
         finally:
             await store.close()
         double = missing = 0
@@ -190,7 +194,12 @@ class ChaosStack:
             double += len(ids) - len(set(ids))
         held = {i.event_id for st in states.values() for i in st.history}
         missing = sum(1 for e in answered if e not in held)
-        return {"double_counted": double, "missing_from_state": missing, "items_stored": catalogue}
+        return {
+            "double_counted": double,
+            "missing_from_state": missing,
+            "items_stored": catalogue,
+            "items_present": present,
+        }
 
     def close(self) -> None:
         if self.worker is not None:

@@ -38,7 +38,8 @@ def _png_truncated() -> bytes:
 
 def _wav(sample_rate: int, frames: int, claimed: int) -> bytes:
     data = b"\x00\x01" * frames
-    fmt = struct.pack("<4sIHHIIHH", b"fmt ", 16, 1, 1, sample_rate, sample_rate * 2, 2, 16)
+    byte_rate = min(sample_rate * 2, 2**32 - 1)
+    fmt = struct.pack("<4sIHHIIHH", b"fmt ", 16, 1, 1, sample_rate, byte_rate, 2, 16)
     return (
         b"RIFF"
         + struct.pack("<I", 36 + claimed)
@@ -129,7 +130,7 @@ def item_kinds() -> dict[str, Callable[[int], tuple[bytes | None, bytes | None]]
         ),
         "popularity_negative": lambda n: (key(n), doc(n, title="x", popularity=-1)),
         "created_at_bad": lambda n: (key(n), doc(n, title="x", created_at="tomorrow")),
-        "tombstone_without_key": lambda n: (None, None),
+        "tombstone_empty_key": lambda n: (b"", None),
         "oversize_item": lambda n: (key(n), doc(n, text="t" * _BIG)),
     }
 

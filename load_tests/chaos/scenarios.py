@@ -58,7 +58,11 @@ async def _settle(ledger: Ledger, sent: Sent, grace_s: float) -> float:
 
 
 async def _finish(
-    stack: ChaosStack, ledger: Ledger, sent: Sent, opts: ChaosOptions
+    stack: ChaosStack,
+    ledger: Ledger,
+    sent: Sent,
+    opts: ChaosOptions,
+    items: list[str] | None = None,
 ) -> dict[str, Any]:
     await _settle(ledger, sent, opts.grace_s)
     await asyncio.sleep(1.0)  # answers still in flight would count as duplicates later
@@ -66,9 +70,12 @@ async def _finish(
     alive = stack.worker_alive()
     stack.signal_worker(signal.SIGTERM)
     answered = {e for e in sent.where if ledger.answered[e]}
+    state = await stack.user_state_check(sent, answered, items)
+    if items is None:
+        state.pop("items_present")
     return {
         **ledger.account(sent.where),
-        **await stack.user_state_check(sent, answered),
+        **state,
         "crashes": stack.crashes + (0 if alive else 1),
     }
 
@@ -174,6 +181,7 @@ async def poison(stack: ChaosStack, opts: ChaosOptions) -> dict[str, Any]:
     ledger = await _ledger(stack).start()
     producer = await stack.producer(max_request_size=4 * 1024 * 1024)
     bad: dict[tuple[str, int, int], str] = {}
+    item_key: dict[tuple[str, int, int], str] = {}
     sent = Sent()
     try:
         events = poison_events(opts.poison // 2, stack.item_ids)
@@ -183,6 +191,8 @@ async def poison(stack: ChaosStack, opts: ChaosOptions) -> dict[str, Any]:
             topic = stack.settings.events_topic if n < len(events) else stack.settings.items_topic
             meta = await (await producer.send(topic, value, key=key))
             bad[(meta.topic, meta.partition, meta.offset)] = kind
+            if topic == stack.settings.items_topic and key:
+                item_key[(meta.topic, meta.partition, meta.offset)] = key.decode("utf-8", "replace")
             if n % 4 == 0:  # valid events among them: none may wait behind a bad one
                 event_id, value, user = stack.event(valid, opts.users, prefix="v")
                 valid += 1
@@ -199,17 +209,21 @@ async def poison(stack: ChaosStack, opts: ChaosOptions) -> dict[str, Any]:
             break
         await asyncio.sleep(0.25)
     kinds = sorted(set(bad.values()))
-    not_dead = sorted({bad[w] for w in bad if not ledger.dead[w]})
     twice = sum(1 for w in bad if ledger.dead[w] > 1)
     stages = dict(ledger.dead_stages)
-    result = await _finish(stack, ledger, sent, opts)
+    result = await _finish(stack, ledger, sent, opts, sorted(set(item_key.values())))
+    # Not dead-lettered but indexed: the input was usable after all (documented per kind).
+    indexed = set(result.pop("items_present"))
+    accepted = sorted({bad[w] for w in bad if not ledger.dead[w] and item_key.get(w) in indexed})
+    not_dead = sorted({bad[w] for w in bad if not ledger.dead[w]} - set(accepted))
     return {
         **result,
         "malformed": len(bad),
         "kinds": len(kinds),
         "malformed_dead_lettered": sum(1 for w in bad if ledger.dead[w]),
         "malformed_dead_lettered_twice": twice,
-        "kinds_not_dead_lettered": not_dead,
+        "kinds_accepted": accepted,
+        "kinds_neither_dead_lettered_nor_accepted": not_dead,
         "dead_letter_stages": stages,
         "stalled_partitions": 0 if result["lost"] == 0 and not not_dead else -1,
     }

@@ -9,7 +9,7 @@ that lost its data, or retention that overtook the worker) is logged, reported t
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import (
@@ -66,7 +66,7 @@ class KafkaSource:
         except (AIOKafkaError, OSError) as exc:
             await consumer.stop()
             raise KafkaError(f"cannot start a consumer for {self.topic}: {exc!r}") from exc
-        consumer.subscribe([self.topic], listener=self._listener)
+        consumer.subscribe([self.topic], listener=_CheckedListener(self, self._listener))
         self._consumer = consumer
 
     async def stop(self) -> None:
@@ -117,6 +117,25 @@ class KafkaSource:
         except IllegalStateError:
             pass  # no longer assigned: its new owner starts from the committed offset
 
+    async def check_positions(self, assigned: Sequence[TopicPartition]) -> None:
+        """Newly assigned partitions: a committed offset outside [log start, log end] is
+        reset here and reported. Kafka would answer the fetch with OFFSET_OUT_OF_RANGE
+        (handled in `_fetch`); some brokers just return nothing, which would stall the
+        partition silently."""
+        consumer = self._require()
+        if not assigned:
+            return
+        try:
+            starts = await consumer.beginning_offsets(list(assigned))
+            ends = await consumer.end_offsets(list(assigned))
+            for tp in assigned:
+                committed = await consumer.committed(tp)
+                if committed is not None and not starts[tp] <= committed <= ends[tp]:
+                    await self._reset(tp, committed, self.settings.offset_out_of_range)
+        except (AIOKafkaError, OSError) as exc:
+            # The fetch path still catches what Kafka reports; this check is a second net.
+            log.warning("could not check the committed offsets of %s: %r", self.topic, exc)
+
     async def commit(self, offsets: Mapping[tuple[str, int], int]) -> bool:
         """Commit the next offset to read per partition; False when the group moved the
         partitions away meanwhile (their new owner redelivers: duplicates, not loss)."""
@@ -142,3 +161,18 @@ class KafkaSource:
         if self._consumer is None:
             raise KafkaError(f"the consumer of {self.topic} is not started")
         return self._consumer
+
+
+class _CheckedListener(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Checks the committed offsets of new partitions, then tells the pipeline."""
+
+    def __init__(self, source: KafkaSource, inner: ConsumerRebalanceListener) -> None:
+        self._source = source
+        self._inner = inner
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self._inner.on_partitions_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        await self._source.check_positions(assigned)
+        await self._inner.on_partitions_assigned(assigned)
