@@ -128,5 +128,8 @@ async def _resolve_media(
             failed.add(i)
             continue
         msg, op = resolved[i]
-        resolved[i] = (msg, replace(op, **{field: body}))
+        resolved[i] = (
+            msg,
+            replace(op, image=body) if field == "image" else replace(op, audio=body),
+        )
     return [pair for i, pair in enumerate(resolved) if i not in failed]

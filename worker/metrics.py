@@ -1,6 +1,6 @@
 """Prometheus metrics: every metric declared once here, fed by the batch handlers' hooks.
 
-Names use base units (`_seconds`, `_total`), in the style of faust's Prometheus sensor.
+Names use base units (`_seconds`, `_total`).
 """
 
 from __future__ import annotations

@@ -54,7 +54,7 @@ def next_offsets(batch: Sequence[RawMessage]) -> dict[tuple[str, int], int]:
     return offsets
 
 
-class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
+class Pipeline(ConsumerRebalanceListener):
     def __init__(
         self,
         spec: PipelineSpec,

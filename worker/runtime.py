@@ -34,20 +34,24 @@ MODEL_VERSION_REFRESH_S = 5.0
 
 
 def create_store(settings: Settings) -> VectorStore:
-    common = {
-        "items_collection": settings.items_collection,
-        "users_collection": settings.users_collection,
-        "hnsw_ef": settings.hnsw_ef,
-    }
-    if settings.qdrant_url:
+    s = settings
+    if s.qdrant_url:
         return QdrantServerStore(
-            settings.embedding_dim,
-            url=settings.qdrant_url,
-            api_key=settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None,
-            timeout_s=settings.qdrant_timeout_s,
-            **common,
+            s.embedding_dim,
+            url=s.qdrant_url,
+            api_key=s.qdrant_api_key.get_secret_value() if s.qdrant_api_key else None,
+            timeout_s=s.qdrant_timeout_s,
+            items_collection=s.items_collection,
+            users_collection=s.users_collection,
+            hnsw_ef=s.hnsw_ef,
         )
-    return EdgeVectorStore(settings.data_dir / "qdrant-edge", settings.embedding_dim, **common)
+    return EdgeVectorStore(
+        s.data_dir / "qdrant-edge",
+        s.embedding_dim,
+        items_collection=s.items_collection,
+        users_collection=s.users_collection,
+        hnsw_ef=s.hnsw_ef,
+    )
 
 
 class Runtime:
@@ -132,30 +136,38 @@ class Runtime:
         except BaseException:
             await self.close()
             raise
-        workers = [
-            asyncio.create_task(p.run(), name=f"pipeline-{p.spec.name}") for p in self.pipelines
-        ]
+        workers = {
+            asyncio.create_task(p.run(), name=f"pipeline-{p.spec.name}"): p.spec.name
+            for p in self.pipelines
+        }
         chores = [
             asyncio.create_task(self._refresh_model_version()),
             asyncio.create_task(self._watch_topics()),
         ]
         stopping = asyncio.create_task(self.stop.wait())
-        done, _ = await asyncio.wait([stopping, *workers], return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait([stopping, *workers], return_when=asyncio.FIRST_COMPLETED)
+        # A pipeline that ended on its own crashed: stop the rest the same exact way.
+        crashed = [t for t in workers if t.done() and not t.cancelled() and t.exception()]
+        await self._shutdown(workers, chores)
+        stopping.cancel()
+        if crashed:
+            raise crashed[0].exception()  # type: ignore[misc]
+
+    async def _shutdown(
+        self, workers: dict[asyncio.Task[None], str], chores: list[asyncio.Task[None]]
+    ) -> None:
         self.stop.set()
         self.health.stopping()
-        log.info("stopping: finishing in-flight batches (at most %.0f s)",
-                 self.settings.shutdown_timeout_s)  # fmt: skip
-        _, late = await asyncio.wait(workers, timeout=self.settings.shutdown_timeout_s)
+        timeout_s = self.settings.shutdown_timeout_s
+        log.info("stopping: finishing in-flight batches (at most %.0f s)", timeout_s)
+        _, late = await asyncio.wait(workers, timeout=timeout_s)
         for task in (*late, *chores):
             task.cancel()
         await asyncio.gather(*late, *chores, return_exceptions=True)
-        for pipeline in self.pipelines:
-            if any(t.get_name() == f"pipeline-{pipeline.spec.name}" for t in late):
-                self.metrics.batches_abandoned.labels(pipeline.spec.name).inc()
+        for task in late:
+            log.warning("%s pipeline cancelled after %.0f s, uncommitted", workers[task], timeout_s)
+            self.metrics.batches_abandoned.labels(workers[task]).inc()
         await self.close()
-        for task in done:
-            if task is not stopping and task.exception() is not None:
-                raise task.exception()  # type: ignore[misc]
 
     async def close(self) -> None:
         for pipeline in self.pipelines:

@@ -8,6 +8,7 @@ local default": a broker and Triton started by `worker.stack`, Qdrant Edge on di
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Literal
 
@@ -48,7 +49,7 @@ class Settings(BaseSettings):
     events_dlq_topic: str = "user-events.dlq"
     topic_partitions: int = Field(default=4, ge=1)
     consumer_group: str = "streamrec-worker"
-    # The broker holds a fetch up to this long when no data is waiting; faust's 1500 ms
+    # The broker holds a fetch up to this long when no data is waiting; aiokafka's 500 ms
     # default would dominate end-to-end latency.
     fetch_max_wait_ms: int = Field(default=10, ge=0, le=5000)
     # The worker hands each micro-batch's outputs to its producer at once, so they are
@@ -101,9 +102,9 @@ class Settings(BaseSettings):
     seen_window: int = Field(default=1000, ge=1)  # item ids excluded from a user's results
     recency_half_life_s: float = Field(default=7 * 24 * 3600.0, gt=0)
     # JSON object in the environment, e.g. EVENT_WEIGHTS='{"view": 0.5, "skip": -1}'.
-    event_weights: dict[EventType, float] = Field(
-        default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS)
-    )
+    # Keys are event types (checked below); plain str keys keep the mapping usable with an
+    # event's `type`.
+    event_weights: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
     # Candidates fetched per user (nearest to the user vector) before re-ranking to k.
     candidate_pool: int = Field(default=50, ge=1, le=1000)
     # Trending = time-decayed count of consumption events (skips and dislikes do not count),
@@ -179,6 +180,13 @@ class Settings(BaseSettings):
     @field_validator("event_weights", mode="after")
     @classmethod
     def _merge_weights(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - set(DEFAULT_EVENT_WEIGHTS))
+        if unknown:
+            raise ValueError(
+                f"unknown event types {unknown}; known: {sorted(DEFAULT_EVENT_WEIGHTS)}"
+            )
+        if not all(math.isfinite(weight) for weight in value.values()):
+            raise ValueError("weights must be finite numbers")
         return {**DEFAULT_EVENT_WEIGHTS, **value}  # types left out keep their default
 
     @model_validator(mode="after")

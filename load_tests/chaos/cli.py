@@ -10,12 +10,15 @@ import tempfile
 import time
 from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 from load_tests.chaos.scenarios import SCENARIOS, ChaosOptions, run_scenario
 
 # Scenario sizes for a quick run (the defaults are the full runs the README reports).
-QUICK = {"events": 400, "cycles": 2, "interval_s": 3.0, "outage_s": 6.0, "poison": 120,
-         "grace_s": 30.0, "items": 60}  # fmt: skip
+QUICK: dict[str, Any] = {
+    "events": 400, "cycles": 2, "interval_s": 3.0, "outage_s": 6.0, "poison": 120,
+    "grace_s": 30.0, "items": 60,
+}  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:

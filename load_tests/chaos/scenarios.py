@@ -234,11 +234,12 @@ async def items_crash(stack: ChaosStack, opts: ChaosOptions) -> dict[str, Any]:
     assert stack.settings is not None
     movies = load_movies()[len(stack.item_ids) : len(stack.item_ids) + opts.poison]
     producer = await stack.producer(linger_ms=5)
+    items_topic = stack.settings.items_topic
 
     async def send() -> None:
         for n, movie in enumerate(movies):
             value = orjson.dumps(movie_item_message(movie, created_at=time.time()))
-            await producer.send(stack.settings.items_topic, value, key=movie.item_id.encode())
+            await producer.send(items_topic, value, key=movie.item_id.encode())
             if n % 20 == 0:
                 await asyncio.sleep(0.1)
         await producer.flush()

@@ -12,7 +12,7 @@ from worker.settings import load_settings
 from worker.stack.broker import LocalBroker
 
 
-class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+class _Listener(ConsumerRebalanceListener):
     async def on_partitions_revoked(self, revoked: object) -> None:
         pass
 

@@ -163,7 +163,7 @@ class KafkaSource:
         return self._consumer
 
 
-class _CheckedListener(ConsumerRebalanceListener):  # type: ignore[misc]
+class _CheckedListener(ConsumerRebalanceListener):
     """Checks the committed offsets of new partitions, then tells the pipeline."""
 
     def __init__(self, source: KafkaSource, inner: ConsumerRebalanceListener) -> None:

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +27,11 @@ from qdrant_edge import (
     FieldCondition,
     Filter,
     HasIdCondition,
+    HasVectorCondition,
+    IsEmptyCondition,
+    IsNullCondition,
     MatchAny,
+    NestedCondition,
     PayloadSchemaType,
     Point,
     Query,
@@ -66,6 +71,17 @@ from worker.store.payload import (
 T = TypeVar("T")
 
 log = logging.getLogger(__name__)
+# The engine's own unions (its stubs name them; its module does not export them).
+PointId = int | uuid.UUID | str
+Condition = (
+    FieldCondition
+    | IsEmptyCondition
+    | IsNullCondition
+    | HasIdCondition
+    | HasVectorCondition
+    | NestedCondition
+    | Filter
+)
 
 # Written by EdgeShard.create; its presence means the directory holds a shard to load.
 _CONFIG_FILE = "edge_config.json"
@@ -193,7 +209,7 @@ class EdgeVectorStore:
             return
         shard, _ = self._shards()
         ids = list(item_point_ids(item_ids))
-        await self._run(shard.update, UpdateOperation.delete_points(ids))
+        await self._run(shard.update, UpdateOperation.delete_points(list[PointId](ids)))
         for point in ids:
             self._item_cache.pop(point, None)
 
@@ -211,8 +227,8 @@ class EdgeVectorStore:
         """point id -> item (with its vector), from the cache or, for the rest, one retrieve
         call that fills it. Points that do not exist are left out."""
         cache = self._item_cache
-        items: dict[str, ScoredItem] = {}
-        missing: list[str] = []
+        items: dict[int, ScoredItem] = {}
+        missing: list[PointId] = []
         for point in points:
             cached = cache.get(point)
             if cached is None:
@@ -259,12 +275,14 @@ class EdgeVectorStore:
         answers = await self._run(shard.query_batch, batch)
         # Ids and scores from the engine; the rest from the item cache.
         scored = [[(hit.id, hit.score) for hit in hits] for hits in answers]
-        items = await self._cached_items(sorted({point for hits in scored for point, _ in hits}))
+        items = await self._cached_items(
+            sorted({int(point) for hits in scored for point, _ in hits})
+        )
         return [
             [
                 found.with_score(score, keep_vector=request.with_vectors)
                 for point, score in hits
-                if (found := items.get(point)) is not None
+                if (found := items.get(int(point))) is not None
             ][: request.limit]
             for request, hits in zip(requests, scored, strict=True)
         ]
@@ -327,7 +345,7 @@ class EdgeVectorStore:
     # -- internals (the _open/_close/_flush helpers run on the store thread) -------------------
 
     def _query(self, request: SearchRequest) -> QueryRequest:
-        must: list[FieldCondition] = []
+        must: list[Condition] = []
         if request.categories is not None:
             must.append(FieldCondition(CATEGORY_FIELD, match=MatchAny(list(request.categories))))
         if request.created_after is not None:
@@ -335,7 +353,9 @@ class EdgeVectorStore:
                 FieldCondition(CREATED_AT_FIELD, range=RangeFloat(gte=request.created_after))
             )
         excluded = {derive_point_id("item", item_id) for item_id in request.exclude_item_ids}
-        must_not = [HasIdCondition(excluded)] if excluded else None
+        must_not: list[Condition] | None = (
+            [HasIdCondition(set[PointId](excluded))] if excluded else None
+        )
         return QueryRequest(
             limit=query_limit(request.limit),
             query=Query.Nearest(vector_list(request.vector), using=VECTOR_NAME),

@@ -45,7 +45,7 @@ def vector_array(values: Sequence[float]) -> np.ndarray:
     return np.asarray(values, dtype=np.float32)
 
 
-def named_vector(vectors: Mapping[str, Any] | Sequence[float] | None) -> np.ndarray | None:
+def named_vector(vectors: object) -> np.ndarray | None:
     """The store's vector out of a record's vector field, or None when the point has none."""
     if not isinstance(vectors, Mapping):
         return None

@@ -142,7 +142,7 @@ class QdrantServerStore:
         for record in records:
             vector = named_vector(record.vector)
             if vector is not None:
-                vectors[by_point[int(record.id)]] = vector  # type: ignore[arg-type]
+                vectors[by_point[int(record.id)]] = vector
         return vectors
 
     async def get_items(self, item_ids: Sequence[str]) -> dict[str, ScoredItem]:
@@ -248,7 +248,9 @@ class QdrantServerStore:
             must.append(
                 m.FieldCondition(key=CREATED_AT_FIELD, range=m.Range(gte=request.created_after))
             )
-        excluded = [derive_point_id("item", item_id) for item_id in request.exclude_item_ids]
+        excluded: list[m.ExtendedPointId] = [
+            derive_point_id("item", item_id) for item_id in request.exclude_item_ids
+        ]
         must_not: list[m.Condition] = [m.HasIdCondition(has_id=excluded)] if excluded else []
         return m.QueryRequest(
             query=vector_list(request.vector),
