@@ -83,3 +83,15 @@ def test_a_type_that_is_not_a_string_is_rejected_as_invalid(etype: object) -> No
     doc = {"event_id": "e", "user_id": "u", "item_id": "i", "type": etype, "ts": 1.7e9}
     with pytest.raises(InvalidMessage, match="'type' must be one of"):
         parse_event(b"u", orjson.dumps(doc))
+
+
+def test_an_event_dated_beyond_the_allowed_clock_skew_is_refused() -> None:
+    assert parse_event(b"u1", _event(ts=1_700_000_000), latest_ts=1_700_000_000).ts == 1.7e9
+    with pytest.raises(InvalidMessage, match="later than the worker's clock"):
+        parse_event(b"u1", _event(ts=1_700_000_001), latest_ts=1_700_000_000)
+
+
+@pytest.mark.parametrize("ts", [253_402_300_799, -5, 5e14])  # year 9999 in seconds, ...
+def test_a_timestamp_of_no_telling_unit_or_range_is_refused(ts: float) -> None:
+    with pytest.raises(InvalidMessage, match="'ts' must"):
+        parse_event(b"u1", _event(ts=ts))

@@ -75,3 +75,18 @@ async def test_a_batch_changes_no_signal_until_its_outcome_is_applied(
     assert len(ctx.signals.trending) == 0
     ctx.signals.apply(result.signals)
     assert ctx.signals.trending.score("i0", now=1.7e9 + 2) == pytest.approx(2.0, rel=1e-3)
+
+
+async def test_a_far_future_event_is_dead_lettered_and_leaves_the_signals_alone(
+    edge_context: Context,
+) -> None:
+    ctx = edge_context
+    far = RawMessage(
+        "user-events", 0, 9, b"x",
+        orjson.dumps({"event_id": "f", "user_id": "x", "item_id": "i0", "type": "click",
+                      "ts": ctx.clock() + 300 * 86400.0}),
+        1.7e9,
+    )  # fmt: skip
+    result = await recommend_batch([far], ctx)
+    assert [(d.source.offset, d.stage) for d in result.dead_letters] == [(9, "decode")]
+    assert result.signals.trending == [] and result.outputs == []

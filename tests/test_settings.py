@@ -1,6 +1,10 @@
+import socket
+from pathlib import Path
+
 import pytest
 
-from worker.settings import SettingsError, load_settings
+from worker.__main__ import main
+from worker.settings import SettingsError, load_settings, unknown_variables
 
 
 def test_defaults_point_at_local_services(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -29,6 +33,10 @@ def test_environment_overrides_and_json_event_weights(monkeypatch: pytest.Monkey
         ("FETCH_MAX_WAIT_MS", "soon", "FETCH_MAX_WAIT_MS"),
         ("KAFKA_SECURITY_PROTOCOL", "SASL_SSL", "KAFKA_SASL_MECHANISM"),
         ("EVENT_WEIGHTS", '{"poke": 1}', "EVENT_WEIGHTS"),
+        ("EVENT_WEIGHTS", "{bad", "event_weights"),
+        ("TRITON_URL", "http://triton:8000", "TRITON_URL"),
+        ("TRITON_URL", "not a url", "TRITON_URL"),
+        ("QDRANT_URL", "ftp://qdrant:6333", "QDRANT_URL"),
     ],
 )
 def test_bad_values_fail_with_the_variable_named(
@@ -37,3 +45,27 @@ def test_bad_values_fail_with_the_variable_named(
     monkeypatch.setenv(name, value)
     with pytest.raises(SettingsError, match=message):
         load_settings()
+
+
+def test_a_misspelt_variable_is_named_with_the_setting_it_resembles() -> None:
+    lines = unknown_variables({"EVENTS_BATCH_SZE": "3", "HOME": "/root", "LOG_LEVEL": "INFO"})
+    assert lines == ["unknown variable EVENTS_BATCH_SZE: did you mean EVENTS_BATCH_SIZE?"]
+
+
+def test_a_busy_metrics_port_or_an_unwritable_data_dir_stops_with_one_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9")
+    monkeypatch.setenv("TRITON_URL", "127.0.0.1:9")
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        monkeypatch.setenv("METRICS_PORT", str(busy.getsockname()[1]))
+        assert main(["run"]) == 2
+    assert "METRICS_PORT=" in capsys.readouterr().err
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    monkeypatch.setenv("DATA_DIR", str(blocked / "data"))
+    assert main(["run"]) == 2
+    assert "DATA_DIR=" in capsys.readouterr().err

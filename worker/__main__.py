@@ -11,14 +11,13 @@ import argparse
 import asyncio
 import gc
 import logging
+import os
 import signal
 import sys
 
-from worker.settings import Settings, SettingsError, load_settings
-
-
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+from worker.errors import StartupError
+from worker.logs import configure_logging
+from worker.settings import Settings, SettingsError, load_settings, unknown_variables
 
 
 def cmd_stack(settings: Settings) -> int:
@@ -40,6 +39,18 @@ def cmd_stack(settings: Settings) -> int:
     return 0
 
 
+def check_data_dir(settings: Settings) -> None:
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        probe = settings.data_dir / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise StartupError(
+            f"DATA_DIR={settings.data_dir} cannot be written: {exc.strerror}"
+        ) from None
+
+
 def cmd_run(settings: Settings) -> int:
     from worker.kafka import all_topics, ensure_topics
     from worker.metrics import Metrics
@@ -48,17 +59,28 @@ def cmd_run(settings: Settings) -> int:
 
     if settings.gc_threshold:
         gc.set_threshold(settings.gc_threshold)
-    with LocalStack(settings) as resolved:
+    try:
+        check_data_dir(settings)
+        metrics = Metrics()
+        host = settings.metrics_host
+        try:
+            port = metrics.serve(settings.metrics_port, host)
+        except OSError as exc:
+            raise StartupError(
+                f"METRICS_PORT={settings.metrics_port} on METRICS_HOST={host}: {exc.strerror}"
+            ) from None
+        metrics.watch_gc()
+        logging.getLogger(__name__).info("metrics on http://%s:%d/metrics", host, port)
+        with LocalStack(settings) as resolved:
 
-        async def run() -> None:
-            await ensure_topics(resolved, all_topics(resolved))
-            metrics = Metrics()
-            metrics.watch_gc()
-            port = metrics.serve(resolved.metrics_port)
-            logging.getLogger(__name__).info("metrics on http://0.0.0.0:%d/metrics", port)
-            await Runtime(resolved, metrics).run()
+            async def run() -> None:
+                await ensure_topics(resolved, all_topics(resolved))
+                await Runtime(resolved, metrics).run()
 
-        asyncio.run(run())
+            asyncio.run(run())
+    except StartupError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     return 0
 
 
@@ -82,7 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(exc, file=sys.stderr)
         return 2
-    _configure_logging(settings.log_level)
+    configure_logging(settings)
+    for line in unknown_variables(os.environ):
+        logging.getLogger(__name__).warning("%s", line)
     if args.command == "stack":
         return cmd_stack(settings)
     if args.command == "run":

@@ -21,3 +21,8 @@ class InfrastructureError(RuntimeError):
     """A dependency failed; retrying the same input later is expected to succeed."""
 
     dependency = "unknown"
+
+
+class StartupError(RuntimeError):
+    """The configuration does not fit the world it meets at start (a busy port, a directory
+    that cannot be written, a model of another size): one line naming the variable."""

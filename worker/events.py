@@ -32,8 +32,12 @@ class UserEvent:
     max_age_s: float | None = None
 
 
-def parse_event(key: bytes | None, value: bytes | None) -> UserEvent:
-    """Validate one user event; raise InvalidMessage with a reason for the DLQ."""
+def parse_event(
+    key: bytes | None, value: bytes | None, *, latest_ts: float | None = None
+) -> UserEvent:
+    """Validate one user event; raise InvalidMessage with a reason for the DLQ. An event
+    dated after `latest_ts` (the worker's clock plus EVENT_MAX_FUTURE_S) is refused: one
+    far-future event would otherwise decay every other item's trending count to nothing."""
     doc = decode_json_object(value)
     event_id = require_id(doc, "event_id")
     user_id = require_id(doc, "user_id")
@@ -52,6 +56,11 @@ def parse_event(key: bytes | None, value: bytes | None) -> UserEvent:
     if etype == "rating" and (value_f is None or not 0.0 <= value_f <= 5.0):
         raise InvalidMessage("a 'rating' event needs 'value' between 0 and 5")
     ts = parse_timestamp(doc.get("ts"))
+    if latest_ts is not None and ts > latest_ts:
+        raise InvalidMessage(
+            f"'ts' is later than the worker's clock allows (by {ts - latest_ts:.0f} s over "
+            "EVENT_MAX_FUTURE_S)"
+        )
     categories, max_age_s = _parse_context(doc.get("context"))
     return UserEvent(event_id, user_id, item_id, etype, value_f, ts, categories, max_age_s)
 

@@ -152,7 +152,7 @@ class Metrics:
         for stage, seconds in stage_seconds.items():
             self.stage_seconds.labels(pipeline, stage).observe(seconds)
 
-    def serve(self, port: int) -> int:
-        """Expose /metrics on all interfaces; returns the bound port (port 0 -> a free one)."""
-        server, _thread = start_http_server(port, registry=self.registry)
+    def serve(self, port: int, host: str = "127.0.0.1") -> int:
+        """Expose /metrics on `host`; returns the bound port (port 0 -> a free one)."""
+        server, _thread = start_http_server(port, addr=host, registry=self.registry)
         return int(server.server_port)

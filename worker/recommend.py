@@ -123,7 +123,8 @@ async def recommend_batch(
     pieces of a split batch), read instead of the store."""
     result = BatchResult()
     started = time.perf_counter()
-    events = parse_events(messages, result)
+    latest_ts = ctx.clock() + ctx.settings.event_max_future_s
+    events = parse_events(messages, result, latest_ts)
     result.stage_seconds["decode"] = time.perf_counter() - started
     # Each round's states carry over to the next: they are saved only at the checkpoint.
     carried = {} if carried is None else carried
@@ -133,12 +134,14 @@ async def recommend_batch(
     return result
 
 
-def parse_events(messages: Sequence[RawMessage], result: BatchResult) -> list[UserEvent]:
+def parse_events(
+    messages: Sequence[RawMessage], result: BatchResult, latest_ts: float
+) -> list[UserEvent]:
     """Stage 1, parse: valid events; the rest become dead letters with stage `decode`."""
     events: list[UserEvent] = []
     for msg in messages:
         try:
-            events.append(parse_event(msg.key, msg.value))
+            events.append(parse_event(msg.key, msg.value, latest_ts=latest_ts))
         except InvalidMessage as exc:
             result.dead_letters.append(DeadLetter(msg, "decode", str(exc)))
     return events

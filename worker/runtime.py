@@ -15,7 +15,7 @@ import logging
 import signal
 
 from worker.context import Context
-from worker.errors import InfrastructureError
+from worker.errors import InfrastructureError, StartupError
 from worker.health import Health
 from worker.ingest import handle_items
 from worker.kafka import KafkaError, OutputProducer, all_topics, ensure_topics
@@ -71,7 +71,7 @@ class Runtime:
                 user_model=settings.triton_user_model,
             ),
             store=create_store(settings),
-            media=MediaFetcher(),
+            media=MediaFetcher.from_settings(settings),
             signals=Signals.from_settings(settings),
         )
         self.output = OutputProducer(settings, on_data_loss=self._data_lost)
@@ -110,7 +110,7 @@ class Runtime:
         ctx, settings = self.ctx, self.settings
         await ctx.triton.wait_ready(timeout_s=120.0)
         if ctx.triton.dim != settings.embedding_dim:
-            raise RuntimeError(
+            raise StartupError(
                 f"EMBEDDING_DIM={settings.embedding_dim} but Triton's item_embedder "
                 f"outputs {ctx.triton.dim}-d vectors"
             )

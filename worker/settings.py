@@ -8,12 +8,17 @@ local default": a broker and Triton started by `worker.stack`, Qdrant Edge on di
 
 from __future__ import annotations
 
+import difflib
+import ipaddress
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlparse
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsError as PydanticSettingsError
 
 EventType = Literal["view", "click", "like", "share", "purchase", "skip", "dislike", "rating"]
 
@@ -86,9 +91,20 @@ class Settings(BaseSettings):
     triton_item_model: str = "item_embedder"
     triton_user_model: str = "user_encoder"
 
+    # --- media by URL (image_url, audio_url) ----------------------------------------------
+    # Only public addresses are fetched; these hosts / networks (CIDR) are allowed besides,
+    # e.g. MEDIA_ALLOW_HOSTS='["cdn.internal"]', MEDIA_ALLOW_NETWORKS='["10.20.0.0/16"]'.
+    media_allow_hosts: list[str] = Field(default_factory=list)
+    media_allow_networks: list[str] = Field(default_factory=list)
+    media_timeout_s: float = Field(default=10.0, gt=0)  # per URL, redirects included
+    media_read_timeout_s: float = Field(default=5.0, gt=0)  # longest wait for more bytes
+    media_max_redirects: int = Field(default=3, ge=0, le=10)
+
     # --- Qdrant --------------------------------------------------------------------------
     qdrant_url: str | None = None  # None -> embedded Qdrant Edge under data_dir
     qdrant_api_key: SecretStr | None = None
+    # An API key over plain http travels in clear text: refused unless this says otherwise.
+    qdrant_allow_insecure_api_key: bool = False
     qdrant_timeout_s: float = Field(default=10.0, gt=0)
     items_collection: str = "items"
     users_collection: str = "users"
@@ -105,6 +121,10 @@ class Settings(BaseSettings):
     # Keys are event types (checked below); plain str keys keep the mapping usable with an
     # event's `type`.
     event_weights: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
+    # Events dated more than this ahead of the worker's clock are dead-lettered (clock skew
+    # between producers and workers is allowed for; a far-future event would otherwise
+    # distort every time-decayed signal).
+    event_max_future_s: float = Field(default=300.0, ge=0)
     # Candidates fetched per user (nearest to the user vector) before re-ranking to k.
     candidate_pool: int = Field(default=50, ge=1, le=1000)
     # Trending = time-decayed count of consumption events (skips and dislikes do not count),
@@ -171,6 +191,9 @@ class Settings(BaseSettings):
 
     # --- observability -------------------------------------------------------------------
     metrics_port: int = Field(default=9464, ge=0, le=65535)  # 0 -> pick a free port
+    # Loopback by default: /metrics is not for the world. Containers set 0.0.0.0 (the
+    # Dockerfile does) so Prometheus on the container network can scrape it.
+    metrics_host: str = "127.0.0.1"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     # --- local stack (used only for services left unset) ---------------------------------
@@ -189,6 +212,16 @@ class Settings(BaseSettings):
             raise ValueError("weights must be finite numbers")
         return {**DEFAULT_EVENT_WEIGHTS, **value}  # types left out keep their default
 
+    @field_validator("media_allow_networks", mode="after")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for network in value:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ValueError(f"{network!r} is not a network like 10.0.0.0/8") from None
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if self.heartbeat_interval_s >= self.session_timeout_s:
@@ -200,18 +233,56 @@ class Settings(BaseSettings):
                 "KAFKA_SECURITY_PROTOCOL=SASL_* needs KAFKA_SASL_MECHANISM, "
                 "KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"
             )
+        if (
+            self.qdrant_api_key is not None
+            and (self.qdrant_url or "").lower().startswith("http://")
+            and not self.qdrant_allow_insecure_api_key
+        ):
+            raise ValueError(
+                "QDRANT_API_KEY over plain http would travel in clear text: use an https "
+                "QDRANT_URL (or set QDRANT_ALLOW_INSECURE_API_KEY=true on a trusted network)"
+            )
         if self.kafka_bootstrap_servers is not None:
             for server in self.kafka_bootstrap_servers.split(","):
-                host, sep, port = server.strip().rpartition(":")
-                if not sep or not host or not port.isdigit():
-                    raise ValueError(f"KAFKA_BOOTSTRAP_SERVERS entry {server!r} is not host:port")
+                _host_port("KAFKA_BOOTSTRAP_SERVERS entry", server.strip())
+        if self.triton_url is not None:
+            _host_port("TRITON_URL", self.triton_url)
+        if self.qdrant_url is not None:
+            url = urlparse(self.qdrant_url)
+            if url.scheme not in ("http", "https") or not url.hostname:
+                raise ValueError(
+                    f"QDRANT_URL {self.qdrant_url!r} is not an http(s) URL (http://host:6333)"
+                )
         return self
+
+
+def _host_port(name: str, value: str) -> None:
+    host, sep, port = value.rpartition(":")
+    if "://" in value or not sep or not host or not port.isdigit() or " " in value:
+        raise ValueError(f"{name} {value!r} is not host:port (no scheme, e.g. triton:8000)")
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """Variables that look like a misspelt setting: one line each, naming the likely one."""
+    known = [name.upper() for name in Settings.model_fields]
+    lines = []
+    for name in sorted(environ):
+        upper = name.upper()
+        if upper in known:
+            continue
+        close = difflib.get_close_matches(upper, known, n=1, cutoff=0.85)
+        if close:
+            lines.append(f"unknown variable {name}: did you mean {close[0]}?")
+    return lines
 
 
 def load_settings(**overrides: object) -> Settings:
     """Read settings from the environment; raise SettingsError naming every bad variable."""
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
+    except PydanticSettingsError as exc:
+        # A value the environment source could not even decode (e.g. EVENT_WEIGHTS='{bad').
+        raise SettingsError(f"invalid configuration:\n  {exc}") from None
     except ValidationError as exc:
         problems = []
         for err in exc.errors():

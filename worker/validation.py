@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Any
 
@@ -37,14 +38,29 @@ def require_id(doc: dict[str, Any], name: str) -> str:
     return raw
 
 
+# Epoch seconds below 1e11 (year 5138); milliseconds from 1e12 (Sep 2001) to 1e14.
+_SECONDS_UP_TO = 1e11
+_MILLIS_FROM, _MILLIS_UP_TO = 1e12, 1e14
+
+
 def parse_timestamp(raw: object, name: str = "ts") -> float:
     """Epoch seconds (int/float; milliseconds are detected) or ISO 8601 with a zone."""
     if isinstance(raw, bool):
         raise InvalidMessage(f"'{name}' must be epoch seconds or ISO 8601, got a boolean")
     if isinstance(raw, int | float):
         ts = float(raw)
-        # Kafka and JavaScript clients often send milliseconds.
-        return ts / 1000.0 if ts > 1e11 else ts
+        if not math.isfinite(ts) or ts < 0:
+            raise InvalidMessage(f"'{name}' must be a non-negative epoch time, got {ts!r}")
+        if ts < _SECONDS_UP_TO:
+            return ts
+        # Kafka and JavaScript clients often send milliseconds. Between the two ranges the
+        # unit cannot be told (year 9999 in seconds would read as 1978 in milliseconds).
+        if _MILLIS_FROM <= ts < _MILLIS_UP_TO:
+            return ts / 1000.0
+        raise InvalidMessage(
+            f"'{name}' must be epoch seconds before year 5138 or milliseconds after 2001, "
+            f"got {ts:.0f}"
+        )
     if isinstance(raw, str):
         try:
             parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))

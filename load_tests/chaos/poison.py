@@ -4,6 +4,7 @@ and nothing behind it may wait."""
 from __future__ import annotations
 
 import base64
+import gzip
 import io
 import struct
 from collections.abc import Callable
@@ -28,6 +29,15 @@ _DROP = object()
 
 def _json(doc: object) -> bytes:
     return orjson.dumps(doc)
+
+
+def _png_bomb() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("1", (7072, 7072)).save(buffer, format="PNG")  # 50 Mpx in a few KB
+    return buffer.getvalue()
+
+
+_EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n"
 
 
 def _png_truncated() -> bytes:
@@ -96,6 +106,10 @@ def event_kinds(item: str) -> dict[str, Callable[[int], tuple[bytes | None, byte
     }
 
 
+_PNG_BOMB = _png_bomb()
+_GZIP_BOMB = gzip.compress(b"\0" * 20_000_000)  # 20 MB of zeros in ~20 KB
+
+
 def item_kinds() -> dict[str, Callable[[int], tuple[bytes | None, bytes | None]]]:
     def key(n: int) -> bytes:
         return f"bad-item-{n}".encode()
@@ -120,6 +134,10 @@ def item_kinds() -> dict[str, Callable[[int], tuple[bytes | None, bytes | None]]
             key(n),
             doc(n, audio_b64=_b64(_wav(4_000_000_000, 400, 800))),
         ),
+        "image_png_bomb": lambda n: (key(n), doc(n, image_b64=_b64(_PNG_BOMB))),
+        "image_eps": lambda n: (key(n), doc(n, image_b64=_b64(_EPS))),
+        "image_gzip_bomb": lambda n: (key(n), doc(n, image_b64=_b64(_GZIP_BOMB))),
+        "audio_gzip_bomb": lambda n: (key(n), doc(n, audio_b64=_b64(_GZIP_BOMB))),
         "tags_not_list": lambda n: (key(n), doc(n, title="x", tags="a,b")),
         "tags_numbers": lambda n: (key(n), doc(n, title="x", tags=[1, 2])),
         "title_not_string": lambda n: (key(n), doc(n, title=5)),

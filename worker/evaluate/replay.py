@@ -105,7 +105,12 @@ async def replay(
     # The worker's own context; each batch's outcome is checkpointed as the pipeline does
     # (states saved, then the signal updates applied), with no broker in between.
     ctx = Context(
-        settings, triton, store, MediaFetcher(), Signals.from_settings(settings), model_version
+        settings,
+        triton,
+        store,
+        MediaFetcher.from_settings(settings),
+        Signals.from_settings(settings),
+        model_version,
     )
 
     def cold_list(name: str, user: str) -> list[str]:
@@ -134,7 +139,8 @@ async def replay(
                 shown[WORKER][user] = items
 
         ctx.settings = warm_up if first < cut else held_out
-        ctx.clock = lambda now=now: now  # type: ignore[misc]
+        # The replay's clock is the batch's newest event: nothing in it is "from the future".
+        ctx.clock = lambda latest=batch[-1][1].ts: latest  # type: ignore[misc]
         result = await recommend_batch(
             [_event_message(n, r, settings.events_topic) for n, r in batch], ctx
         )

@@ -25,6 +25,7 @@ BLOCK_FRAMES = 100  # ~2.3 s, the network's training input length
 BLOCK_HOP = 50
 # Only the start of long clips is embedded: the encoder costs ~2 GMAC per block.
 MAX_SECONDS = 10.0
+MIN_RATE, MAX_RATE = 4_000, 192_000  # Hz
 
 
 class AudioDecodeError(ValueError):
@@ -36,9 +37,20 @@ def decode_wav(data: bytes) -> np.ndarray:
     try:
         with wave.open(io.BytesIO(data), "rb") as wav:
             channels, width, rate = wav.getnchannels(), wav.getsampwidth(), wav.getframerate()
-            frames = wav.readframes(min(wav.getnframes(), int(MAX_SECONDS * rate)))
+            # From the header, before reading samples: the rate bounds the work per second.
+            if not MIN_RATE <= rate <= MAX_RATE:
+                raise AudioDecodeError(
+                    f"WAV sample rate {rate} Hz is outside {MIN_RATE}-{MAX_RATE} Hz"
+                )
+            wanted = min(wav.getnframes(), int(MAX_SECONDS * rate))
+            frames = wav.readframes(wanted)
     except (wave.Error, EOFError, ValueError) as exc:
         raise AudioDecodeError(f"cannot decode WAV: {exc}") from exc
+    if len(frames) < wanted * channels * width:
+        raise AudioDecodeError(
+            f"WAV is truncated: the header promises {wanted} frames, "
+            f"{len(frames) // max(channels * width, 1)} are there"
+        )
     if width == 1:
         samples = np.frombuffer(frames, dtype=np.uint8).astype(np.float32) - 128.0
     elif width in (2, 4):

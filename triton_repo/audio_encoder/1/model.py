@@ -50,6 +50,8 @@ def _decode(data: bytes) -> np.ndarray | str:
         return preprocess_audio(data)
     except AudioDecodeError as exc:
         return str(exc)
+    except Exception as exc:  # untrusted bytes: any failure is this row's, never the batch's
+        return f"cannot decode: {type(exc).__name__}"
 
 
 class TritonPythonModel:
