@@ -95,3 +95,10 @@ def test_an_event_dated_beyond_the_allowed_clock_skew_is_refused() -> None:
 def test_a_timestamp_of_no_telling_unit_or_range_is_refused(ts: float) -> None:
     with pytest.raises(InvalidMessage, match="'ts' must"):
         parse_event(b"u1", _event(ts=ts))
+
+
+def test_context_categories_are_bounded_labels() -> None:
+    with pytest.raises(InvalidMessage, match="at most 256"):
+        parse_event(b"u1", _event(context={"categories": ["c" * 300]}))
+    with pytest.raises(InvalidMessage, match="duplicate key 'type'"):
+        parse_event(b"u1", _event()[:-1] + b',"type":"like"}')

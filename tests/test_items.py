@@ -67,3 +67,39 @@ def test_item_text_joins_title_body_category_and_tags() -> None:
 def test_a_media_url_that_does_not_parse_as_http_with_a_host_is_rejected(url: str) -> None:
     with pytest.raises(InvalidMessage, match="http"):
         parse_item(b"x", orjson.dumps({"item_id": "x", "image_url": url}), received_at=1.7e9)
+
+
+def test_duplicate_keys_are_refused_so_a_message_cannot_be_read_two_ways() -> None:
+    value = b'{"item_id": "x", "image_url": "file:///etc/passwd", "image_url": "http://a/b.png"}'
+    with pytest.raises(InvalidMessage, match="duplicate key 'image_url'"):
+        parse_item(b"x", value, received_at=1.7e9)
+
+
+@pytest.mark.parametrize("item_id", ["a\x00b", "a\u202eb", "a\u200bb", "line\nbreak"])
+def test_ids_with_control_zero_width_or_bidi_characters_are_refused(item_id: str) -> None:
+    with pytest.raises(InvalidMessage, match="control, zero-width or bidi"):
+        parse_item(item_id.encode(), _item(item_id=item_id, title="t"), received_at=1.7e9)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"title": "t", "blob": "x" * 1_500_000}, "outside the contract"),
+        ({"title": "t", "category": "c" * 200_000}, "256 characters"),
+        ({"title": "t", "tags": ["t" * 300]}, "256 characters"),
+        ({"title": "t" * 1001}, "longer than 1000"),
+    ],
+)
+def test_every_field_has_a_length_limit(fields: dict[str, object], message: str) -> None:
+    with pytest.raises(InvalidMessage, match=message):
+        parse_item(b"i1", _item(**fields), received_at=1.7e9)
+
+
+def test_a_small_unknown_field_is_tolerated() -> None:
+    assert isinstance(parse_item(b"i1", _item(title="t", note="hi"), received_at=1.7e9), ItemUpsert)
+
+
+@pytest.mark.parametrize("key", [b"\xff\xfe", b"a" * 300, b"a\x00"])
+def test_a_tombstone_key_is_checked_like_an_id(key: bytes) -> None:
+    with pytest.raises(InvalidMessage):
+        parse_item(key, None, received_at=1.7e9)

@@ -13,7 +13,16 @@ from dataclasses import dataclass
 from typing import get_args
 
 from worker.settings import EventType
-from worker.validation import InvalidMessage, decode_json_object, parse_timestamp, require_id
+from worker.validation import (
+    InvalidMessage,
+    check_label,
+    check_unknown_fields,
+    decode_json_object,
+    parse_timestamp,
+    require_id,
+)
+
+FIELDS = {"event_id", "user_id", "item_id", "type", "value", "ts", "context"}
 
 EVENT_TYPES: frozenset[str] = frozenset(get_args(EventType))
 MAX_CONTEXT_CATEGORIES = 64
@@ -39,6 +48,7 @@ def parse_event(
     dated after `latest_ts` (the worker's clock plus EVENT_MAX_FUTURE_S) is refused: one
     far-future event would otherwise decay every other item's trending count to nothing."""
     doc = decode_json_object(value)
+    check_unknown_fields(doc, FIELDS)
     event_id = require_id(doc, "event_id")
     user_id = require_id(doc, "user_id")
     item_id = require_id(doc, "item_id")
@@ -85,7 +95,9 @@ def _parse_context(raw: object) -> tuple[tuple[str, ...] | None, float | None]:
     ):
         raise InvalidMessage("'context.max_age_s' must be a positive number of seconds")
     return (
-        tuple(categories) if categories is not None else None,
+        tuple(check_label(c, "context.categories") for c in categories)
+        if categories is not None
+        else None,
         float(max_age_s) if max_age_s is not None else None,
     )
 

@@ -15,7 +15,11 @@ from dataclasses import dataclass
 from urllib.parse import urlparse
 
 from worker.validation import (
+    MAX_LABEL_LENGTH,
     InvalidMessage,
+    check_id,
+    check_label,
+    check_unknown_fields,
     decode_json_object,
     parse_timestamp,
     require_id,
@@ -24,6 +28,11 @@ from worker.validation import (
 MAX_MEDIA_BYTES = 16 * 1024 * 1024
 MAX_TEXT_CHARS = 20_000
 MAX_TAGS = 64
+MAX_TITLE_CHARS = 1000
+FIELDS = {
+    "item_id", "title", "text", "image_b64", "image_url", "audio_b64", "audio_url",
+    "category", "tags", "created_at", "popularity",
+}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,12 +66,16 @@ def parse_item(
     if value is None:
         if not key:
             raise InvalidMessage("a tombstone (null value) needs the item_id as its key")
-        return ItemDelete(key.decode("utf-8", "replace"))
+        try:
+            return ItemDelete(check_id(key.decode("utf-8"), "key"))
+        except UnicodeDecodeError:
+            raise InvalidMessage("a tombstone's key must be UTF-8") from None
     doc = decode_json_object(value)
+    check_unknown_fields(doc, FIELDS)
     item_id = require_id(doc, "item_id")
     if key is not None and key.decode("utf-8", "replace") != item_id:
         raise InvalidMessage("message key must equal item_id")
-    title = _optional_text(doc, "title")
+    title = _optional_text(doc, "title", MAX_TITLE_CHARS)
     text = _optional_text(doc, "text")
     image = _optional_b64(doc, "image_b64")
     audio = _optional_b64(doc, "audio_b64")
@@ -72,7 +85,9 @@ def parse_item(
         raise InvalidMessage("give either 'image_b64' or 'image_url', not both")
     if audio is not None and audio_url is not None:
         raise InvalidMessage("give either 'audio_b64' or 'audio_url', not both")
-    category = _optional_text(doc, "category")
+    category = _optional_text(doc, "category", MAX_LABEL_LENGTH)
+    if category is not None:
+        category = check_label(category, "category")
     tags = _tags(doc.get("tags"))
     created_raw = doc.get("created_at")
     created_at = received_at if created_raw is None else parse_timestamp(created_raw, "created_at")
@@ -113,15 +128,15 @@ def item_text(item: ItemUpsert) -> str | None:
     return ". ".join(p.rstrip(". ") for p in parts)
 
 
-def _optional_text(doc: dict[str, object], name: str) -> str | None:
+def _optional_text(doc: dict[str, object], name: str, limit: int = MAX_TEXT_CHARS) -> str | None:
     raw = doc.get(name)
     if raw is None:
         return None
     if not isinstance(raw, str):
         raise InvalidMessage(f"'{name}' must be a string")
     raw = raw.strip()
-    if len(raw) > MAX_TEXT_CHARS:
-        raise InvalidMessage(f"'{name}' is longer than {MAX_TEXT_CHARS} characters")
+    if len(raw) > limit:
+        raise InvalidMessage(f"'{name}' is longer than {limit} characters")
     return raw or None
 
 
@@ -166,4 +181,4 @@ def _tags(raw: object) -> tuple[str, ...]:
         raise InvalidMessage("'tags' must be a list of strings")
     if len(raw) > MAX_TAGS:
         raise InvalidMessage(f"'tags' holds more than {MAX_TAGS} entries")
-    return tuple(t.strip() for t in raw if t.strip())
+    return tuple(check_label(t, "tags") for t in raw if t.strip())

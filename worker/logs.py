@@ -41,7 +41,11 @@ class RedactSecrets(logging.Filter):
 def secrets_of(settings: Settings) -> list[str]:
     return [
         secret.get_secret_value()
-        for secret in (settings.kafka_sasl_password, settings.qdrant_api_key)
+        for secret in (
+            settings.kafka_sasl_password,
+            settings.kafka_ssl_key_password,
+            settings.qdrant_api_key,
+        )
         if secret is not None
     ]
 

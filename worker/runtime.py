@@ -143,6 +143,7 @@ class Runtime:
         chores = [
             asyncio.create_task(self._refresh_model_version()),
             asyncio.create_task(self._watch_topics()),
+            asyncio.create_task(self._watch_dependencies()),
         ]
         stopping = asyncio.create_task(self.stop.wait())
         await asyncio.wait([stopping, *workers], return_when=asyncio.FIRST_COMPLETED)
@@ -217,6 +218,20 @@ class Runtime:
                 log.error("topic %s was missing (broker data lost?); created it", topic)
                 self.metrics.topics_created.labels(topic).inc()
             self.health.up("topics")
+
+    async def _watch_dependencies(self) -> None:
+        """Probe Triton and the store every DEPENDENCY_CHECK_INTERVAL_S, so readiness follows
+        them when no batch is running into them too (an idle worker)."""
+        probes = {"triton": self.ctx.triton.probe, "qdrant": self.ctx.store.probe}
+        while True:
+            await asyncio.sleep(self.settings.dependency_check_interval_s)
+            for dependency, probe in probes.items():
+                try:
+                    await asyncio.wait_for(probe(), self.settings.dependency_check_interval_s)
+                except (InfrastructureError, TimeoutError) as exc:
+                    self.health.down(dependency, str(exc) or "probe timed out")
+                else:
+                    self.health.up(dependency)
 
     def _data_lost(self, topic: str) -> None:
         self.metrics.broker_data_loss.labels(topic).inc()

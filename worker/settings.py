@@ -47,6 +47,13 @@ class Settings(BaseSettings):
     kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
+    # TLS (SSL, SASL_SSL): the CA that signed the brokers' certificates (the system store
+    # otherwise), a client certificate and key for mutual TLS, and hostname checking.
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+    kafka_ssl_key_password: SecretStr | None = None
+    kafka_ssl_check_hostname: bool = True
     items_topic: str = "items"
     events_topic: str = "user-events"
     recommendations_topic: str = "recommendations"
@@ -177,6 +184,9 @@ class Settings(BaseSettings):
     # as soon as it answers, or after the backoff (doubling up to `retry_backoff_max_s`).
     retry_backoff_max_s: float = Field(default=5.0, gt=0)
     retry_probe_interval_s: float = Field(default=0.25, gt=0)
+    # Triton and the store are also probed this often in the background, so readiness
+    # follows them while no batch runs into a failure.
+    dependency_check_interval_s: float = Field(default=1.0, gt=0)
     # SIGTERM: stop fetching, let the in-flight batch finish for up to this long (a batch
     # waiting on a failing dependency is abandoned at once), commit what was answered, exit.
     shutdown_timeout_s: float = Field(default=30.0, gt=0)
@@ -233,6 +243,12 @@ class Settings(BaseSettings):
                 "KAFKA_SECURITY_PROTOCOL=SASL_* needs KAFKA_SASL_MECHANISM, "
                 "KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"
             )
+        for name in ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile"):
+            path = getattr(self, name)
+            if path is not None and not path.is_file():
+                raise ValueError(f"{name.upper()}={path} is not a readable file")
+        if self.kafka_ssl_keyfile is not None and self.kafka_ssl_certfile is None:
+            raise ValueError("KAFKA_SSL_KEYFILE needs KAFKA_SSL_CERTFILE")
         if (
             self.qdrant_api_key is not None
             and (self.qdrant_url or "").lower().startswith("http://")

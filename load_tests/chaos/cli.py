@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
 def summary_line(result: dict[str, object]) -> str:
     keys = ("sent", "answered", "dead_lettered", "lost", "duplicated", "double_counted",
             "missing_from_state", "crashes", "malformed", "kinds", "malformed_dead_lettered",
-            "items_missing", "sigterm_exit_s_median", "ready_again_s_median",
+            "items_missing", "sigterm_exit_s_median", "ready_again_s_median", "not_ready_after_s",
             "answers_resumed_s_after_triton_ready", "trending_double_counted",
             "topics_recreated", "offset_resets")  # fmt: skip
     shown = " ".join(f"{k}={result[k]}" for k in keys if k in result)

@@ -111,10 +111,15 @@ async def triton_outage(stack: ChaosStack, opts: ChaosOptions) -> dict[str, Any]
     stack.triton.send_signal(signal.SIGKILL)
     stack.triton.wait_exit(10.0)
     down_at = time.monotonic()
+    noticed_s = None
     ready_samples = []
     while time.monotonic() - down_at < opts.outage_s:
-        ready_samples.append(stack.metric("streamrec_ready"))
-        await asyncio.sleep(0.5)
+        ready = stack.metric("streamrec_ready")
+        if noticed_s is None and ready == 0:
+            noticed_s = time.monotonic() - down_at
+        if noticed_s is not None:  # from the moment the worker noticed, it must stay down
+            ready_samples.append(ready)
+        await asyncio.sleep(0.1)
     await asyncio.to_thread(stack.triton.start)
     back_at = time.monotonic()
     # The first answer after Triton is ready again, whichever event it answers.
@@ -135,6 +140,7 @@ async def triton_outage(stack: ChaosStack, opts: ChaosOptions) -> dict[str, Any]
         **result,
         "outage_s": opts.outage_s,
         "answers_resumed_s_after_triton_ready": None if resumed_s is None else round(resumed_s, 2),
+        "not_ready_after_s": None if noticed_s is None else round(noticed_s, 2),
         "ready_while_down_share": round(sum(ready_samples) / max(len(ready_samples), 1), 3),
         "ready_after": ready_after,
         "triton_failures_counted": infra,

@@ -41,6 +41,7 @@ async def test_sigterm_loses_nothing_and_exits_fast(tmp_path: Path) -> None:
 async def test_a_triton_outage_shows_in_readiness_and_counts_nothing_twice(tmp_path: Path) -> None:
     result = await run_scenario("triton-outage", SHORT, tmp_path)
     _no_loss(result)
+    assert result["not_ready_after_s"] is not None and result["not_ready_after_s"] <= 1.5
     assert result["ready_while_down_share"] == 0.0 and result["ready_after"] == 1.0
     assert result["answers_resumed_s_after_triton_ready"] is not None
     assert result["answers_resumed_s_after_triton_ready"] <= 2.0

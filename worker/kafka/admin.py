@@ -30,13 +30,29 @@ def client_kwargs(settings: Settings) -> dict[str, Any]:
         "security_protocol": settings.kafka_security_protocol,
     }
     if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
-        kwargs["ssl_context"] = ssl.create_default_context()
+        kwargs["ssl_context"] = ssl_context(settings)
     if settings.kafka_sasl_mechanism:
         kwargs["sasl_mechanism"] = settings.kafka_sasl_mechanism
         kwargs["sasl_plain_username"] = settings.kafka_sasl_username
         assert settings.kafka_sasl_password is not None
         kwargs["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value()
     return kwargs
+
+
+def ssl_context(settings: Settings) -> ssl.SSLContext:
+    """TLS for the brokers: the configured CA (or the system's), the client certificate for
+    mutual TLS when given, certificates always verified."""
+    cafile = str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
+    context = ssl.create_default_context(cafile=cafile)
+    if settings.kafka_ssl_certfile is not None:
+        password = settings.kafka_ssl_key_password
+        context.load_cert_chain(
+            str(settings.kafka_ssl_certfile),
+            str(settings.kafka_ssl_keyfile) if settings.kafka_ssl_keyfile else None,
+            password.get_secret_value() if password else None,
+        )
+    context.check_hostname = settings.kafka_ssl_check_hostname
+    return context
 
 
 def all_topics(settings: Settings) -> list[str]:

@@ -8,8 +8,9 @@ that lost its data, or retention that overtook the worker) is logged, reported t
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import (
@@ -66,7 +67,7 @@ class KafkaSource:
         except (AIOKafkaError, OSError) as exc:
             await consumer.stop()
             raise KafkaError(f"cannot start a consumer for {self.topic}: {exc!r}") from exc
-        consumer.subscribe([self.topic], listener=_CheckedListener(self, self._listener))
+        consumer.subscribe([self.topic], listener=self._listener)
         self._consumer = consumer
 
     async def stop(self) -> None:
@@ -93,11 +94,30 @@ class KafkaSource:
             return []
         except (AIOKafkaError, OSError) as exc:
             raise KafkaError(f"fetch from {self.topic}: {exc!r}") from exc
+        if not fetched:
+            await self._check_beyond_end()
         return [
             RawMessage(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp / 1000.0)
             for records in fetched.values()
             for r in records
         ]
+
+    async def _check_beyond_end(self) -> None:
+        """A position past the partition's high watermark (from the last fetch response)
+        means the log is shorter than what was committed: Kafka answers such a fetch with
+        OFFSET_OUT_OF_RANGE (handled above), some brokers just return nothing, which would
+        stall the partition silently. Checked on idle fetches only: it costs nothing then."""
+        consumer = self._require()
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            if highwater is None:
+                continue
+            try:
+                position = await asyncio.wait_for(consumer.position(tp), 1.0)
+            except (AIOKafkaError, IllegalStateError, TimeoutError):
+                continue
+            if position > highwater:
+                await self._reset(tp, position, self.settings.offset_out_of_range)
 
     async def _reset(self, tp: TopicPartition, offset: int | None, policy: str) -> None:
         consumer = self._require()
@@ -116,25 +136,6 @@ class KafkaSource:
                 await consumer.seek_to_beginning(tp)
         except IllegalStateError:
             pass  # no longer assigned: its new owner starts from the committed offset
-
-    async def check_positions(self, assigned: Sequence[TopicPartition]) -> None:
-        """Newly assigned partitions: a committed offset outside [log start, log end] is
-        reset here and reported. Kafka would answer the fetch with OFFSET_OUT_OF_RANGE
-        (handled in `_fetch`); some brokers just return nothing, which would stall the
-        partition silently."""
-        consumer = self._require()
-        if not assigned:
-            return
-        try:
-            starts = await consumer.beginning_offsets(list(assigned))
-            ends = await consumer.end_offsets(list(assigned))
-            for tp in assigned:
-                committed = await consumer.committed(tp)
-                if committed is not None and not starts[tp] <= committed <= ends[tp]:
-                    await self._reset(tp, committed, self.settings.offset_out_of_range)
-        except (AIOKafkaError, OSError) as exc:
-            # The fetch path still catches what Kafka reports; this check is a second net.
-            log.warning("could not check the committed offsets of %s: %r", self.topic, exc)
 
     async def commit(self, offsets: Mapping[tuple[str, int], int]) -> bool:
         """Commit the next offset to read per partition; False when the group moved the
@@ -161,18 +162,3 @@ class KafkaSource:
         if self._consumer is None:
             raise KafkaError(f"the consumer of {self.topic} is not started")
         return self._consumer
-
-
-class _CheckedListener(ConsumerRebalanceListener):
-    """Checks the committed offsets of new partitions, then tells the pipeline."""
-
-    def __init__(self, source: KafkaSource, inner: ConsumerRebalanceListener) -> None:
-        self._source = source
-        self._inner = inner
-
-    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        await self._inner.on_partitions_revoked(revoked)
-
-    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        await self._source.check_positions(assigned)
-        await self._inner.on_partitions_assigned(assigned)
