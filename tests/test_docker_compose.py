@@ -46,3 +46,15 @@ def test_triton_polls_its_repository_like_the_local_stack() -> None:
     command = " ".join(triton["command"])
     assert all(flag in command for flag in POLL_REPOSITORY)
     assert triton["environment"]["PYTHONDONTWRITEBYTECODE"] == "1"
+
+
+def test_only_loopback_ports_are_published_and_qdrant_needs_the_env_api_key() -> None:
+    services = _compose()["services"]
+    published = {name: svc.get("ports", []) for name, svc in services.items()}
+    assert not published["qdrant"] and not published["triton"]
+    for name, ports in published.items():
+        assert all(str(p).startswith("127.0.0.1:") for p in ports), (name, ports)
+    key = services["qdrant"]["environment"]["QDRANT__SERVICE__API_KEY"]
+    assert key.startswith("${QDRANT_API_KEY:?")
+    assert services["worker"]["environment"]["QDRANT_API_KEY"] == key
+    assert "QDRANT_API_KEY=" in (ROOT / ".env.example").read_text()
