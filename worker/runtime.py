@@ -27,6 +27,7 @@ from worker.settings import Settings
 from worker.signals import Signals
 from worker.store import EdgeVectorStore, QdrantServerStore, VectorStore
 from worker.triton import TritonClient, TritonError
+from worker.triton_transport import TritonTransport
 
 log = logging.getLogger(__name__)
 # How often the served model versions are re-read (Triton may swap them: poll mode).
@@ -69,6 +70,7 @@ class Runtime:
                 timeout_s=settings.triton_timeout_s,
                 item_model=settings.triton_item_model,
                 user_model=settings.triton_user_model,
+                transport=TritonTransport.from_settings(settings),
             ),
             store=create_store(settings),
             media=MediaFetcher.from_settings(settings),

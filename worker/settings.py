@@ -95,6 +95,13 @@ class Settings(BaseSettings):
     # --- Triton --------------------------------------------------------------------------
     triton_url: str | None = None  # "host:port" of the HTTP endpoint; None -> local tritonserver
     triton_timeout_s: float = Field(default=30.0, gt=0)
+    # gRPC: TRITON_URL is then the gRPC endpoint (host:8001). TLS for either protocol, with
+    # the CA that signed the server's certificate and a client certificate for mutual TLS.
+    triton_protocol: Literal["http", "grpc"] = "http"
+    triton_tls: bool = False
+    triton_tls_cafile: Path | None = None
+    triton_tls_certfile: Path | None = None
+    triton_tls_keyfile: Path | None = None
     triton_item_model: str = "item_embedder"
     triton_user_model: str = "user_encoder"
 
@@ -243,7 +250,10 @@ class Settings(BaseSettings):
                 "KAFKA_SECURITY_PROTOCOL=SASL_* needs KAFKA_SASL_MECHANISM, "
                 "KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"
             )
-        for name in ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile"):
+        for name in (
+            "kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile",
+            "triton_tls_cafile", "triton_tls_certfile", "triton_tls_keyfile",
+        ):  # fmt: skip
             path = getattr(self, name)
             if path is not None and not path.is_file():
                 raise ValueError(f"{name.upper()}={path} is not a readable file")

@@ -1,4 +1,5 @@
-"""Async adapter to the Triton model repository in `triton_repo/` (HTTP, tritonclient.http.aio).
+"""Async adapter to the Triton model repository in `triton_repo/` (HTTP or gRPC, optionally
+over TLS: `worker.triton_transport`).
 
 The worker makes one `item_embedder` request per item micro-batch and one `user_encoder`
 request per event micro-batch; a batch larger than the model's `max_batch_size` is split
@@ -20,11 +21,10 @@ from typing import Any
 
 import aiohttp
 import numpy as np
-import tritonclient.http as httpclient
-import tritonclient.http.aio as aiohttpclient
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
 from worker.errors import InfrastructureError
+from worker.triton_transport import TritonTransport
 
 EMBEDDING_DIM = 256
 
@@ -68,6 +68,7 @@ FUSION_MODEL_INPUT_MASK = "MODALITY_MASK"  # FP32 [3]: text, image, audio presen
 FUSION_MODEL_OUTPUT = "ITEM_VECTOR"  # FP32 [256]
 
 _TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
+_UNAVAILABLE_STATUSES = ("UNAVAILABLE", "DEADLINE_EXCEEDED")
 
 
 class TritonError(RuntimeError):
@@ -106,16 +107,19 @@ class TritonClient:
         item_model: str = ITEM_MODEL,
         user_model: str = USER_MODEL,
         version_ttl_s: float = 5.0,
+        transport: TritonTransport | None = None,
     ) -> None:
-        """`url` is "host:port" of Triton's HTTP endpoint; `timeout_s` bounds each request;
-        `model_version()` answers from memory for `version_ttl_s` after reading it."""
+        """`url` is "host:port" of Triton's HTTP (or, with a gRPC transport, gRPC)
+        endpoint; `timeout_s` bounds each request; `model_version()` answers from memory for
+        `version_ttl_s` after reading it."""
         self.url = url
+        self.transport = transport or TritonTransport()
         self.timeout_s = timeout_s
         self.version_ttl_s = version_ttl_s
         self.item_model = item_model
         self.user_model = user_model
         # Created on first use: aiohttp sessions belong to the event loop that makes them.
-        self._client: aiohttpclient.InferenceServerClient | None = None
+        self._client: Any = None
         self._max_batch: dict[str, int] = {}
         self._dim = EMBEDDING_DIM
         self._version: str | None = None
@@ -126,11 +130,9 @@ class TritonClient:
         """Item and user vector size: the served item model's, once `wait_ready` saw it."""
         return self._dim
 
-    def _connection(self) -> aiohttpclient.InferenceServerClient:
+    def _connection(self) -> Any:
         if self._client is None:
-            self._client = aiohttpclient.InferenceServerClient(
-                self.url, conn_timeout=self.timeout_s
-            )
+            self._client = self.transport.connect(self.url, self.timeout_s)
         return self._client
 
     async def close(self) -> None:
@@ -195,7 +197,7 @@ class TritonClient:
 
     async def _served_version(self, model: str) -> str:
         try:
-            metadata = await self._connection().get_model_metadata(model)
+            metadata = await self.transport.model_metadata(self._connection(), model)
         except (InferenceServerException, *_TRANSPORT_ERRORS) as exc:
             raise self._error(model, "reading model metadata", exc) from exc
         versions = [str(v) for v in metadata.get("versions", [])]
@@ -282,10 +284,8 @@ class TritonClient:
         tensors = []
         for name, array in inputs.items():
             datatype = "BYTES" if array.dtype == np.object_ else np_to_triton_dtype(array.dtype)
-            tensor = httpclient.InferInput(name, list(array.shape), datatype)
-            tensor.set_data_from_numpy(array, binary_data=True)
-            tensors.append(tensor)
-        requested = [httpclient.InferRequestedOutput(name, binary_data=True) for name in outputs]
+            tensors.append(self.transport.input(name, array, datatype))
+        requested = [self.transport.output(name) for name in outputs]
         try:
             result = await self._connection().infer(model, tensors, outputs=requested)
         except (InferenceServerException, *_TRANSPORT_ERRORS) as exc:
@@ -300,13 +300,16 @@ class TritonClient:
 
     async def _model_config(self, model: str) -> dict[str, Any]:
         try:
-            config: dict[str, Any] = await self._connection().get_model_config(model)
+            config = await self.transport.model_config(self._connection(), model)
         except (InferenceServerException, *_TRANSPORT_ERRORS) as exc:
             raise self._error(model, "reading model config", exc) from exc
         return config
 
     def _error(self, model: str, action: str, exc: BaseException) -> TritonError:
         if isinstance(exc, InferenceServerException):
+            # gRPC reports transport failures as statuses, not exceptions of their own.
+            if any(code in str(exc.status()) for code in _UNAVAILABLE_STATUSES):
+                return TritonUnavailable(f"{model}: {action}: {exc.message()}")
             return TritonError(f"{model}: {action} failed: {exc.message()}")
         return TritonUnavailable(
             f"{model}: {action}: no answer from Triton at {self.url}: {type(exc).__name__}: {exc}"

@@ -41,8 +41,9 @@ class LocalStack:
                     s.triton_repo, s.stack_dir / "triton", extra_args=POLL_REPOSITORY
                 )
                 self.triton.start()
-                updates["triton_url"] = self.triton.http_url
-                log.info("local tritonserver at %s", self.triton.http_url)
+                url = self.triton.grpc_url if s.triton_protocol == "grpc" else self.triton.http_url
+                updates["triton_url"] = url
+                log.info("local tritonserver at %s (%s)", url, s.triton_protocol)
         except BaseException:
             self.stop()
             raise
