@@ -85,10 +85,12 @@ def test_a_type_that_is_not_a_string_is_rejected_as_invalid(etype: object) -> No
         parse_event(b"u", orjson.dumps(doc))
 
 
-def test_an_event_dated_beyond_the_allowed_clock_skew_is_refused() -> None:
+def test_an_event_dated_beyond_the_allowed_clock_skew_or_age_is_refused() -> None:
     assert parse_event(b"u1", _event(ts=1_700_000_000), latest_ts=1_700_000_000).ts == 1.7e9
     with pytest.raises(InvalidMessage, match="later than the worker's clock"):
         parse_event(b"u1", _event(ts=1_700_000_001), latest_ts=1_700_000_000)
+    with pytest.raises(InvalidMessage, match="older than EVENT_MAX_AGE_S"):
+        parse_event(b"u1", _event(ts=1_600_000_000), earliest_ts=1_700_000_000)
 
 
 @pytest.mark.parametrize("ts", [253_402_300_799, -5, 5e14])  # year 9999 in seconds, ...

@@ -42,7 +42,11 @@ class UserEvent:
 
 
 def parse_event(
-    key: bytes | None, value: bytes | None, *, latest_ts: float | None = None
+    key: bytes | None,
+    value: bytes | None,
+    *,
+    latest_ts: float | None = None,
+    earliest_ts: float | None = None,
 ) -> UserEvent:
     """Validate one user event; raise InvalidMessage with a reason for the DLQ. An event
     dated after `latest_ts` (the worker's clock plus EVENT_MAX_FUTURE_S) is refused: one
@@ -71,6 +75,8 @@ def parse_event(
             f"'ts' is later than the worker's clock allows (by {ts - latest_ts:.0f} s over "
             "EVENT_MAX_FUTURE_S)"
         )
+    if earliest_ts is not None and ts < earliest_ts:
+        raise InvalidMessage("'ts' is older than EVENT_MAX_AGE_S allows")
     categories, max_age_s = _parse_context(doc.get("context"))
     return UserEvent(event_id, user_id, item_id, etype, value_f, ts, categories, max_age_s)
 

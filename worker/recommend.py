@@ -123,8 +123,9 @@ async def recommend_batch(
     pieces of a split batch), read instead of the store."""
     result = BatchResult()
     started = time.perf_counter()
-    latest_ts = ctx.clock() + ctx.settings.event_max_future_s
-    events = parse_events(messages, result, latest_ts)
+    now, settings = ctx.clock(), ctx.settings
+    earliest = None if settings.event_max_age_s is None else now - settings.event_max_age_s
+    events = parse_events(messages, result, now + settings.event_max_future_s, earliest)
     result.stage_seconds["decode"] = time.perf_counter() - started
     # Each round's states carry over to the next: they are saved only at the checkpoint.
     carried = {} if carried is None else carried
@@ -135,13 +136,18 @@ async def recommend_batch(
 
 
 def parse_events(
-    messages: Sequence[RawMessage], result: BatchResult, latest_ts: float
+    messages: Sequence[RawMessage],
+    result: BatchResult,
+    latest_ts: float,
+    earliest_ts: float | None = None,
 ) -> list[UserEvent]:
     """Stage 1, parse: valid events; the rest become dead letters with stage `decode`."""
     events: list[UserEvent] = []
     for msg in messages:
         try:
-            events.append(parse_event(msg.key, msg.value, latest_ts=latest_ts))
+            events.append(
+                parse_event(msg.key, msg.value, latest_ts=latest_ts, earliest_ts=earliest_ts)
+            )
         except InvalidMessage as exc:
             result.dead_letters.append(DeadLetter(msg, "decode", str(exc)))
     return events

@@ -139,6 +139,9 @@ class Settings(BaseSettings):
     # between producers and workers is allowed for; a far-future event would otherwise
     # distort every time-decayed signal).
     event_max_future_s: float = Field(default=300.0, ge=0)
+    # Events older than this (by the worker's clock) are dead-lettered; unset: any past (a
+    # replay of old data, like the MovieLens demo, needs that).
+    event_max_age_s: float | None = Field(default=None, gt=0)
     # Candidates fetched per user (nearest to the user vector) before re-ranking to k.
     candidate_pool: int = Field(default=50, ge=1, le=1000)
     # Trending = time-decayed count of consumption events (skips and dislikes do not count),

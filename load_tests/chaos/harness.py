@@ -136,6 +136,10 @@ class ChaosStack:
         pid = self.triton.pid
         return tree_rss_mb(pid) if pid is not None else 0.0
 
+    def worker_rss_mb(self) -> float:
+        pid = self.worker.pid if self.worker is not None else None
+        return tree_rss_mb(pid) if pid is not None else 0.0
+
     def worker_alive(self) -> bool:
         return self.worker is not None and self.worker.problem() is None
 

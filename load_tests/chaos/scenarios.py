@@ -186,6 +186,7 @@ async def poison(stack: ChaosStack, opts: ChaosOptions) -> dict[str, Any]:
     assert stack.settings is not None
     ledger = await _ledger(stack).start()
     rss_before = stack.triton_rss_mb()
+    worker_before = stack.worker_rss_mb()
     producer = await stack.producer(max_request_size=4 * 1024 * 1024)
     bad: dict[tuple[str, int, int], str] = {}
     item_key: dict[tuple[str, int, int], str] = {}
@@ -217,6 +218,7 @@ async def poison(stack: ChaosStack, opts: ChaosOptions) -> dict[str, Any]:
         await asyncio.sleep(0.25)
     await asyncio.sleep(3.0)  # decode buffers of the last batch released
     rss_after = stack.triton_rss_mb()
+    worker_after = stack.worker_rss_mb()
     kinds = sorted(set(bad.values()))
     twice = sum(1 for w in bad if ledger.dead[w] > 1)
     stages = dict(ledger.dead_stages)
@@ -237,6 +239,8 @@ async def poison(stack: ChaosStack, opts: ChaosOptions) -> dict[str, Any]:
         "triton_rss_mb_before": round(rss_before, 1),
         "triton_rss_mb_after": round(rss_after, 1),
         "triton_rss_growth": round(rss_after / rss_before - 1, 3) if rss_before else None,
+        "worker_rss_mb_before": round(worker_before, 1),
+        "worker_rss_mb_after": round(worker_after, 1),
         "stalled_partitions": 0 if result["lost"] == 0 and not not_dead else -1,
     }
 

@@ -68,6 +68,7 @@ async def test_malformed_input_of_every_kind_is_dead_lettered_once_and_stalls_no
     assert result["malformed_dead_lettered_twice"] == 0
     # Bombs are refused from their headers: Triton's memory stays where it was.
     assert result["triton_rss_growth"] <= 0.10
+    assert result["worker_rss_mb_after"] <= 1.5 * result["worker_rss_mb_before"]
 
 
 async def test_items_ingested_across_kills_are_all_stored(tmp_path: Path) -> None:
