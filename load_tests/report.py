@@ -47,6 +47,15 @@ def summary_table(results: dict[str, Result]) -> str:
         for label, key in _LATENCY_ROWS
     ]
     rows.append(["send lag p99 ms", *(_cell(results[n]["send_lag_ms"]["p99"]) for n in names)])
+    processes = ("system", "triton", "broker", "generator")
+    rows += [
+        [
+            f"cpu ms/event {'echo or worker' if name == 'system' else name}",
+            *(_cell(results[n].get("cpu_ms_per_event", {}).get(name)) for n in names),
+        ]
+        for name in processes
+        if any(name in results[n].get("cpu_ms_per_event", {}) for n in names)
+    ]
     stages = sorted({stage for n in names for stage in results[n].get("stages_ms", {})})
     rows += [
         [

@@ -13,6 +13,7 @@ from types import TracebackType
 from typing import Any
 
 from load_tests.generator import LoadRunner, RunOptions, stderr_progress
+from load_tests.procfs import tree_cpu_s
 from load_tests.schedule import Arrival, build_plan
 from load_tests.targets import (
     EchoTarget,
@@ -130,7 +131,10 @@ class Session:
                     progress=stderr_progress(),
                     health=target.problem,
                 )
+                processes = self._processes(target)
+                cpu_before = {name: tree_cpu_s(pid) for name, pid in processes.items()}
                 result = asyncio.run(runner.run())
+                result["cpu_ms_per_event"] = self._cpu_per_event(result, processes, cpu_before)
                 result["stages_ms"] = target.stages_ms()
                 result["topics"] = {
                     "events": settings.events_topic,
@@ -141,6 +145,27 @@ class Session:
             finally:
                 target.stop()
         return results
+
+    def _processes(self, target: Target) -> dict[str, int]:
+        """The local processes a run costs: the system measured, the broker, Triton."""
+        named = {
+            "system": target.pid,
+            "broker": self._broker.pid if self._broker else None,
+        }
+        if self._stack is not None:
+            named["broker"] = self._stack.broker.pid if self._stack.broker else None
+            named["triton"] = self._stack.triton.pid if self._stack.triton else None
+        return {name: pid for name, pid in named.items() if pid is not None}
+
+    def _cpu_per_event(
+        self, result: dict[str, Any], processes: dict[str, int], before: dict[str, float]
+    ) -> dict[str, float]:
+        """CPU milliseconds per event over the run (its warm-up events included), from
+        /proc: the steadier measure of cost on a shared machine."""
+        events = max(int(result.get("sent", 0)) + self.options.warmup_events, 1)
+        spent = {name: tree_cpu_s(pid) - before[name] for name, pid in processes.items()}
+        spent["generator"] = float(result.get("generator_cpu_s", 0.0))
+        return {name: round(1000.0 * s / events, 3) for name, s in spent.items()}
 
     def close(self) -> None:
         for target in self.targets:

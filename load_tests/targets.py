@@ -59,6 +59,11 @@ class Target(Protocol):
         """Why the system stopped working (its process exited), or None."""
         ...
 
+    @property
+    def pid(self) -> int | None:
+        """The system's process on this machine (its CPU is measured), or None."""
+        ...
+
     def stop(self) -> None: ...
 
     def stages_ms(self) -> dict[str, float]:
@@ -86,6 +91,10 @@ class EchoTarget:
 
     def problem(self) -> str | None:
         return self._proc.problem() if self._proc else None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
 
     def stages_ms(self) -> dict[str, float]:
         return {}
@@ -125,6 +134,10 @@ class LocalWorkerTarget:
 
     def problem(self) -> str | None:
         return self._proc.problem() if self._proc is not None else None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
 
     def stages_ms(self) -> dict[str, float]:
         # Each run has a fresh worker process, so its metrics cover this run alone (and
@@ -167,6 +180,10 @@ class ExternalWorkerTarget:
 
     def problem(self) -> str | None:
         return None
+
+    @property
+    def pid(self) -> int | None:
+        return None  # runs elsewhere: its CPU is not ours to read
 
     def stages_ms(self) -> dict[str, float]:
         # Its metrics would span its whole life, not this run.

@@ -4,7 +4,6 @@ fresh names per run, a paced event sender and the worker's own state read back a
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import signal
 import time
@@ -16,6 +15,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 
+from load_tests.procfs import tree_rss_mb
 from worker.kafka import all_topics, ensure_topics
 from worker.movielens import load_movies, movie_item_message
 from worker.settings import Settings, load_settings
@@ -35,28 +35,6 @@ class Sent:
 
     where: dict[str, tuple[str, int, int]] = field(default_factory=dict)
     user_of: dict[str, str] = field(default_factory=dict)
-
-
-def tree_rss_mb(pid: int) -> float:
-    """Resident memory of a process and all its descendants (Triton's Python backend runs
-    each model instance as a child process), from /proc."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(stat.parent.name))
-    page = os.sysconf("SC_PAGE_SIZE")
-    total, stack = 0, [pid]
-    while stack:
-        current = stack.pop()
-        try:
-            total += int((Path("/proc") / str(current) / "statm").read_text().split()[1]) * page
-        except (OSError, IndexError, ValueError):
-            continue
-        stack += children.get(current, [])
-    return total / 2**20
 
 
 class ChaosStack:

@@ -53,3 +53,9 @@ def test_worker_run_accounts_for_every_event_next_to_the_floor(
     assert {"decode", "state", "triton", "qdrant", "rank", "publish"} <= set(stages)
     assert stages["batch_size"] >= 1.0
     assert results["floor"]["stages_ms"] == {}
+    # CPU per event of every process the session started, from /proc (Triton came by URL:
+    # not the session's, not measured).
+    worker_cpu = results["worker"]["cpu_ms_per_event"]
+    floor_cpu = results["floor"]["cpu_ms_per_event"]
+    assert set(worker_cpu) == set(floor_cpu) == {"system", "broker", "generator"}
+    assert min(worker_cpu["system"], floor_cpu["system"], worker_cpu["broker"]) > 0
