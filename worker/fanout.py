@@ -21,6 +21,7 @@ from worker.ranking import RankingParams, mmr
 from worker.recommend import consumed_items, negatives_of, shortlists_for_users
 from worker.recommendations import encode_recommendation
 from worker.records import OutMessage
+from worker.store import ScoredItem
 
 
 async def fan_out(
@@ -30,7 +31,6 @@ async def fan_out(
     marks to apply once they are delivered."""
     settings, store, signals = ctx.settings, ctx.store, ctx.signals
     trending, covisitation, limiter = signals.trending, signals.covisitation, signals.push_limiter
-    model_version = ctx.model_version
     if not item_ids or settings.fanout_users_per_item == 0:
         return [], []
     fetched = await store.get_items(item_ids)
@@ -87,19 +87,25 @@ async def fan_out(
             continue
         pushes.append((state.user_id, now))
         outputs.append(
-            OutMessage(
-                topic=settings.recommendations_topic,
-                key=state.user_id.encode(),
-                value=encode_recommendation(
-                    user_id=state.user_id,
-                    event_ids=[],
-                    items=items,
-                    model_version=model_version,
-                    generated_at=now,
-                    timings_ms={},
-                    strategy="new_item",
-                    trigger_item_ids=new_in,
-                ),
-            )
+            _push(settings.recommendations_topic, state.user_id, items, new_in, ctx, now)
         )
     return outputs, pushes
+
+
+def _push(
+    topic: str, user_id: str, items: list[ScoredItem], new_in: list[str], ctx: Context, now: float
+) -> OutMessage:
+    return OutMessage(
+        topic=topic,
+        key=user_id.encode(),
+        value=encode_recommendation(
+            user_id=user_id,
+            event_ids=[],
+            items=items,
+            model_version=ctx.model_version,
+            generated_at=now,
+            timings_ms={},
+            strategy="new_item",
+            trigger_item_ids=new_in,
+        ),
+    )

@@ -71,6 +71,17 @@ class Metrics:
             "1 while the worker consumes and every dependency answers",
             registry=r,
         )
+        self._fault_metrics(r)
+        self.gc_seconds = Counter(
+            "streamrec_gc_seconds_total",
+            "Time spent in Python's cyclic garbage collector",
+            ["generation"],
+            registry=r,
+        )
+        self._gc_started = 0.0
+
+    def _fault_metrics(self, r: CollectorRegistry) -> None:
+        """Failures, recovery and broker data loss (see README, Delivery guarantees)."""
         self.dependency_up = Gauge(
             "streamrec_dependency_up",
             "0 while a dependency (kafka, triton, qdrant, topics) is failing",
@@ -127,13 +138,6 @@ class Metrics:
             ["topic"],
             registry=r,
         )
-        self.gc_seconds = Counter(
-            "streamrec_gc_seconds_total",
-            "Time spent in Python's cyclic garbage collector",
-            ["generation"],
-            registry=r,
-        )
-        self._gc_started = 0.0
 
     def watch_gc(self) -> Callable[[], None]:
         """Count collector time from here on (the worker process calls this once); returns

@@ -182,19 +182,22 @@ async def broker_loss(stack: ChaosStack, opts: ChaosOptions) -> dict[str, Any]:
     }
 
 
-async def poison(stack: ChaosStack, opts: ChaosOptions) -> dict[str, Any]:
+Where = tuple[str, int, int]
+
+
+async def _send_poison(
+    stack: ChaosStack, opts: ChaosOptions
+) -> tuple[dict[Where, str], dict[Where, str], Sent]:
+    """The malformed messages (where each landed -> its kind; items: where -> key), with a
+    valid event after every fourth one."""
     assert stack.settings is not None
-    ledger = await _ledger(stack).start()
-    rss_before = stack.triton_rss_mb()
-    worker_before = stack.worker_rss_mb()
     producer = await stack.producer(max_request_size=4 * 1024 * 1024)
-    bad: dict[tuple[str, int, int], str] = {}
-    item_key: dict[tuple[str, int, int], str] = {}
+    bad: dict[Where, str] = {}
+    item_key: dict[Where, str] = {}
     sent = Sent()
     try:
         events = poison_events(opts.poison // 2, stack.item_ids)
         items = poison_items(opts.poison - len(events))
-        valid = 0
         for n, (kind, key, value) in enumerate([*events, *items]):
             topic = stack.settings.events_topic if n < len(events) else stack.settings.items_topic
             meta = await (await producer.send(topic, value, key=key))
@@ -202,8 +205,7 @@ async def poison(stack: ChaosStack, opts: ChaosOptions) -> dict[str, Any]:
             if topic == stack.settings.items_topic and key:
                 item_key[(meta.topic, meta.partition, meta.offset)] = key.decode("utf-8", "replace")
             if n % 4 == 0:  # valid events among them: none may wait behind a bad one
-                event_id, value, user = stack.event(valid, opts.users, prefix="v")
-                valid += 1
+                event_id, value, user = stack.event(n // 4, opts.users, prefix="v")
                 meta = await (
                     await producer.send(stack.settings.events_topic, value, key=user.encode())
                 )
@@ -211,6 +213,15 @@ async def poison(stack: ChaosStack, opts: ChaosOptions) -> dict[str, Any]:
                 sent.user_of[event_id] = user
     finally:
         await producer.stop()
+    return bad, item_key, sent
+
+
+async def poison(stack: ChaosStack, opts: ChaosOptions) -> dict[str, Any]:
+    assert stack.settings is not None
+    ledger = await _ledger(stack).start()
+    rss_before = stack.triton_rss_mb()
+    worker_before = stack.worker_rss_mb()
+    bad, item_key, sent = await _send_poison(stack, opts)
     started = time.monotonic()
     while time.monotonic() - started < opts.grace_s:
         if all(ledger.dead[w] for w in bad) and ledger.account(sent.where)["lost"] == 0:

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -24,20 +23,11 @@ from qdrant_edge import (
     EdgeConfig,
     EdgeShard,
     EdgeVectorParams,
-    FieldCondition,
-    Filter,
-    HasIdCondition,
-    HasVectorCondition,
-    IsEmptyCondition,
-    IsNullCondition,
-    MatchAny,
-    NestedCondition,
     PayloadSchemaType,
     Point,
     Query,
     QueryBatchRequest,
     QueryRequest,
-    RangeFloat,
     ScrollRequest,
     SearchParams,
     UpdateOperation,
@@ -52,6 +42,7 @@ from worker.store.base import (
     UserState,
 )
 from worker.store.base import point_id as derive_point_id
+from worker.store.edge_query import PointId, edge_query
 from worker.store.payload import (
     CATEGORY_FIELD,
     CREATED_AT_FIELD,
@@ -71,17 +62,6 @@ from worker.store.payload import (
 T = TypeVar("T")
 
 log = logging.getLogger(__name__)
-# The engine's own unions (its stubs name them; its module does not export them).
-PointId = int | uuid.UUID | str
-Condition = (
-    FieldCondition
-    | IsEmptyCondition
-    | IsNullCondition
-    | HasIdCondition
-    | HasVectorCondition
-    | NestedCondition
-    | Filter
-)
 
 # Written by EdgeShard.create; its presence means the directory holds a shard to load.
 _CONFIG_FILE = "edge_config.json"
@@ -271,7 +251,7 @@ class EdgeVectorStore:
         if not requests:
             return []
         shard, _ = self._shards()
-        batch = QueryBatchRequest([self._query(request) for request in requests])
+        batch = QueryBatchRequest([edge_query(r, self._hnsw_ef) for r in requests])
         answers = await self._run(shard.query_batch, batch)
         # Ids and scores from the engine; the rest from the item cache.
         scored = [[(hit.id, hit.score) for hit in hits] for hits in answers]
@@ -343,27 +323,6 @@ class EdgeVectorStore:
         ]
 
     # -- internals (the _open/_close/_flush helpers run on the store thread) -------------------
-
-    def _query(self, request: SearchRequest) -> QueryRequest:
-        must: list[Condition] = []
-        if request.categories is not None:
-            must.append(FieldCondition(CATEGORY_FIELD, match=MatchAny(list(request.categories))))
-        if request.created_after is not None:
-            must.append(
-                FieldCondition(CREATED_AT_FIELD, range=RangeFloat(gte=request.created_after))
-            )
-        excluded = {derive_point_id("item", item_id) for item_id in request.exclude_item_ids}
-        must_not: list[Condition] | None = (
-            [HasIdCondition(set[PointId](excluded))] if excluded else None
-        )
-        return QueryRequest(
-            limit=query_limit(request.limit),
-            query=Query.Nearest(vector_list(request.vector), using=VECTOR_NAME),
-            filter=Filter(must=must or None, must_not=must_not) if must or must_not else None,
-            params=SearchParams(hnsw_ef=self._hnsw_ef),
-            with_payload=False,
-            with_vector=False,
-        )
 
     def _config(self) -> EdgeConfig:
         return EdgeConfig(

@@ -1,0 +1,63 @@
+"""Search requests for the embedded engine: filters (category, freshness, seen items)."""
+
+from __future__ import annotations
+
+import uuid
+
+from qdrant_edge import (
+    FieldCondition,
+    Filter,
+    HasIdCondition,
+    HasVectorCondition,
+    IsEmptyCondition,
+    IsNullCondition,
+    MatchAny,
+    NestedCondition,
+    Query,
+    QueryRequest,
+    RangeFloat,
+    SearchParams,
+)
+
+from worker.store.base import SearchRequest
+from worker.store.base import point_id as derive_point_id
+from worker.store.payload import (
+    CATEGORY_FIELD,
+    CREATED_AT_FIELD,
+    VECTOR_NAME,
+    query_limit,
+    vector_list,
+)
+
+# The engine's own unions (its stubs name them; its module does not export them).
+PointId = int | uuid.UUID | str
+Condition = (
+    FieldCondition
+    | IsEmptyCondition
+    | IsNullCondition
+    | HasIdCondition
+    | HasVectorCondition
+    | NestedCondition
+    | Filter
+)
+
+
+def edge_query(request: SearchRequest, hnsw_ef: int) -> QueryRequest:
+    """Nearest items to the request's vector, ids and scores only, within its filters."""
+    must: list[Condition] = []
+    if request.categories is not None:
+        must.append(FieldCondition(CATEGORY_FIELD, match=MatchAny(list(request.categories))))
+    if request.created_after is not None:
+        must.append(FieldCondition(CREATED_AT_FIELD, range=RangeFloat(gte=request.created_after)))
+    excluded = {derive_point_id("item", item_id) for item_id in request.exclude_item_ids}
+    must_not: list[Condition] | None = (
+        [HasIdCondition(set[PointId](excluded))] if excluded else None
+    )
+    return QueryRequest(
+        limit=query_limit(request.limit),
+        query=Query.Nearest(vector_list(request.vector), using=VECTOR_NAME),
+        filter=Filter(must=must or None, must_not=must_not) if must or must_not else None,
+        params=SearchParams(hnsw_ef=hnsw_ef),
+        with_payload=False,
+        with_vector=False,
+    )
