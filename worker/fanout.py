@@ -30,26 +30,10 @@ async def fan_out(
     """Recommendations to push because of these (just upserted) items, and the push-limit
     marks to apply once they are delivered."""
     settings, store, signals = ctx.settings, ctx.store, ctx.signals
-    trending, covisitation, limiter = signals.trending, signals.covisitation, signals.push_limiter
+    trending, covisitation = signals.trending, signals.covisitation
     if not item_ids or settings.fanout_users_per_item == 0:
         return [], []
-    fetched = await store.get_items(item_ids)
-    fresh = [
-        item
-        for item in fetched.values()
-        if item.vector is not None and now - item.created_at <= settings.fanout_max_item_age_s
-    ]
-    if not fresh:
-        return [], []
-    neighbours = await store.search_users(
-        [item.vector for item in fresh],  # type: ignore[misc]
-        settings.fanout_users_per_item,
-    )
-    triggers: dict[str, list[str]] = {}
-    for item, users in zip(fresh, neighbours, strict=True):
-        for user_id, _ in users:
-            if limiter.allowed(user_id, now):
-                triggers.setdefault(user_id, []).append(item.item_id)
+    triggers = await _triggers(item_ids, ctx, now)
     if not triggers:
         return [], []
     states = [s for s in (await store.get_users(list(triggers))).values() if s.vector is not None]
@@ -90,6 +74,30 @@ async def fan_out(
             _push(settings.recommendations_topic, state.user_id, items, new_in, ctx, now)
         )
     return outputs, pushes
+
+
+async def _triggers(item_ids: Sequence[str], ctx: Context, now: float) -> dict[str, list[str]]:
+    """User id -> the new items near that user's vector (fresh items only, users whose push
+    interval has passed)."""
+    settings, store = ctx.settings, ctx.store
+    fetched = await store.get_items(item_ids)
+    fresh = [
+        item
+        for item in fetched.values()
+        if item.vector is not None and now - item.created_at <= settings.fanout_max_item_age_s
+    ]
+    if not fresh:
+        return {}
+    neighbours = await store.search_users(
+        [item.vector for item in fresh],  # type: ignore[misc]
+        settings.fanout_users_per_item,
+    )
+    triggers: dict[str, list[str]] = {}
+    for item, users in zip(fresh, neighbours, strict=True):
+        for user_id, _ in users:
+            if ctx.signals.push_limiter.allowed(user_id, now):
+                triggers.setdefault(user_id, []).append(item.item_id)
+    return triggers
 
 
 def _push(

@@ -7,7 +7,6 @@ import asyncio
 import random
 import signal
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from load_tests.procfs import tree_rss_mb
+from load_tests.targets import fresh_settings
 from worker.kafka import all_topics, ensure_topics
 from worker.movielens import load_movies, movie_item_message
 from worker.settings import Settings, load_settings
@@ -55,22 +55,17 @@ class ChaosStack:
     async def start(self, items: int) -> Settings:
         self.broker.start()
         self.triton.start()
-        run = uuid.uuid4().hex[:8]
-        self.settings = load_settings(
+        base = load_settings(
             kafka_bootstrap_servers=self.broker.bootstrap_servers,
             triton_url=self.triton.http_url,
-            items_topic=f"chaos-{run}.items",
-            events_topic=f"chaos-{run}.user-events",
-            recommendations_topic=f"chaos-{run}.recommendations",
-            items_dlq_topic=f"chaos-{run}.items.dlq",
-            events_dlq_topic=f"chaos-{run}.user-events.dlq",
-            consumer_group=f"chaos-{run}",
             data_dir=self.workdir / "data",
             stack_dir=self.workdir / "stack",
             metrics_port=free_port(),
             shutdown_timeout_s=10.0,
             **self.worker_env,
         )
+        # Fresh topic and group names, as every load run gets.
+        self.settings = fresh_settings(base, "chaos")
         await ensure_topics(self.settings, all_topics(self.settings))
         self.start_worker()
         await self.seed_items(items)
