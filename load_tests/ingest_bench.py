@@ -37,7 +37,7 @@ from aiokafka import AIOKafkaProducer
 
 from models.content_data import served_text
 from models.onnx_embedder import OnnxItemEmbedder
-from worker.kafka import all_topics, client_kwargs, ensure_topics
+from worker.kafka import all_topics, client_kwargs, ensure_topics, prefixed_topics
 from worker.movielens import Movie, load_movies, movie_item_message
 from worker.settings import Settings, load_settings
 from worker.stack import LocalStack
@@ -101,11 +101,7 @@ def bench_settings(base: Settings, work_dir: Path) -> Settings:
     run = uuid.uuid4().hex[:8]
     return base.model_copy(
         update={
-            "items_topic": f"bench-{run}.items",
-            "events_topic": f"bench-{run}.user-events",
-            "recommendations_topic": f"bench-{run}.recommendations",
-            "items_dlq_topic": f"bench-{run}.items.dlq",
-            "events_dlq_topic": f"bench-{run}.user-events.dlq",
+            **prefixed_topics(f"bench-{run}"),
             "consumer_group": f"bench-{run}",
             "items_collection": f"items_{run}",
             "users_collection": f"users_{run}",

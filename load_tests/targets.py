@@ -21,7 +21,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from load_tests.echo import EchoProcess
 from load_tests.generator import LoadTestError, Topics, stderr_progress
-from worker.kafka import all_topics, client_kwargs, ensure_topics
+from worker.kafka import all_topics, client_kwargs, ensure_topics, prefixed_topics
 from worker.movielens import load_movies, movie_item_message
 from worker.settings import Settings
 from worker.stack.worker_process import WorkerProcess
@@ -34,11 +34,7 @@ def fresh_settings(base: Settings, label: str) -> Settings:
     name = f"load-{label}-{uuid.uuid4().hex[:8]}"
     return base.model_copy(
         update={
-            "items_topic": f"{name}.items",
-            "events_topic": f"{name}.user-events",
-            "recommendations_topic": f"{name}.recommendations",
-            "items_dlq_topic": f"{name}.items.dlq",
-            "events_dlq_topic": f"{name}.user-events.dlq",
+            **prefixed_topics(name),
             "consumer_group": name,
         }
     )

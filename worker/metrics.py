@@ -127,8 +127,8 @@ class Metrics:
         )
         self.signal_updates = Counter(
             "streamrec_signal_updates_total",
-            "Updates applied to the in-memory signals (once per answered event: a retried "
-            "batch adds none)",
+            "Signal updates this worker's batches made (once per answered event: a retried "
+            "batch adds none); every worker applies them from the signals changelog",
             ["signal"],
             registry=r,
         )
@@ -136,6 +136,25 @@ class Metrics:
             "streamrec_topics_created_total",
             "Topics the worker found missing and created",
             ["topic"],
+            registry=r,
+        )
+
+        self.changelog_bytes = Counter(
+            "streamrec_changelog_bytes_total",
+            "Bytes (keys and values) this worker wrote to the state changelogs",
+            ["topic"],
+            registry=r,
+        )
+        self.changelog_records_read = Counter(
+            "streamrec_changelog_records_read_total",
+            "Changelog records this worker read (restores and following)",
+            ["topic"],
+            registry=r,
+        )
+        self.restore_seconds = Gauge(
+            "streamrec_restore_seconds",
+            "How long the last restore took (signals, catalogue, users)",
+            ["state"],
             registry=r,
         )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from worker.store.base import UserState
+from worker.store.base import ItemRecord, UserState
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +32,9 @@ class DeadLetter:
 class OutMessage:
     topic: str
     key: bytes
-    value: bytes
+    value: bytes | None  # None: a tombstone (compacted topics)
+    partition: int | None = None  # None: the producer's partitioner (by key)
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 @dataclass(slots=True)
@@ -66,6 +68,11 @@ class BatchResult:
     deleted: int = 0  # items deleted by tombstones
     # Items this batch wrote (last write per id wins: an upsert then a tombstone is not one).
     upserted_ids: list[str] = field(default_factory=list)
+    # For the changelogs: the items written and deleted, and each answered user's events
+    # partition (its state is written to the same partition of the user-state topic).
+    items_written: list[ItemRecord] = field(default_factory=list)
+    items_deleted: list[str] = field(default_factory=list)
+    user_partitions: dict[str, int] = field(default_factory=dict)
 
     def merge(self, later: BatchResult) -> BatchResult:
         """This outcome followed by `later`'s (pieces of a split batch, in offset order)."""
@@ -80,4 +87,7 @@ class BatchResult:
         self.indexed += later.indexed
         self.deleted += later.deleted
         self.upserted_ids += later.upserted_ids
+        self.items_written += later.items_written
+        self.items_deleted += later.items_deleted
+        self.user_partitions.update(later.user_partitions)
         return self

@@ -60,6 +60,21 @@ class Settings(BaseSettings):
     items_dlq_topic: str = "items.dlq"
     events_dlq_topic: str = "user-events.dlq"
     topic_partitions: int = Field(default=4, ge=1)
+    # State changelogs (docs/architecture.md). Every worker reads every worker's signal
+    # deltas (trending, co-visitation) from `signals_topic`; the worker that owns events
+    # partition 0 writes a snapshot of them every `signals_snapshot_interval_s`, so a
+    # restart replays minutes of deltas, not their history.
+    signals_topic: str = "signals"
+    signals_snapshots_topic: str = "signals.snapshots"
+    signals_snapshot_interval_s: float = Field(default=60.0, gt=0)
+    # How long the broker keeps signal deltas and snapshots (longer than any outage the
+    # signals should survive; topics are created with it).
+    signals_retention_s: float = Field(default=7 * 86400.0, gt=0)
+    # Embedded store only (no QDRANT_URL): embedded item vectors and user states also go to
+    # these compacted topics, so every worker holds the whole catalogue (embedded once) and
+    # restores the users of the events partitions it is assigned.
+    item_vectors_topic: str = "item-vectors"
+    user_state_topic: str = "user-state"
     consumer_group: str = "streamrec-worker"
     # The broker holds a fetch up to this long when no data is waiting; aiokafka's 500 ms
     # default would dominate end-to-end latency.

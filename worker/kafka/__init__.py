@@ -5,7 +5,13 @@ Everything broker-specific lives here; the pipelines see only `RawMessage`s and 
 infrastructure error (retried, never the data's fault).
 """
 
-from worker.kafka.admin import KafkaError, all_topics, client_kwargs, ensure_topics
+from worker.kafka.admin import (
+    KafkaError,
+    all_topics,
+    client_kwargs,
+    ensure_topics,
+    prefixed_topics,
+)
 from worker.kafka.consumer import KafkaSource
 from worker.kafka.dead_letters import (
     DLQ_ERROR_HEADER,
@@ -32,4 +38,5 @@ __all__ = [
     "client_kwargs",
     "dead_letter_record",
     "ensure_topics",
+    "prefixed_topics",
 ]

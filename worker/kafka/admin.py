@@ -55,14 +55,47 @@ def ssl_context(settings: Settings) -> ssl.SSLContext:
     return context
 
 
+TOPIC_SETTINGS = (
+    "items_topic", "events_topic", "recommendations_topic", "items_dlq_topic",
+    "events_dlq_topic", "signals_topic", "signals_snapshots_topic", "item_vectors_topic",
+    "user_state_topic",
+)  # fmt: skip
+
+
+def prefixed_topics(prefix: str) -> dict[str, str]:
+    """Every topic setting named `<prefix>.<default name>`: a test's or a run's own topics."""
+    return {name: f"{prefix}.{Settings.model_fields[name].default}" for name in TOPIC_SETTINGS}
+
+
 def all_topics(settings: Settings) -> list[str]:
-    return [
-        settings.items_topic,
-        settings.events_topic,
-        settings.recommendations_topic,
-        settings.items_dlq_topic,
-        settings.events_dlq_topic,
-    ]
+    """Every topic the worker reads or writes (the changelogs too)."""
+    return list(topic_configs(settings))
+
+
+def topic_configs(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:
+    """Topic -> (partitions, configs) the worker creates it with when it is missing.
+
+    The user-state changelog has the events topic's partition count: a user's state is
+    written to the partition number of the events that made it (co-partitioned)."""
+    n = settings.topic_partitions
+    compact = {"cleanup.policy": "compact"}
+    kept = {
+        "cleanup.policy": "delete",
+        "retention.ms": str(int(settings.signals_retention_s * 1000)),
+    }
+    return {
+        settings.items_topic: (n, {}),
+        settings.events_topic: (n, {}),
+        # Keyed by user: a compacted topic holds each user's latest list.
+        settings.recommendations_topic: (n, compact),
+        settings.items_dlq_topic: (n, {}),
+        settings.events_dlq_topic: (n, {}),
+        # One partition: every worker applies the deltas in the same order.
+        settings.signals_topic: (1, kept),
+        settings.signals_snapshots_topic: (1, kept),
+        settings.item_vectors_topic: (n, compact),
+        settings.user_state_topic: (n, compact),
+    }
 
 
 async def ensure_topics(
@@ -78,9 +111,7 @@ async def ensure_topics(
             # Another worker may win the race to create them; that is fine.
             with contextlib.suppress(TopicAlreadyExistsError):
                 await asyncio.wait_for(
-                    admin.create_topics(
-                        [NewTopic(t, settings.topic_partitions, 1) for t in missing]
-                    ),
+                    admin.create_topics([_new_topic(settings, t) for t in missing]),
                     timeout_s,
                 )
         return missing
@@ -90,3 +121,8 @@ async def ensure_topics(
         ) from exc
     finally:
         await admin.close()
+
+
+def _new_topic(settings: Settings, topic: str) -> NewTopic:
+    partitions, configs = topic_configs(settings).get(topic, (settings.topic_partitions, {}))
+    return NewTopic(topic, partitions, 1, topic_configs=configs)

@@ -69,7 +69,16 @@ class OutputProducer:
             raise KafkaError("OutputProducer is not started")
         settings = self.settings
         try:
-            pending = [await producer.send(out.topic, out.value, key=out.key) for out in outputs]
+            pending = [
+                await producer.send(
+                    out.topic,
+                    out.value,
+                    key=out.key,
+                    partition=out.partition,
+                    headers=list(out.headers) or None,
+                )
+                for out in outputs
+            ]
             for letter in dead_letters:
                 key, value, headers = dead_letter_record(
                     letter, max_bytes=settings.dlq_max_bytes, reason_chars=settings.dlq_reason_chars
