@@ -15,9 +15,8 @@ it, so the ranking blends the two (see `ranking.blend`).
 Storage is numpy, fixed-size and bounded: every tracked item has 2 x `neighbours` partner
 slots (a new partner of a full row replaces its weakest one), and beyond `capacity` items
 the least consumed quarter is forgotten. Scoring a user is a gather over their items' rows
-and one bincount (~0.1 ms), not a walk over Python dicts. Like `Trending`, the state lives
-in the worker process: it refills from the stream after a restart, and each worker sees
-its own partitions' users.
+and one bincount (~0.1 ms), not a walk over Python dicts. Like `Trending`, every worker
+holds the same state, fed by every worker through the signals changelog.
 """
 
 from __future__ import annotations
@@ -118,6 +117,28 @@ class CoVisitation:
             values = user_sums[best].tolist()
             out.append({item_of[i]: v for i, v in zip(best.tolist(), values, strict=True)})
         return out
+
+    def arrays(self) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+        """(items, counts, partners, together) of the tracked rows (snapshots)."""
+        n = len(self._item_of)
+        return list(self._item_of), self._counts[:n], self._partners[:n], self._together[:n]
+
+    def restore(
+        self, items: list[str], counts: np.ndarray, partners: np.ndarray, together: np.ndarray
+    ) -> None:
+        """Take back what `arrays` gave (same `neighbours`; capacity may differ)."""
+        n = len(items)
+        if partners.shape != (n, self.slots) or n > self.capacity:
+            raise ValueError("co-visitation snapshot does not fit these settings")
+        rows = max(min(_INITIAL_ROWS, self.capacity), n)
+        self._item_of = list(items)
+        self._row_of = {item: row for row, item in enumerate(items)}
+        self._counts = np.zeros(rows)
+        self._counts[:n] = counts
+        self._partners = np.full((rows, self.slots), -1, dtype=np.int32)
+        self._partners[:n] = partners
+        self._together = np.zeros((rows, self.slots), dtype=np.float32)
+        self._together[:n] = together
 
     def _row(self, item_id: str) -> int:
         row = self._row_of.get(item_id)

@@ -6,9 +6,8 @@ order of items never depends on "now" (every item decays by the same factor). Me
 bounded: beyond 2 x capacity items the least popular are forgotten (capacity 0: unbounded,
 for offline use).
 
-The tracker lives in the worker process: after a restart it refills from the stream, and
-with several workers each one sees the events of its own partitions (a per-partition sample
-of the whole traffic, which for popularity is representative when users are spread evenly).
+Every worker holds the same tracker: the updates of every worker reach it through the
+signals changelog, and a restart restores it from a snapshot (worker.changelog.signals).
 """
 
 from __future__ import annotations
@@ -61,6 +60,20 @@ class Trending:
         best = heapq.nlargest(n, self._scaled.items(), key=lambda kv: kv[1])
         peak = best[0][1]
         return {item_id: scaled / peak for item_id, scaled in best if scaled > 0}
+
+    def state(self) -> dict[str, object]:
+        """Everything the tracker holds (snapshots); `restore` takes it back."""
+        return {
+            "scaled": self._scaled,
+            "reference_ts": self._reference_ts,
+            "latest_ts": self.latest_ts,
+        }
+
+    def restore(self, state: dict[str, object]) -> None:
+        self._scaled = {str(k): float(v) for k, v in state["scaled"].items()}  # type: ignore[attr-defined]
+        reference = state["reference_ts"]
+        self._reference_ts = None if reference is None else float(reference)  # type: ignore[arg-type]
+        self.latest_ts = float(state["latest_ts"])  # type: ignore[arg-type]
 
     def _rebase(self, ts: float) -> None:
         assert self._reference_ts is not None

@@ -1,0 +1,95 @@
+"""The whole catalogue on every worker (embedded store): each embedded item is published
+once to the compacted `item-vectors` topic (keyed by item id, a tombstone deletes), and
+every worker materialises all of its partitions into its local store. Triton embeds an
+item once however many workers run; the worker that embedded it wrote it already and skips
+its own records. Each materialised item is then pushed to this worker's own users
+(`on_upserted`: the new-item fan-out), as the embedding worker did for its users."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+from aiokafka import ConsumerRecord
+
+from worker.changelog.checkpoints import OffsetFile
+from worker.changelog.codec import ChangelogDecodeError, decode_item
+from worker.changelog.reader import ChangelogReader
+from worker.metrics import Metrics
+from worker.settings import Settings
+from worker.store import ItemRecord, VectorStore
+
+log = logging.getLogger(__name__)
+ORIGIN_HEADER = "streamrec-origin"
+
+
+class CatalogueReplica:
+    def __init__(
+        self,
+        settings: Settings,
+        store: VectorStore,
+        offsets: OffsetFile,
+        origin: bytes,
+        metrics: Metrics | None = None,
+        on_upserted: Callable[[list[str]], Awaitable[None]] | None = None,
+    ) -> None:
+        self.store = store
+        self.offsets = offsets
+        self.origin = origin
+        self.topic = settings.item_vectors_topic
+        self.reader = ChangelogReader(settings, self.topic, self._apply, metrics)
+        self.upserted = 0
+        self.deleted = 0
+        self.skipped = 0  # unreadable records
+        self.on_upserted = on_upserted
+
+    async def start(self) -> float:
+        """Materialise the topic up to its end; returns the seconds it took."""
+        await self.reader.start()
+        partitions = await self.reader.partitions()
+        self.reader.assign({p: self.offsets.get(self.topic, p) for p in partitions})
+        seconds = await self.reader.catch_up()
+        self.checkpoint()
+        log.info(
+            "catalogue restored from %s: %d records in %.2f s",
+            self.topic, self.reader.records_read, seconds,
+        )  # fmt: skip
+        return seconds
+
+    def checkpoint(self) -> None:
+        self.offsets.update(self.topic, self.reader.next_offsets)
+        self.offsets.save()
+
+    async def _apply(self, records: Sequence[ConsumerRecord]) -> None:
+        latest: dict[bytes, ItemRecord | None] = {}
+        for record in records:
+            if record.key is None or _origin(record) == self.origin:
+                continue
+            latest.pop(record.key, None)  # the last write per item wins, in offset order
+            if record.value is None:
+                latest[record.key] = None
+                continue
+            try:
+                latest[record.key] = decode_item(record.value)
+            except ChangelogDecodeError as exc:
+                self.skipped += 1
+                log.warning(
+                    "%s[%d]@%d skipped: %s", self.topic, record.partition, record.offset, exc
+                )
+        upserts = [item for item in latest.values() if item is not None]
+        deletes = [key.decode() for key, item in latest.items() if item is None]
+        if upserts:
+            await self.store.upsert_items(upserts)
+        if deletes:
+            await self.store.delete_items(deletes)
+        self.upserted += len(upserts)
+        self.deleted += len(deletes)
+        if upserts and self.on_upserted is not None:
+            await self.on_upserted([item.item_id for item in upserts])
+
+
+def _origin(record: ConsumerRecord) -> bytes | None:
+    for name, value in record.headers or ():
+        if name == ORIGIN_HEADER:
+            return bytes(value)
+    return None

@@ -1,0 +1,170 @@
+"""Snapshots of the shared signals on the single-partition `signals.snapshots` topic.
+
+A snapshot is its chunks (keys `chunk:<id>:<i>`, at most CHUNK_BYTES each, below Kafka's
+default message size) followed by a manifest (key `manifest`) naming the id, the chunk
+count and the `signals` offset the state includes. The newest complete snapshot is the
+last manifest whose chunks precede it intact; a snapshot cut short by a crash, or two
+writers interleaved during a rebalance, fails that check and the one before is used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import time
+import uuid
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import orjson
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError as AIOKafkaError
+
+from worker.kafka.admin import KafkaError, client_kwargs
+from worker.records import OutMessage
+from worker.settings import Settings
+from worker.signals import Signals
+
+log = logging.getLogger(__name__)
+CHUNK_BYTES = 512 * 1024
+MANIFEST_KEY = b"manifest"
+# How far back a reader looks for an intact snapshot before starting from nothing.
+MAX_SCAN_BACK = 2000
+
+
+@dataclass(slots=True)
+class Snapshot:
+    meta: dict[str, object]  # trending state, co-visitation items, positions, recent batches
+    arrays: dict[str, np.ndarray]
+    offset: int | None = None  # the manifest's offset, once read back
+    read_seconds: float = 0.0
+
+    @classmethod
+    def take(cls, signals: Signals, positions: dict[int, int], recent: list[str]) -> Snapshot:
+        items, counts, partners, together = signals.covisitation.arrays()
+        trending = signals.trending.state()
+        return cls(
+            meta={
+                "trending": {**trending, "scaled": dict(trending["scaled"])},  # type: ignore[call-overload]
+                "covisitation_items": items,
+                "positions": {str(p): o for p, o in positions.items()},
+                "recent_batches": recent,
+                "taken_at": time.time(),
+            },
+            arrays={
+                "counts": counts.copy(),
+                "partners": partners.copy(),
+                "together": together.copy(),
+            },
+        )
+
+    @property
+    def positions(self) -> dict[int, int]:
+        return {int(p): int(o) for p, o in self.meta["positions"].items()}  # type: ignore[attr-defined]
+
+    @property
+    def recent_batches(self) -> list[str]:
+        return list(self.meta["recent_batches"])  # type: ignore[call-overload]
+
+    def load_into(self, signals: Signals) -> None:
+        signals.trending.restore(self.meta["trending"])  # type: ignore[arg-type]
+        signals.covisitation.restore(
+            list(self.meta["covisitation_items"]),  # type: ignore[call-overload]
+            self.arrays["counts"],
+            self.arrays["partners"],
+            self.arrays["together"],
+        )
+
+    def encode(self) -> bytes:
+        buffer = io.BytesIO()
+        np.savez(buffer, meta=np.frombuffer(orjson.dumps(self.meta), dtype=np.uint8), **self.arrays)
+        return zlib.compress(buffer.getvalue(), 1)
+
+    @classmethod
+    def decode(cls, blob: bytes) -> Snapshot:
+        with np.load(io.BytesIO(zlib.decompress(blob)), allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files}
+        meta = orjson.loads(arrays.pop("meta").tobytes())
+        return cls(meta=meta, arrays=arrays)
+
+    async def messages(self, settings: Settings) -> list[OutMessage]:
+        """Chunks then manifest, for partition 0 (compressed off the event loop)."""
+        blob = await asyncio.to_thread(self.encode)
+        snapshot_id = uuid.uuid4().hex
+        topic = settings.signals_snapshots_topic
+        chunks = [blob[i : i + CHUNK_BYTES] for i in range(0, len(blob), CHUNK_BYTES)] or [b""]
+        out = [
+            OutMessage(topic, f"chunk:{snapshot_id}:{i}".encode(), chunk, partition=0)
+            for i, chunk in enumerate(chunks)
+        ]
+        manifest = {"id": snapshot_id, "chunks": len(chunks), "bytes": len(blob)}
+        out.append(OutMessage(topic, MANIFEST_KEY, orjson.dumps(manifest), partition=0))
+        return out
+
+
+async def read_latest_snapshot(settings: Settings, timeout_s: float = 60.0) -> Snapshot | None:
+    """The newest intact snapshot, or None when the topic holds none."""
+    started = time.perf_counter()
+    consumer = AIOKafkaConsumer(
+        **client_kwargs(settings),
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=4 * CHUNK_BYTES,
+    )
+    tp = TopicPartition(settings.signals_snapshots_topic, 0)
+    try:
+        await consumer.start()
+        consumer.assign([tp])
+        snapshot = await asyncio.wait_for(_newest(consumer, tp), timeout_s)
+    except (AIOKafkaError, OSError, TimeoutError) as exc:
+        raise KafkaError(f"read {tp.topic}: {exc!r}") from exc
+    finally:
+        await consumer.stop()
+    if snapshot is not None:
+        snapshot.read_seconds = time.perf_counter() - started
+    return snapshot
+
+
+async def _newest(consumer: AIOKafkaConsumer, tp: TopicPartition) -> Snapshot | None:
+    # The high watermark from a fetch response: some brokers answer ListOffsets wrongly.
+    consumer.seek(tp, 0)
+    if not await _read(consumer, tp, 1):
+        return None
+    highwater = consumer.highwater(tp) or 0
+    for offset in range(highwater - 1, max(highwater - 1 - MAX_SCAN_BACK, -1), -1):
+        consumer.seek(tp, offset)
+        (record,) = await _read(consumer, tp, 1) or (None,)
+        if record is None or record.key != MANIFEST_KEY or record.value is None:
+            continue
+        manifest = orjson.loads(record.value)
+        count = int(manifest["chunks"])
+        if offset - count < 0:
+            continue
+        consumer.seek(tp, offset - count)
+        chunks = await _read(consumer, tp, count)
+        keys = [f"chunk:{manifest['id']}:{i}".encode() for i in range(count)]
+        if [c.key for c in chunks] != keys:
+            log.warning("snapshot at offset %d is incomplete; trying an older one", offset)
+            continue
+        snapshot = Snapshot.decode(b"".join(c.value or b"" for c in chunks))
+        snapshot.offset = offset
+        return snapshot
+    return None
+
+
+async def _read(consumer: AIOKafkaConsumer, tp: TopicPartition, count: int) -> list[ConsumerRecord]:
+    """The next `count` records (fewer when the log ends first)."""
+    records: list[ConsumerRecord] = []
+    while len(records) < count:
+        fetched = await consumer.getmany(tp, timeout_ms=200, max_records=count - len(records))
+        batch = fetched.get(tp, [])
+        if not batch:
+            highwater = consumer.highwater(tp)
+            if highwater is not None and await consumer.position(tp) >= highwater:
+                break
+            continue
+        records += batch
+    return records
