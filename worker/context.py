@@ -23,6 +23,9 @@ class Context:
     # The served model versions (refreshed by the runtime: Triton may swap them).
     model_version: str = ""
     clock: Callable[[], float] = field(default=time.time)
+    # The user-events partitions this worker owns, when its users live in its own embedded
+    # store (new items are pushed to those users only); None: every user (a shared store).
+    owned_partitions: set[int] | None = None
 
     async def probe(self) -> None:
         """Raise an InfrastructureError if Triton or the store cannot answer right now."""

@@ -9,6 +9,10 @@ the new items made it into their top k (otherwise nothing changed for them), at 
 `fanout_users_per_item` users per item, and each user at most once per
 `fanout_user_interval_s`. Pushes have strategy "new_item", no event ids, and list the new
 items in `trigger_item_ids`.
+
+With the embedded store each worker holds its own users: every worker fans out every new
+item (its own ingests here, the others' as it materialises them: changelog/state.py) to the
+users of the events partitions it owns, so each user is considered by exactly one worker.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ async def fan_out(
     marks to apply once they are delivered."""
     settings, store, signals = ctx.settings, ctx.store, ctx.signals
     trending, covisitation = signals.trending, signals.covisitation
-    if not item_ids or settings.fanout_users_per_item == 0:
+    if not item_ids or settings.fanout_users_per_item == 0 or ctx.owned_partitions == set():
         return [], []
     triggers = await _triggers(item_ids, ctx, now)
     if not triggers:
@@ -88,9 +92,11 @@ async def _triggers(item_ids: Sequence[str], ctx: Context, now: float) -> dict[s
     ]
     if not fresh:
         return {}
+    owned = ctx.owned_partitions
     neighbours = await store.search_users(
         [item.vector for item in fresh],  # type: ignore[misc]
         settings.fanout_users_per_item,
+        partitions=None if owned is None else sorted(owned),
     )
     triggers: dict[str, list[str]] = {}
     for item, users in zip(fresh, neighbours, strict=True):

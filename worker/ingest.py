@@ -102,6 +102,7 @@ async def ingest_batch(messages: Sequence[RawMessage], ctx: Context) -> BatchRes
         await store.delete_items(deletes)
     result.indexed, result.deleted = len(records), len(deletes)
     result.upserted_ids = [record.item_id for record in records]
+    result.items_written, result.items_deleted = records, deletes
     result.stage_seconds["qdrant"] = time.perf_counter() - t_embedded
     return result
 

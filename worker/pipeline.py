@@ -1,10 +1,13 @@
 """One consumer group member running a batch handler: fetch -> handle -> checkpoint.
 
 The checkpoint, in order (quix-streams' rule: outputs, then commit, then state):
-  1. deliver: outputs and dead letters acknowledged by the broker, user states saved;
+  1. deliver: outputs, dead letters and changelog records (signal delta, item vectors,
+     user states) acknowledged by the broker, user states saved;
   2. commit: the batch's offsets (only now: committed input always has its answers out);
-  3. apply: the in-memory signals (trending, co-visitation, push limits) take the batch's
-     updates, so a batch retried before this point counts nothing twice;
+  3. apply: the in-memory push limits take the batch's updates (with a changelog, trending
+     and co-visitation left in step 1 as a delta every worker applies; without one, as in
+     the replay, they are applied here), so a batch retried before this point counts
+     nothing twice;
   4. count: metrics.
 
 Infrastructure failures in any step are retried (see `retry`); data errors are isolated
@@ -18,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -29,7 +33,7 @@ from worker.health import Health
 from worker.isolation import Handler, handle_isolating
 from worker.kafka import KafkaSource, OutputProducer
 from worker.metrics import Metrics
-from worker.records import BatchResult, RawMessage
+from worker.records import BatchResult, OutMessage, RawMessage, SignalUpdates
 from worker.retry import Abandoned, Retrier
 
 log = logging.getLogger(__name__)
@@ -65,6 +69,8 @@ class Pipeline(ConsumerRebalanceListener):
         stop: asyncio.Event,
         *,
         on_reset: Callable[[str, int, int], None] | None = None,
+        changelog: Callable[[BatchResult, str], list[OutMessage]] | None = None,
+        on_assigned: Callable[[list[int]], Awaitable[None]] | None = None,
     ) -> None:
         self.spec = spec
         self.ctx = ctx
@@ -90,15 +96,27 @@ class Pipeline(ConsumerRebalanceListener):
             probe_interval_s=settings.retry_probe_interval_s,
         )
         self._in_flight = asyncio.Lock()
+        # With a changelog, trending and co-visitation reach every worker's signals through
+        # the signals topic (this one's too); only push limits are applied here.
+        self.changelog = changelog
+        self.on_assigned = on_assigned
+        self.assigned: set[int] = set()
 
     # -- consumer group callbacks ------------------------------------------------------------
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         # The in-flight batch checkpoints (or is abandoned) before its partitions move.
         async with self._in_flight:
-            pass
+            self.assigned -= {tp.partition for tp in revoked}
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        partitions = sorted(tp.partition for tp in assigned)
+        if self.on_assigned is not None:
+            # The partitions' state comes first: aiokafka may hand out their records before
+            # this callback returns, so the next batch waits on the in-flight lock.
+            async with self._in_flight:
+                await self.retrier.until_done("restore", lambda: self.on_assigned(partitions))  # type: ignore[misc]
+        self.assigned |= set(partitions)
         self.health.joined(self.spec.name)
 
     # -- the loop ------------------------------------------------------------------------------
@@ -136,7 +154,10 @@ class Pipeline(ConsumerRebalanceListener):
         )
         if not committed:
             metrics.commits_refused.labels(name).inc()
-        self.ctx.signals.apply(outcome.signals)  # 3
+        made = outcome.signals
+        self.ctx.signals.apply(  # 3
+            SignalUpdates(pushes=made.pushes) if self.changelog is not None else made
+        )
         for signal, updates in (("trending", outcome.signals.trending),
                                 ("covisitation", outcome.signals.covisits),
                                 ("push_limit", outcome.signals.pushes)):  # fmt: skip
@@ -154,9 +175,13 @@ class Pipeline(ConsumerRebalanceListener):
 
     async def _deliver(self, outcome: BatchResult) -> None:
         """Publish and save concurrently; a retry redoes only the part that failed."""
+        logged = [] if self.changelog is None else self.changelog(outcome, uuid.uuid4().hex)
+        for record in logged:
+            size = len(record.key) + len(record.value or b"")
+            self.metrics.changelog_bytes.labels(record.topic).inc(size)
         steps: dict[str, Callable[[], Awaitable[None]]] = {
             "publish": lambda: self.output.publish(
-                outcome.outputs, outcome.dead_letters, self.spec.dlq_topic
+                [*outcome.outputs, *logged], outcome.dead_letters, self.spec.dlq_topic
             )
         }
         if outcome.user_states:

@@ -145,11 +145,12 @@ def parse_events(
     events: list[UserEvent] = []
     for msg in messages:
         try:
-            events.append(
-                parse_event(msg.key, msg.value, latest_ts=latest_ts, earliest_ts=earliest_ts)
-            )
+            event = parse_event(msg.key, msg.value, latest_ts=latest_ts, earliest_ts=earliest_ts)
         except InvalidMessage as exc:
             result.dead_letters.append(DeadLetter(msg, "decode", str(exc)))
+            continue
+        events.append(event)
+        result.user_partitions[event.user_id] = msg.partition
     return events
 
 
@@ -216,6 +217,7 @@ async def load_state(
     states = []
     for uid in user_ids:
         before = stored.get(uid) or UserState(user_id=uid)
+        before.partition = result.user_partitions.get(uid, before.partition)
         fresh = fresh_events(before, by_user[uid])
         updates = result.signals
         updates.trending += [(e.item_id, e.ts) for e in fresh if counts_as_consumption(e.type)]

@@ -14,6 +14,7 @@ import gc
 import logging
 import signal
 
+from worker.changelog.state import SharedState
 from worker.context import Context
 from worker.errors import InfrastructureError, StartupError
 from worker.health import Health
@@ -77,6 +78,7 @@ class Runtime:
             signals=Signals.from_settings(settings),
         )
         self.output = OutputProducer(settings, on_data_loss=self._data_lost)
+        self.state = SharedState(self.ctx, self.output, metrics)
         specs = [
             PipelineSpec(
                 "events",
@@ -104,9 +106,14 @@ class Runtime:
                 metrics,
                 self.stop,
                 on_reset=self._offset_reset,
+                changelog=self.state.changelog,
+                on_assigned=self.state.restore_users if spec.name == "events" else None,
             )
             for spec in specs
         ]
+        if self.state.embedded:
+            # The events pipeline's own set, kept up to date by its rebalance callbacks.
+            self.ctx.owned_partitions = self.pipelines[0].assigned
 
     async def start(self) -> None:
         ctx, settings = self.ctx, self.settings
@@ -118,6 +125,9 @@ class Runtime:
             )
         await ctx.store.open()
         await self.output.start()
+        # Signals and the catalogue are whole before the first batch; a partition's users
+        # are restored when it is assigned.
+        await self.state.start()
         for pipeline in self.pipelines:
             await pipeline.source.start()
         ctx.model_version = await ctx.triton.model_version()
@@ -146,6 +156,7 @@ class Runtime:
             asyncio.create_task(self._refresh_model_version()),
             asyncio.create_task(self._watch_topics()),
             asyncio.create_task(self._watch_dependencies()),
+            *self.state.chores(self.stop, lambda: 0 in self.pipelines[0].assigned),
         ]
         stopping = asyncio.create_task(self.stop.wait())
         await asyncio.wait([stopping, *workers], return_when=asyncio.FIRST_COMPLETED)
@@ -176,6 +187,7 @@ class Runtime:
         for pipeline in self.pipelines:
             with contextlib.suppress(Exception):
                 await pipeline.source.stop()
+        await self.state.close()
         with contextlib.suppress(Exception):
             await self.output.stop()
         await self.ctx.media.close()

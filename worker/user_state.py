@@ -77,4 +77,5 @@ def apply_events(
         vector=state.vector,
         updated_at=max(state.updated_at, latest),
         event_keys=keys[-seen_window * _KEY.itemsize :],
+        partition=state.partition,
     )

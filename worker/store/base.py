@@ -76,6 +76,9 @@ class UserState:
     # 64-bit digests of the applied event ids (little-endian uint64s, oldest first, as many
     # as the seen window): redeliveries are recognised after they leave the history.
     event_keys: bytes = b""
+    # The user-events partition of the user's events (-1: unknown): with the embedded store
+    # a worker pushes new items only to the users of the partitions it owns.
+    partition: int = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +149,8 @@ class VectorStore(Protocol):
         """One batched nearest-neighbour query; result i answers request i, best first."""
 
     async def search_users(
-        self, vectors: Sequence[np.ndarray], limit: int
+        self, vectors: Sequence[np.ndarray], limit: int, partitions: Sequence[int] | None = None
     ) -> list[list[tuple[str, float]]]:
         """One batched query over user vectors: result i holds the (user_id, cosine) of the
-        `limit` users nearest vector i, best first. Users without a vector never match."""
+        `limit` users nearest vector i, best first. Users without a vector never match;
+        with `partitions`, only users of those events partitions do."""

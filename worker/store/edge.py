@@ -23,6 +23,9 @@ from qdrant_edge import (
     EdgeConfig,
     EdgeShard,
     EdgeVectorParams,
+    FieldCondition,
+    Filter,
+    MatchAny,
     PayloadSchemaType,
     Point,
     Query,
@@ -46,6 +49,7 @@ from worker.store.edge_query import PointId, edge_query
 from worker.store.payload import (
     CATEGORY_FIELD,
     CREATED_AT_FIELD,
+    PARTITION_FIELD,
     SCORED_FIELDS,
     VECTOR_NAME,
     item_payload,
@@ -299,16 +303,22 @@ class EdgeVectorStore:
         await self._run(shard.update, UpdateOperation.upsert_points(points))
 
     async def search_users(
-        self, vectors: Sequence[np.ndarray], limit: int
+        self, vectors: Sequence[np.ndarray], limit: int, partitions: Sequence[int] | None = None
     ) -> list[list[tuple[str, float]]]:
         if not vectors:
             return []
         _, shard = self._shards()
+        only = (
+            None
+            if partitions is None
+            else Filter(must=[FieldCondition(PARTITION_FIELD, match=MatchAny(list(partitions)))])
+        )
         batch = QueryBatchRequest(
             [
                 QueryRequest(
                     limit=query_limit(limit),
                     query=Query.Nearest(vector_list(vector), using=VECTOR_NAME),
+                    filter=only,
                     params=SearchParams(hnsw_ef=self._hnsw_ef),
                     with_payload=["user_id"],
                     with_vector=False,

@@ -22,6 +22,8 @@ VECTOR_NAME = "embedding"
 # Indexed payload fields of the items collection (filters in search_items).
 CATEGORY_FIELD = "category"
 CREATED_AT_FIELD = "created_at"
+# Indexed payload field of the users collection (new-item fan-out per worker).
+PARTITION_FIELD = "partition"
 
 # The payload a search hit needs to become a ScoredItem; titles and versions stay on disk.
 SCORED_FIELDS = ["item_id", "category", "tags", "created_at", "popularity"]
@@ -100,6 +102,7 @@ def user_payload(user: UserState) -> dict[str, Any]:
         "user_id": user.user_id,
         "state": orjson.dumps(state).decode(),
         "updated_at": float(user.updated_at),
+        PARTITION_FIELD: int(user.partition),
     }
 
 
@@ -115,4 +118,5 @@ def user_state(payload: Mapping[str, Any], vector: np.ndarray | None) -> UserSta
         vector=vector,
         updated_at=float(payload.get("updated_at") or 0.0),
         event_keys=base64.b64decode(state.get("event_keys", "")),
+        partition=int(payload.get(PARTITION_FIELD, -1)),
     )

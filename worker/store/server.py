@@ -24,6 +24,7 @@ from worker.store.base import point_id as derive_point_id
 from worker.store.payload import (
     CATEGORY_FIELD,
     CREATED_AT_FIELD,
+    PARTITION_FIELD,
     SCORED_FIELDS,
     VECTOR_NAME,
     item_payload,
@@ -186,14 +187,22 @@ class QdrantServerStore:
         ]
 
     async def search_users(
-        self, vectors: Sequence[np.ndarray], limit: int
+        self, vectors: Sequence[np.ndarray], limit: int, partitions: Sequence[int] | None = None
     ) -> list[list[tuple[str, float]]]:
         if not vectors:
             return []
+        only = (
+            None
+            if partitions is None
+            else m.Filter(
+                must=[m.FieldCondition(key=PARTITION_FIELD, match=m.MatchAny(any=list(partitions)))]
+            )
+        )
         queries = [
             m.QueryRequest(
                 query=vector_list(vector),
                 using=VECTOR_NAME,
+                filter=only,
                 limit=query_limit(limit),
                 params=m.SearchParams(hnsw_ef=self._hnsw_ef),
                 with_payload=["user_id"],
