@@ -71,19 +71,28 @@ def encoder_card(catalogue: EmbeddedCatalogue) -> dict[str, Any]:
 
 
 async def _run(
-    settings: Settings, triton_url: str, scratch: Path, batch: int, limit: int | None
+    settings: Settings,
+    triton_url: str,
+    scratch: Path,
+    batch: int,
+    limit: int | None,
+    workers: int = 1,
 ) -> dict[str, Any]:
     triton = TritonClient(triton_url)
-    store = EdgeVectorStore(scratch / "qdrant-edge", settings.embedding_dim)
+    stores = [
+        EdgeVectorStore(scratch / f"qdrant-edge-{w}", settings.embedding_dim)
+        for w in range(workers)
+    ]
     await triton.wait_ready(timeout_s=120.0)
-    await store.open()
+    for store in stores:
+        await store.open()
     try:
         movies = load_movies()
         catalogue = await embed_movies(triton, movies)
         ratings = load_ratings()[:limit]
         metrics = await replay(
             triton=triton,
-            store=store,
+            stores=stores,
             settings=settings,
             catalogue=catalogue,
             movies={m.item_id: m for m in movies},
@@ -91,7 +100,8 @@ async def _run(
             batch_size=batch,
         )
     finally:
-        await store.close()
+        for store in stores:
+            await store.close()
         await triton.close()
     return {
         "protocol": {
@@ -100,6 +110,8 @@ async def _run(
             "warm_up_fraction": TRAIN_FRACTION,
             "k": settings.recommendations_k,
             "events_batch_size": batch,
+            "workers": workers,
+            "partitions": settings.topic_partitions,
             "scored": "held-out ratings except each movie's first",
             "mrr": "reciprocal rank within the top k (0 beyond)",
         },
@@ -121,6 +133,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--png", type=Path, default=Path("results/replay_eval.png"))
     parser.add_argument("--batch-size", type=int, default=64, help="events per micro-batch")
     parser.add_argument("--ratings", type=int, help="replay only the first N ratings (smoke runs)")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="split the events over N workers (one group)"
+    )
     args = parser.parse_args(argv)
     settings = load_settings()
     started = time.perf_counter()
@@ -129,7 +144,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         server.start()
         try:
             report = asyncio.run(
-                _run(settings, server.http_url, Path(scratch), args.batch_size, args.ratings)
+                _run(
+                    settings,
+                    server.http_url,
+                    Path(scratch),
+                    args.batch_size,
+                    args.ratings,
+                    args.workers,
+                )
             )
         finally:
             server.stop()

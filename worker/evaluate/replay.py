@@ -14,15 +14,23 @@ Protocol:
   arrival and that rating coincide, which would let freshness-aware methods cheat.
 - Baselines see the same events and catalogue; each one's list for a user is computed right
   after that user's previous event, so every method's list is equally stale.
+- Split over N workers (`workers`), as N processes in one consumer group on the embedded
+  store run: a user's events go to the worker owning their partition (murmur2 of the key,
+  range assignment), each worker has its own store holding the whole catalogue and its own
+  users, fans new items out to its own users, and keeps its own signals, which take every
+  worker's updates once the batch is done (the signals changelog), so a worker sees the
+  others' events one batch late.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import time
 from collections.abc import Callable, Sequence
 
 import orjson
+from aiokafka.partitioner import murmur2
 
 from worker.context import Context
 from worker.evaluate.baselines import DecayedPopular, Interactions, ItemKNN, baselines
@@ -64,15 +72,28 @@ def _answers(outputs: Sequence[OutMessage]) -> list[tuple[str, list[str], list[s
     """(user, event ids answered, items) per output, in output order."""
     out = []
     for message in outputs:
+        assert message.value is not None
         doc = orjson.loads(message.value)
         out.append((doc["user_id"], doc["event_ids"], [i["item_id"] for i in doc["items"]]))
     return out
 
 
+def partition_of(user_id: str, partitions: int) -> int:
+    """The partition aiokafka's (and Java's) default partitioner gives this key."""
+    return (murmur2(user_id.encode()) & 0x7FFFFFFF) % partitions
+
+
+def owner_of(partition: int, partitions: int, workers: int) -> int:
+    """The worker the range assignor gives this partition (the first ones get one more)."""
+    per, extra = divmod(partitions, workers)
+    bounds = [(w + 1) * per + min(w + 1, extra) for w in range(workers)]
+    return next(w for w, end in enumerate(bounds) if partition < end)
+
+
 async def replay(
     *,
     triton: TritonClient,
-    store: VectorStore,
+    stores: Sequence[VectorStore],
     settings: Settings,
     catalogue: EmbeddedCatalogue,
     movies: dict[str, Movie],
@@ -102,16 +123,23 @@ async def replay(
     model_version = await triton.model_version()
     warm_up = settings.model_copy(update={"coalesce_events": True})
     held_out = settings.model_copy(update={"coalesce_events": False})
-    # The worker's own context; each batch's outcome is checkpointed as the pipeline does
+    # Each worker's own context; each batch's outcome is checkpointed as the pipeline does
     # (states saved, then the signal updates applied), with no broker in between.
-    ctx = Context(
-        settings,
-        triton,
-        store,
-        MediaFetcher.from_settings(settings),
-        Signals.from_settings(settings),
-        model_version,
-    )
+    workers, partitions = len(stores), settings.topic_partitions
+    contexts = [
+        Context(
+            settings,
+            triton,
+            store,
+            MediaFetcher.from_settings(settings),
+            Signals.from_settings(settings),
+            model_version,
+            owned_partitions={p for p in range(partitions) if owner_of(p, partitions, workers) == w}
+            if workers > 1
+            else None,
+        )
+        for w, store in enumerate(stores)
+    ]
 
     def cold_list(name: str, user: str) -> list[str]:
         if name == WORKER:  # the worker shows a user with no history its trending items
@@ -128,29 +156,21 @@ async def replay(
         now = batch[0][1].ts
         new_ids = [r.item_id for n, r in batch if first_rating[r.item_id] == n]
         if new_ids:
-            await store.upsert_items(
-                [_record(movies[i], catalogue, row_of[i], now, model_version) for i in new_ids]
-            )
+            records = [
+                _record(movies[i], catalogue, row_of[i], now, model_version) for i in new_ids
+            ]
             data.indexed[[row_of[i] for i in new_ids]] = True
-            ctx.settings = settings
-            pushes, marks = await fan_out(new_ids, ctx, now=now)
-            ctx.signals.apply(SignalUpdates(pushes=marks))
-            for user, _, items in _answers(pushes):
-                shown[WORKER][user] = items
+            for ctx in contexts:
+                ctx.settings = settings
+                await ctx.store.upsert_items(records)
+                pushes, marks = await fan_out(new_ids, ctx, now=now)
+                ctx.signals.apply(SignalUpdates(pushes=marks))
+                for user, _, items in _answers(pushes):
+                    shown[WORKER][user] = items
 
-        ctx.settings = warm_up if first < cut else held_out
-        # The replay's clock is the batch's newest event: nothing in it is "from the future".
-        ctx.clock = lambda latest=batch[-1][1].ts: latest  # type: ignore[misc]
-        result = await recommend_batch(
-            [_event_message(n, r, settings.events_topic) for n, r in batch], ctx
+        answer_of = await _events_step(
+            batch, contexts, warm_up if first < cut else held_out, settings.events_topic
         )
-        await store.upsert_users(result.user_states)
-        ctx.signals.apply(result.signals)
-        answer_of = {
-            event_id: items
-            for _, event_ids, items in _answers(result.outputs)
-            for event_id in event_ids
-        }
 
         for number, rating in batch:
             user, row = rating.user_id, row_of[rating.item_id]
@@ -169,6 +189,40 @@ async def replay(
         if end == cut or done % 200 == 0:
             log(f"replayed {end:>6}/{len(ratings)} ratings ({time.perf_counter() - started:.0f} s)")
     return metrics
+
+
+async def _events_step(
+    batch: Sequence[tuple[int, Rating]],
+    contexts: Sequence[Context],
+    settings: Settings,
+    topic: str,
+) -> dict[str, list[str]]:
+    """One micro-batch: each worker answers its users' events, saves their states, then
+    every worker's signals take every worker's updates. Event id -> the items answered."""
+    partitions = settings.topic_partitions
+    mine: list[list[RawMessage]] = [[] for _ in contexts]
+    for n, rating in batch:
+        partition = partition_of(rating.user_id, partitions)
+        worker = owner_of(partition, partitions, len(contexts))
+        message = _event_message(n, rating, topic)
+        mine[worker].append(dataclasses.replace(message, partition=partition))
+    answer_of: dict[str, list[str]] = {}
+    updates = []
+    for ctx, messages in zip(contexts, mine, strict=True):
+        if not messages:
+            continue
+        ctx.settings = settings
+        # The replay's clock is the batch's newest event: nothing in it is "from the future".
+        ctx.clock = lambda latest=batch[-1][1].ts: latest  # type: ignore[misc]
+        result = await recommend_batch(messages, ctx)
+        await ctx.store.upsert_users(result.user_states)
+        updates.append(result.signals)
+        for _, event_ids, items in _answers(result.outputs):
+            answer_of.update(dict.fromkeys(event_ids, items))
+    for ctx in contexts:
+        for update in updates:
+            ctx.signals.apply(update)
+    return answer_of
 
 
 def _record(
