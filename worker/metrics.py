@@ -72,13 +72,35 @@ class Metrics:
             registry=r,
         )
         self._fault_metrics(r)
+        self._state_metrics(r)
+        self._gc_started = 0.0
+
+    def _state_metrics(self, r: CollectorRegistry) -> None:
+        """The state changelogs, and the process's garbage collector."""
         self.gc_seconds = Counter(
             "streamrec_gc_seconds_total",
             "Time spent in Python's cyclic garbage collector",
             ["generation"],
             registry=r,
         )
-        self._gc_started = 0.0
+        self.changelog_bytes = Counter(
+            "streamrec_changelog_bytes_total",
+            "Bytes (keys and values) this worker wrote to the state changelogs",
+            ["topic"],
+            registry=r,
+        )
+        self.changelog_records_read = Counter(
+            "streamrec_changelog_records_read_total",
+            "Changelog records this worker read (restores and following)",
+            ["topic"],
+            registry=r,
+        )
+        self.restore_seconds = Gauge(
+            "streamrec_restore_seconds",
+            "How long the last restore took (signals, catalogue, users)",
+            ["state"],
+            registry=r,
+        )
 
     def _fault_metrics(self, r: CollectorRegistry) -> None:
         """Failures, recovery and broker data loss (see README, Delivery guarantees)."""
@@ -136,25 +158,6 @@ class Metrics:
             "streamrec_topics_created_total",
             "Topics the worker found missing and created",
             ["topic"],
-            registry=r,
-        )
-
-        self.changelog_bytes = Counter(
-            "streamrec_changelog_bytes_total",
-            "Bytes (keys and values) this worker wrote to the state changelogs",
-            ["topic"],
-            registry=r,
-        )
-        self.changelog_records_read = Counter(
-            "streamrec_changelog_records_read_total",
-            "Changelog records this worker read (restores and following)",
-            ["topic"],
-            registry=r,
-        )
-        self.restore_seconds = Gauge(
-            "streamrec_restore_seconds",
-            "How long the last restore took (signals, catalogue, users)",
-            ["state"],
             registry=r,
         )
 
