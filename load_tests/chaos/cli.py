@@ -38,7 +38,7 @@ def summary_line(result: dict[str, object]) -> str:
             "missing_from_state", "crashes", "malformed", "kinds", "malformed_dead_lettered",
             "items_missing", "sigterm_exit_s_median", "ready_again_s_median", "not_ready_after_s",
             "answers_resumed_s_after_triton_ready", "trending_double_counted",
-            "topics_recreated", "offset_resets")  # fmt: skip
+            "topics_recreated", "offset_resets", "seen_violations", "workers")  # fmt: skip
     shown = " ".join(f"{k}={result[k]}" for k in keys if k in result)
     return f"chaos {result['scenario']}: {shown}"
 

@@ -35,6 +35,7 @@ class Sent:
 
     where: dict[str, tuple[str, int, int]] = field(default_factory=dict)
     user_of: dict[str, str] = field(default_factory=dict)
+    item_of: dict[str, str] = field(default_factory=dict)
 
 
 class ChaosStack:
@@ -166,6 +167,7 @@ class ChaosStack:
                     await asyncio.sleep(delay)
                 event_id, value, user = self.event(n, users, prefix)
                 sent.user_of[event_id] = user
+                sent.item_of[event_id] = orjson.loads(value)["item_id"]
                 future = await producer.send(self.settings.events_topic, value, key=user.encode())
                 pending.append((event_id, future))
             for event_id, future in pending:

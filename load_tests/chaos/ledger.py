@@ -25,6 +25,7 @@ class Ledger:
     dlq_topics: list[str]
     answered: Counter[str] = field(default_factory=Counter)
     first_answer_at: dict[str, float] = field(default_factory=dict)
+    items_of: dict[str, list[str]] = field(default_factory=dict)  # event id -> first answer
     dead: Counter[tuple[str, int, int]] = field(default_factory=Counter)  # source topic/p/o
     dead_stages: Counter[str] = field(default_factory=Counter)
     _task: asyncio.Task[None] | None = None
@@ -86,9 +87,11 @@ class Ledger:
     ) -> None:
         if topic == self.answers_topic:
             answer = orjson.loads(value or b"{}")
+            items = [i["item_id"] for i in answer.get("items") or ()]
             for event_id in answer.get("event_ids") or ():
                 self.answered[event_id] += 1
                 self.first_answer_at.setdefault(event_id, now)
+                self.items_of.setdefault(event_id, items)
             return
         source = (
             headers.get("dlq.source.topic", b"").decode(),

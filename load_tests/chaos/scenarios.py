@@ -6,6 +6,8 @@ triton-outage    tritonserver is killed for `outage_s` mid-stream, then restarte
 broker-loss      the broker restarts with its data gone; events sent after it must be answered
 poison           malformed messages of many kinds on both input topics among valid events
 items-crash      items are ingested while the worker is killed (SIGKILL) repeatedly
+scale-out        three workers in one group, one killed in turn and restarted on a fresh
+                 disk (scale.py)
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import orjson
 from load_tests.chaos.harness import ChaosStack, Sent
 from load_tests.chaos.ledger import Ledger
 from load_tests.chaos.poison import poison_events, poison_items
+from load_tests.chaos.scale import scale_out
 from worker.movielens import load_movies, movie_item_message
 
 
@@ -297,7 +300,9 @@ async def items_crash(stack: ChaosStack, opts: ChaosOptions) -> dict[str, Any]:
     }
 
 
-SCENARIOS = ("kill9", "sigterm", "triton-outage", "broker-loss", "poison", "items-crash")
+SCENARIOS = (
+    "kill9", "sigterm", "triton-outage", "broker-loss", "poison", "items-crash", "scale-out",
+)  # fmt: skip
 
 
 async def run_scenario(name: str, opts: ChaosOptions, workdir: Path) -> dict[str, Any]:
@@ -316,6 +321,8 @@ async def run_scenario(name: str, opts: ChaosOptions, workdir: Path) -> dict[str
             result = await poison(stack, opts)
         elif name == "items-crash":
             result = await items_crash(stack, opts)
+        elif name == "scale-out":
+            result = await scale_out(stack, await _ledger(stack).start(), opts)
         else:
             raise ValueError(f"unknown scenario {name!r}; one of {', '.join(SCENARIOS)}")
     finally:

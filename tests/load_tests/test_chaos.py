@@ -74,3 +74,13 @@ async def test_malformed_input_of_every_kind_is_dead_lettered_once_and_stalls_no
 async def test_items_ingested_across_kills_are_all_stored(tmp_path: Path) -> None:
     result = await run_scenario("items-crash", SHORT, tmp_path)
     assert result["crashes"] == 0 and result["items_missing"] == 0
+
+
+async def test_three_workers_killed_in_turn_on_fresh_disks_lose_nothing_and_forget_no_user(
+    tmp_path: Path,
+) -> None:
+    result = await run_scenario("scale-out", SHORT, tmp_path)
+    _no_loss(result)
+    assert result["answered"] == SHORT.events
+    assert result["seen_violations"] == 0, "a moved user was recommended what they had seen"
+    assert result["duplicated"] <= MAX_DUPLICATES
