@@ -48,6 +48,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help="also measure the echo floor (default: on locally, off with --bootstrap)",
     )
     mode.add_argument("--floor-only", action="store_true", help="measure only the echo floor")
+    mode.add_argument(
+        "--workers", type=int, default=1, help="local worker processes in one group (default 1)"
+    )
 
     kafka = parser.add_argument_group("existing cluster (default: a local broker and worker)")
     kafka.add_argument("--bootstrap", help="host:port[,...]; the worker must already run")
@@ -74,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--duration", type=float, default=60.0, help="seconds of sending")
     _common(run)
     sub.add_parser("chaos", help="fault injection with exact accounting (see its --help)")
+    sub.add_parser("restore", help="changelog bytes and restore times (see its --help)")
     step = sub.add_parser("step", help="raise the rate until the p99 budget breaks")
     step.add_argument("--start", type=float, default=200.0)
     step.add_argument("--step", type=float, default=200.0)
@@ -172,6 +176,8 @@ def _check(args: argparse.Namespace, external: bool) -> None:
         raise ValueError(f"--items: the seeded catalogue has {MOVIELENS_ITEMS} movies")
     if not 0.0 <= args.bad_fraction <= 1.0:
         raise ValueError("--bad-fraction must be within [0, 1]")
+    if args.workers < 1 or (external and args.workers != 1):
+        raise ValueError("--workers: at least 1, and only for local runs (not with --bootstrap)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -180,6 +186,10 @@ def main(argv: list[str] | None = None) -> int:
         from load_tests.chaos.cli import main as chaos_main
 
         return chaos_main(argv[1:])
+    if argv[:1] == ["restore"]:
+        from load_tests.restore_bench import main as restore_main
+
+        return restore_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         settings = _settings(args)
@@ -195,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         worker=not args.floor_only,
         seed_catalogue=args.seed_catalogue,
         worker_metrics_url=args.worker_metrics_url,
+        workers=args.workers,
     )
     workload = Workload(
         users=args.users,

@@ -47,6 +47,7 @@ class Plan:
     worker: bool  # measure the worker
     seed_catalogue: bool  # only consulted for an external cluster; local runs always seed
     worker_metrics_url: str | None = None
+    workers: int = 1  # local worker processes in one consumer group
 
 
 class Session:
@@ -99,7 +100,11 @@ class Session:
             )
             self.targets.append(target)
         elif self.plan.worker:
-            self.targets.append(LocalWorkerTarget(settings, log_dir, items=self.workload.items))
+            self.targets.append(
+                LocalWorkerTarget(
+                    settings, log_dir, items=self.workload.items, workers=self.plan.workers
+                )
+            )
 
     def measure(self, rate: float, duration_s: float) -> dict[str, dict[str, Any]]:
         """One run per system at `rate`, floor first, each on its own topics and run id;
@@ -136,6 +141,12 @@ class Session:
                 result = asyncio.run(runner.run())
                 result["cpu_ms_per_event"] = self._cpu_per_event(result, processes, cpu_before)
                 result["stages_ms"] = target.stages_ms()
+                logged = getattr(target, "changelog_bytes", None)
+                if logged is not None:
+                    events = max(int(result.get("sent", 0)) + self.options.warmup_events, 1)
+                    result["changelog_bytes_per_event"] = {
+                        topic: round(b / events, 1) for topic, b in logged().items()
+                    }
                 result["topics"] = {
                     "events": settings.events_topic,
                     "recommendations": settings.recommendations_topic,
@@ -148,14 +159,18 @@ class Session:
 
     def _processes(self, target: Target) -> dict[str, int]:
         """The local processes a run costs: the system measured, the broker, Triton."""
+        pids = getattr(target, "pids", None)
         named = {
-            "system": target.pid,
+            "system": target.pid if not pids or len(pids) == 1 else None,
             "broker": self._broker.pid if self._broker else None,
         }
         if self._stack is not None:
             named["broker"] = self._stack.broker.pid if self._stack.broker else None
             named["triton"] = self._stack.triton.pid if self._stack.triton else None
-        return {name: pid for name, pid in named.items() if pid is not None}
+        found = {name: pid for name, pid in named.items() if pid is not None}
+        if pids and len(pids) > 1:
+            found |= {f"system_{n}": pid for n, pid in enumerate(pids)}
+        return found
 
     def _cpu_per_event(
         self, result: dict[str, Any], processes: dict[str, int], before: dict[str, float]
@@ -164,6 +179,9 @@ class Session:
         /proc: the steadier measure of cost on a shared machine."""
         events = max(int(result.get("sent", 0)) + self.options.warmup_events, 1)
         spent = {name: tree_cpu_s(pid) - before[name] for name, pid in processes.items()}
+        workers = [s for name, s in spent.items() if name.startswith("system_")]
+        if workers:  # several worker processes: the system is all of them
+            spent["system"] = sum(workers)
         spent["generator"] = float(result.get("generator_cpu_s", 0.0))
         return {name: round(1000.0 * s / events, 3) for name, s in spent.items()}
 

@@ -24,7 +24,7 @@ from load_tests.generator import LoadTestError, Topics, stderr_progress
 from worker.kafka import all_topics, client_kwargs, ensure_topics, prefixed_topics
 from worker.movielens import load_movies, movie_item_message
 from worker.settings import Settings
-from worker.stack.worker_process import WorkerProcess
+from worker.stack.worker_process import WorkerProcess, scrape_metrics
 
 INDEXED_METRIC = "streamrec_items_indexed_total"
 
@@ -105,45 +105,80 @@ class EchoTarget:
 
 
 class LocalWorkerTarget:
-    """`python -m worker run` as a child process. The first start seeds the catalogue; later
-    starts (one per step) reuse the same Qdrant data directory, so items stay indexed."""
+    """`python -m worker run` as child processes, `workers` of them in one consumer group,
+    each with its own data directory. The first start seeds the catalogue; later starts (one
+    per step) reuse the same directories, so items stay indexed."""
 
     label = "worker"
 
-    def __init__(self, base: Settings, log_dir: Path, *, items: int) -> None:
+    def __init__(self, base: Settings, log_dir: Path, *, items: int, workers: int = 1) -> None:
         self.base = base
         self.log_dir = log_dir
         self.items = items
+        self.workers = workers
         self._seeded = False
-        self._proc: WorkerProcess | None = None
+        self._procs: list[WorkerProcess] = []
 
     def start(self) -> Settings:
         settings = fresh_settings(self.base, "worker")
         asyncio.run(ensure_topics(settings, all_topics(settings)))
         log_path = self.log_dir / f"{settings.consumer_group}.log"
-        proc = self._proc = WorkerProcess(settings, log_path).start()
+        for n in range(self.workers):
+            data_dir = (
+                self.base.data_dir
+                if n == 0
+                else self.base.data_dir.with_name(f"{self.base.data_dir.name}-{n}")
+            )
+            own = settings.model_copy(update={"data_dir": data_dir, "metrics_port": 0})
+            path = log_path.with_name(f"{log_path.stem}-{n}.log") if n else log_path
+            self._procs.append(WorkerProcess(own, path).start())
         if not self._seeded:
             asyncio.run(seed_catalogue(settings, self.items))
-            wait_indexed(lambda: proc.metric(INDEXED_METRIC), self.items, log_path)
+            wait_indexed(lambda: self._sum(INDEXED_METRIC), self.items, log_path)
+            # Every worker holds the whole catalogue before the clock starts.
+            read = (
+                f'streamrec_changelog_records_read_total{{topic="{settings.item_vectors_topic}"}}'
+            )
+            wait_indexed(
+                lambda: min(p.metric(read) or 0.0 for p in self._procs), self.items, log_path
+            )
             self._seeded = True
         return settings
 
+    def _sum(self, metric: str) -> float:
+        return sum(p.metric(metric) or 0.0 for p in self._procs)
+
     def problem(self) -> str | None:
-        return self._proc.problem() if self._proc is not None else None
+        return next((p for p in (proc.problem() for proc in self._procs) if p), None)
 
     @property
     def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
+        return self._procs[0].pid if self._procs else None
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self._procs if p.pid is not None]
 
     def stages_ms(self) -> dict[str, float]:
-        # Each run has a fresh worker process, so its metrics cover this run alone (and
-        # the unmeasured warm-up events).
-        return self._proc.stage_means_ms("events") if self._proc is not None else {}
+        # Each run has fresh worker processes, so their metrics cover this run alone (and
+        # the unmeasured warm-up events); the first worker's stand for all.
+        return self._procs[0].stage_means_ms("events") if self._procs else {}
+
+    def changelog_bytes(self) -> dict[str, float]:
+        """Bytes written to each state changelog so far, all workers together."""
+        total: dict[str, float] = {}
+        prefix = 'streamrec_changelog_bytes_total{topic="'
+        for proc in self._procs:
+            for key, value in scrape_metrics(proc.metrics_port).items():
+                if key.startswith(prefix):
+                    topic = key[len(prefix) : -2].rsplit(".", 1)[-1]
+                    total[topic] = total.get(topic, 0.0) + value
+        return total
 
     def stop(self) -> None:
-        if self._proc is not None:
-            self._proc.stop()
-            self._proc = None
+        for proc in self._procs:
+            proc.stop()
+        self._procs = []
 
 
 class ExternalWorkerTarget:

@@ -59,3 +59,9 @@ def test_a_local_run_cannot_seed_more_items_than_movielens_has(
     monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)  # local, so it seeds
     assert main(["run", "--items", "5000"]) == 2  # rejected before any service starts
     assert "1682" in capsys.readouterr().err
+
+
+def test_several_workers_are_for_local_runs_only(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--workers", "2", "--bootstrap", "127.0.0.1:1"]) == 2
+    assert main(["run", "--workers", "0"]) == 2
+    assert "--workers" in capsys.readouterr().err
