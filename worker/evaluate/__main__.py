@@ -77,6 +77,7 @@ async def _run(
     batch: int,
     limit: int | None,
     workers: int = 1,
+    isolated_signals: bool = False,
 ) -> dict[str, Any]:
     triton = TritonClient(triton_url)
     stores = [
@@ -93,6 +94,7 @@ async def _run(
         metrics = await replay(
             triton=triton,
             stores=stores,
+            isolated_signals=isolated_signals,
             settings=settings,
             catalogue=catalogue,
             movies={m.item_id: m for m in movies},
@@ -111,6 +113,7 @@ async def _run(
             "k": settings.recommendations_k,
             "events_batch_size": batch,
             "workers": workers,
+            "isolated_signals": isolated_signals,
             "partitions": settings.topic_partitions,
             "scored": "held-out ratings except each movie's first",
             "mrr": "reciprocal rank within the top k (0 beyond)",
@@ -136,6 +139,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--workers", type=int, default=1, help="split the events over N workers (one group)"
     )
+    parser.add_argument(
+        "--isolated-signals",
+        action="store_true",
+        help="with --workers: each worker counts only its own events (no signals changelog)",
+    )
     args = parser.parse_args(argv)
     settings = load_settings()
     started = time.perf_counter()
@@ -151,6 +159,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                     args.batch_size,
                     args.ratings,
                     args.workers,
+                    args.isolated_signals,
                 )
             )
         finally:

@@ -99,17 +99,15 @@ async def replay(
     movies: dict[str, Movie],
     ratings: Sequence[Rating],
     batch_size: int = 64,
+    isolated_signals: bool = False,
     log: Callable[[str], None] = print,
 ) -> dict[str, MethodMetrics]:
+    """`isolated_signals`: each worker's signals take only its own updates (a comparison:
+    workers without the signals changelog)."""
     k = settings.recommendations_k
     cut = train_cutoff(ratings)
     row_of = {item_id: row for row, item_id in enumerate(catalogue.item_ids)}
-    first_rating: dict[str, int] = {}
-    last_warm_up: dict[str, int] = {}
-    for number, rating in enumerate(ratings):
-        first_rating.setdefault(rating.item_id, number)
-        if number < cut:
-            last_warm_up[rating.user_id] = number
+    first_rating, last_warm_up = _milestones(ratings, cut)
 
     data = Interactions(len(catalogue.item_ids), settings.trending_half_life_s)
     methods = baselines(
@@ -123,23 +121,7 @@ async def replay(
     model_version = await triton.model_version()
     warm_up = settings.model_copy(update={"coalesce_events": True})
     held_out = settings.model_copy(update={"coalesce_events": False})
-    # Each worker's own context; each batch's outcome is checkpointed as the pipeline does
-    # (states saved, then the signal updates applied), with no broker in between.
-    workers, partitions = len(stores), settings.topic_partitions
-    contexts = [
-        Context(
-            settings,
-            triton,
-            store,
-            MediaFetcher.from_settings(settings),
-            Signals.from_settings(settings),
-            model_version,
-            owned_partitions={p for p in range(partitions) if owner_of(p, partitions, workers) == w}
-            if workers > 1
-            else None,
-        )
-        for w, store in enumerate(stores)
-    ]
+    contexts = _worker_contexts(stores, settings, triton, model_version)
 
     def cold_list(name: str, user: str) -> list[str]:
         if name == WORKER:  # the worker shows a user with no history its trending items
@@ -160,16 +142,14 @@ async def replay(
                 _record(movies[i], catalogue, row_of[i], now, model_version) for i in new_ids
             ]
             data.indexed[[row_of[i] for i in new_ids]] = True
-            for ctx in contexts:
-                ctx.settings = settings
-                await ctx.store.upsert_items(records)
-                pushes, marks = await fan_out(new_ids, ctx, now=now)
-                ctx.signals.apply(SignalUpdates(pushes=marks))
-                for user, _, items in _answers(pushes):
-                    shown[WORKER][user] = items
+            shown[WORKER].update(await _index_new_items(records, contexts, settings, now))
 
         answer_of = await _events_step(
-            batch, contexts, warm_up if first < cut else held_out, settings.events_topic
+            batch,
+            contexts,
+            warm_up if first < cut else held_out,
+            settings.events_topic,
+            isolated_signals,
         )
 
         for number, rating in batch:
@@ -191,11 +171,62 @@ async def replay(
     return metrics
 
 
+def _milestones(ratings: Sequence[Rating], cut: int) -> tuple[dict[str, int], dict[str, int]]:
+    """Each movie's first rating and each user's last warm-up rating (their numbers)."""
+    first_rating: dict[str, int] = {}
+    last_warm_up: dict[str, int] = {}
+    for number, rating in enumerate(ratings):
+        first_rating.setdefault(rating.item_id, number)
+        if number < cut:
+            last_warm_up[rating.user_id] = number
+    return first_rating, last_warm_up
+
+
+def _worker_contexts(
+    stores: Sequence[VectorStore], settings: Settings, triton: TritonClient, model_version: str
+) -> list[Context]:
+    """Each worker's own context; each batch's outcome is checkpointed as the pipeline does
+    (states saved, then the signal updates applied), with no broker in between."""
+    workers, partitions = len(stores), settings.topic_partitions
+    return [
+        Context(
+            settings,
+            triton,
+            store,
+            MediaFetcher.from_settings(settings),
+            Signals.from_settings(settings),
+            model_version,
+            owned_partitions={p for p in range(partitions) if owner_of(p, partitions, workers) == w}
+            if workers > 1
+            else None,
+        )
+        for w, store in enumerate(stores)
+    ]
+
+
+async def _index_new_items(
+    records: Sequence[ItemRecord], contexts: Sequence[Context], settings: Settings, now: float
+) -> dict[str, list[str]]:
+    """Every worker stores the new items and pushes them to its own users; user -> the list
+    pushed."""
+    pushed: dict[str, list[str]] = {}
+    new_ids = [record.item_id for record in records]
+    for ctx in contexts:
+        ctx.settings = settings
+        await ctx.store.upsert_items(records)
+        pushes, marks = await fan_out(new_ids, ctx, now=now)
+        ctx.signals.apply(SignalUpdates(pushes=marks))
+        for user, _, items in _answers(pushes):
+            pushed[user] = items
+    return pushed
+
+
 async def _events_step(
     batch: Sequence[tuple[int, Rating]],
     contexts: Sequence[Context],
     settings: Settings,
     topic: str,
+    isolated: bool = False,
 ) -> dict[str, list[str]]:
     """One micro-batch: each worker answers its users' events, saves their states, then
     every worker's signals take every worker's updates. Event id -> the items answered."""
@@ -207,7 +238,7 @@ async def _events_step(
         message = _event_message(n, rating, topic)
         mine[worker].append(dataclasses.replace(message, partition=partition))
     answer_of: dict[str, list[str]] = {}
-    updates = []
+    updates: list[tuple[Context, SignalUpdates]] = []
     for ctx, messages in zip(contexts, mine, strict=True):
         if not messages:
             continue
@@ -216,12 +247,13 @@ async def _events_step(
         ctx.clock = lambda latest=batch[-1][1].ts: latest  # type: ignore[misc]
         result = await recommend_batch(messages, ctx)
         await ctx.store.upsert_users(result.user_states)
-        updates.append(result.signals)
+        updates.append((ctx, result.signals))
         for _, event_ids, items in _answers(result.outputs):
             answer_of.update(dict.fromkeys(event_ids, items))
     for ctx in contexts:
-        for update in updates:
-            ctx.signals.apply(update)
+        for source, update in updates:
+            if source is ctx or not isolated:
+                ctx.signals.apply(update)
     return answer_of
 
 
