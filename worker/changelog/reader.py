@@ -104,7 +104,7 @@ class ChangelogReader:
         while not await self._caught_up(began_ms):
             if time.monotonic() > deadline:
                 raise KafkaError(f"{self.topic}: not caught up within {timeout_s:.0f} s")
-            await self._step(0.2)
+            await self._step(0.05)
         return time.perf_counter() - started
 
     async def follow(self, stop: asyncio.Event) -> None:

@@ -159,7 +159,7 @@ async def _read(consumer: AIOKafkaConsumer, tp: TopicPartition, count: int) -> l
     """The next `count` records (fewer when the log ends first)."""
     records: list[ConsumerRecord] = []
     while len(records) < count:
-        fetched = await consumer.getmany(tp, timeout_ms=200, max_records=count - len(records))
+        fetched = await consumer.getmany(tp, timeout_ms=50, max_records=count - len(records))
         batch = fetched.get(tp, [])
         if not batch:
             highwater = consumer.highwater(tp)

@@ -52,11 +52,17 @@ class SharedState:
 
     async def start(self) -> None:
         """Signals and (embedded) the catalogue, up to the end of their topics."""
-        await self.feed.start()
+        catalogue = self.catalogue
+        restored = await asyncio.gather(
+            self.feed.start(),
+            catalogue.start() if catalogue is not None else asyncio.sleep(0, 0.0),
+            self._start_users(),
+        )
         self.metrics.restore_seconds.labels("signals").set(self.feed.restore_seconds)
-        if self.catalogue is not None:
-            seconds = await self.catalogue.start()
-            self.metrics.restore_seconds.labels("catalogue").set(seconds)
+        if catalogue is not None:
+            self.metrics.restore_seconds.labels("catalogue").set(restored[1])
+
+    async def _start_users(self) -> None:
         if self.users is not None:
             await self.users.start()
             await self._check_copartitioned()
