@@ -55,3 +55,11 @@ def test_a_redelivered_event_is_recognised_after_it_left_the_history() -> None:
     assert fresh_events(state, [*first[:10], UserEvent("new", "u", "x", "click", None, 2e9)]) == [
         UserEvent("new", "u", "x", "click", None, 2e9)
     ]
+
+
+def test_the_state_keeps_the_events_partition_it_belongs_to() -> None:
+    state = UserState("u1", partition=3)
+    after = apply_events(
+        state, [_ev("e1", "a", 1.0)], weights=DEFAULT_EVENT_WEIGHTS, history_window=5, seen_window=5
+    )
+    assert after.partition == 3

@@ -316,3 +316,22 @@ async def test_search_users_finds_the_nearest_users_with_vectors(store: VectorSt
     assert {user for user, _ in everyone} == {"near", "middle", "far"}
     assert await store.search_users([unit(1)], 0) == [[]]
     assert await store.search_users([], 5) == []
+
+
+async def test_search_users_within_partitions_finds_only_users_of_those_partitions(
+    store: VectorStore,
+) -> None:
+    await store.upsert_users(
+        [
+            UserState(user_id="p0", vector=unit(1), partition=0),
+            UserState(user_id="p1", vector=unit(1, 0.1), partition=1),
+            UserState(user_id="p2", vector=unit(1, 0.2), partition=2),
+        ]
+    )
+
+    [mine] = await store.search_users([unit(1)], 10, partitions=[1, 2])
+    [none] = await store.search_users([unit(1)], 10, partitions=[])
+
+    assert [user for user, _ in mine] == ["p1", "p2"]
+    assert none == []
+    assert (await store.get_users(["p2"]))["p2"].partition == 2
