@@ -84,7 +84,8 @@ def partition_of(user_id: str, partitions: int) -> int:
 
 
 def owner_of(partition: int, partitions: int, workers: int) -> int:
-    """The worker the range assignor gives this partition (the first ones get one more)."""
+    """The worker the range assignor gives this partition (the first ones get one more;
+    aiokafka's default round-robin deals other partitions but the same counts)."""
     per, extra = divmod(partitions, workers)
     bounds = [(w + 1) * per + min(w + 1, extra) for w in range(workers)]
     return next(w for w, end in enumerate(bounds) if partition < end)
