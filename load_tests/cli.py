@@ -78,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(run)
     sub.add_parser("chaos", help="fault injection with exact accounting (see its --help)")
     sub.add_parser("restore", help="changelog bytes and restore times (see its --help)")
+    sub.add_parser("restart", help="answers before and after a restart on an empty disk")
     step = sub.add_parser("step", help="raise the rate until the p99 budget breaks")
     step.add_argument("--start", type=float, default=200.0)
     step.add_argument("--step", type=float, default=200.0)
@@ -186,6 +187,10 @@ def main(argv: list[str] | None = None) -> int:
         from load_tests.chaos.cli import main as chaos_main
 
         return chaos_main(argv[1:])
+    if argv[:1] == ["restart"]:
+        from load_tests.restart_probe import main as restart_main
+
+        return restart_main(argv[1:])
     if argv[:1] == ["restore"]:
         from load_tests.restore_bench import main as restore_main
 
