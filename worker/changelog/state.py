@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Callable
 
@@ -25,6 +26,8 @@ from worker.records import BatchResult, OutMessage, SignalUpdates
 log = logging.getLogger(__name__)
 # How often the local checkpoint of the materialised catalogue is written.
 CHECKPOINT_INTERVAL_S = 5.0
+# A signals snapshot is due at most this many deltas after the last one (or the restore).
+SNAPSHOT_AFTER_DELTAS = 1000
 
 
 class SharedState:
@@ -119,17 +122,25 @@ class SharedState:
         return size
 
     async def _snapshots(self, owns_partition_zero: Callable[[], bool]) -> None:
-        # One writer: the owner of events partition 0 (there is one, whatever the count).
+        """One writer, the owner of events partition 0 (there is one, whatever the count),
+        every SIGNALS_SNAPSHOT_INTERVAL_S, or sooner once SNAPSHOT_AFTER_DELTAS deltas came
+        after the last snapshot: a worker restarted more often than the interval would
+        otherwise never write one, and each restart would replay more."""
+        written_at, written_after = time.monotonic(), 0
         while True:
-            await asyncio.sleep(self.settings.signals_snapshot_interval_s)
-            if not owns_partition_zero():
+            await asyncio.sleep(1.0)
+            deltas = self.feed.reader.records_read - written_after
+            due = time.monotonic() - written_at >= self.settings.signals_snapshot_interval_s
+            if not (due or deltas >= SNAPSHOT_AFTER_DELTAS) or not owns_partition_zero():
                 continue
+            read = self.feed.reader.records_read
             try:
                 size = await self.write_snapshot()
             except KafkaError as exc:
                 log.warning("signals snapshot not written: %s", exc)
                 continue
-            log.info("signals snapshot written: %d bytes", size)
+            written_at, written_after = time.monotonic(), read
+            log.info("signals snapshot written: %d bytes, %d deltas after the last", size, deltas)
 
     async def _checkpoints(self) -> None:
         assert self.catalogue is not None
