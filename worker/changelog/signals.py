@@ -8,8 +8,8 @@ applied once; a batch replayed after a crash brings no delta for the events its 
 states already hold (their event ids are remembered).
 
 The worker that owns events partition 0 snapshots the state every
-SIGNALS_SNAPSHOT_INTERVAL_S (`snapshots.py`); a starting worker loads the newest snapshot
-and replays the deltas after it.
+SIGNALS_SNAPSHOT_INTERVAL_S, or after 1,000 deltas (`snapshots.py`, `state.py`); a starting
+worker loads the newest snapshot and replays the deltas after it.
 """
 
 from __future__ import annotations
