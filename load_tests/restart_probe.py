@@ -34,6 +34,7 @@ from worker.kafka import all_topics, client_kwargs, ensure_topics, prefixed_topi
 from worker.movielens import load_ratings
 from worker.settings import Settings, load_settings
 from worker.stack import LocalStack
+from worker.stack.answers import answer_to
 from worker.stack.worker_process import WorkerProcess
 
 MOVIELENS_ITEMS = 1682
@@ -108,15 +109,10 @@ async def _probe(settings: Settings, probes: Sequence[tuple[str, bytes]]) -> dic
 
 
 async def _answer_to(consumer: AIOKafkaConsumer, event_id: str) -> Any:
-    deadline = time.monotonic() + 30.0
-    while time.monotonic() < deadline:
-        batches = await consumer.getmany(timeout_ms=200)
-        for records in batches.values():
-            for record in records:
-                doc = orjson.loads(record.value)
-                if event_id in doc["event_ids"]:
-                    return [(i["item_id"], i["score"]) for i in doc["items"]]
-    raise RuntimeError(f"no answer to probe {event_id}")
+    doc = await answer_to(consumer, event_id)
+    if doc is None:
+        raise RuntimeError(f"no answer to probe {event_id}")
+    return [(i["item_id"], i["score"]) for i in doc["items"]]
 
 
 def _compare(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from worker.kafka import all_topics, client_kwargs, ensure_topics
 from worker.movielens import Movie, Rating, load_movies, load_ratings, movie_item_message
 from worker.settings import Settings
 from worker.stack import LocalStack
+from worker.stack.answers import answer_to
 from worker.stack.worker_process import WorkerProcess
 
 SHOW_TOP = 5
@@ -134,16 +135,11 @@ async def _one_event(
     await producer.send_and_wait(
         settings.events_topic, orjson.dumps(event), key=rating.user_id.encode()
     )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        batch = await consumer.getmany(timeout_ms=200)
-        for records in batch.values():
-            for record in records:
-                rec = orjson.loads(record.value)
-                if event_id in rec.get("event_ids", [rec.get("event_id")]):
-                    _print(rec, rating, movies, time.time() - sent_at)
-                    return
-    print(f"user {rating.user_id}: no recommendation within 30 s")
+    rec = await answer_to(consumer, event_id)
+    if rec is None:
+        print(f"user {rating.user_id}: no recommendation within 30 s")
+        return
+    _print(rec, rating, movies, time.time() - sent_at)
 
 
 def _print(rec: dict, rating: Rating, movies: dict[str, Movie], latency_s: float) -> None:
