@@ -28,6 +28,7 @@ import dataclasses
 import itertools
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import orjson
 from aiokafka.partitioner import murmur2
@@ -110,26 +111,12 @@ async def replay(
     row_of = {item_id: row for row, item_id in enumerate(catalogue.item_ids)}
     first_rating, last_warm_up = _milestones(ratings, cut)
 
-    data = Interactions(len(catalogue.item_ids), settings.trending_half_life_s)
-    methods = baselines(
-        catalogue.vectors,
-        window=settings.history_window,
-        half_life_s=settings.recency_half_life_s,
-    )
-    knn = next(m for m in methods if isinstance(m, ItemKNN))
-    metrics = {name: MethodMetrics(k) for name in (WORKER, *(m.name for m in methods))}
-    shown: dict[str, dict[str, list[str]]] = {name: {} for name in metrics}
+    board = _Scoreboard.create(catalogue, settings, k)
+    data, shown = board.data, board.shown
     model_version = await triton.model_version()
     warm_up = settings.model_copy(update={"coalesce_events": True})
     held_out = settings.model_copy(update={"coalesce_events": False})
     contexts = _worker_contexts(stores, settings, triton, model_version)
-
-    def cold_list(name: str, user: str) -> list[str]:
-        if name == WORKER:  # the worker shows a user with no history its trending items
-            rows = DecayedPopular().recommend(data, user, k)
-        else:
-            rows = next(m for m in methods if m.name == name).recommend(data, user, k)
-        return [catalogue.item_ids[row] for row in rows]
 
     started = time.perf_counter()
     # Batches never straddle the cut: warm-up and held-out events are handled differently.
@@ -154,22 +141,68 @@ async def replay(
         )
 
         for number, rating in batch:
-            user, row = rating.user_id, row_of[rating.item_id]
-            if number >= cut and first_rating[rating.item_id] != number:
-                new_item = first_rating[rating.item_id] >= cut
-                for name, method_metrics in metrics.items():
-                    listed = shown[name].get(user) or cold_list(name, user)
-                    method_metrics.record(listed, rating.item_id, new_item=new_item)
-            knn.add(data, user, row)
-            data.add(user, row, rating_weight(rating, settings.event_weights), rating.ts)
-            shown[WORKER][user] = answer_of[f"r{number}"]
-            if number >= cut or number == last_warm_up.get(user):
-                for method in methods:
-                    rows = method.recommend(data, user, k)
-                    shown[method.name][user] = [catalogue.item_ids[r] for r in rows]
+            board.score(number, rating, cut, first_rating[rating.item_id])
+            board.reveal(rating, row_of[rating.item_id], settings.event_weights)
+            shown[WORKER][rating.user_id] = answer_of[f"r{number}"]
+            if number >= cut or number == last_warm_up.get(rating.user_id):
+                board.refresh_baselines(rating.user_id)
         if end == cut or done % 200 == 0:
             log(f"replayed {end:>6}/{len(ratings)} ratings ({time.perf_counter() - started:.0f} s)")
-    return metrics
+    return board.metrics
+
+
+@dataclasses.dataclass(slots=True)
+class _Scoreboard:
+    """The baselines' shared data, every method's last list per user, and their metrics."""
+
+    catalogue: EmbeddedCatalogue
+    k: int
+    data: Interactions
+    methods: list[Any]
+    knn: ItemKNN
+    metrics: dict[str, MethodMetrics]
+    shown: dict[str, dict[str, list[str]]]
+
+    @classmethod
+    def create(cls, catalogue: EmbeddedCatalogue, settings: Settings, k: int) -> _Scoreboard:
+        data = Interactions(len(catalogue.item_ids), settings.trending_half_life_s)
+        methods = list(
+            baselines(
+                catalogue.vectors,
+                window=settings.history_window,
+                half_life_s=settings.recency_half_life_s,
+            )
+        )
+        knn = next(m for m in methods if isinstance(m, ItemKNN))
+        metrics = {name: MethodMetrics(k) for name in (WORKER, *(m.name for m in methods))}
+        shown: dict[str, dict[str, list[str]]] = {name: {} for name in metrics}
+        return cls(catalogue, k, data, methods, knn, metrics, shown)
+
+    def cold_list(self, name: str, user: str) -> list[str]:
+        if name == WORKER:  # the worker shows a user with no history its trending items
+            rows = DecayedPopular().recommend(self.data, user, self.k)
+        else:
+            method = next(m for m in self.methods if m.name == name)
+            rows = method.recommend(self.data, user, self.k)
+        return [self.catalogue.item_ids[row] for row in rows]
+
+    def score(self, number: int, rating: Rating, cut: int, first_of_item: int) -> None:
+        """A held-out rating checked against each method's last list, before it is seen."""
+        if number < cut or first_of_item == number:
+            return
+        user = rating.user_id
+        for name, method_metrics in self.metrics.items():
+            listed = self.shown[name].get(user) or self.cold_list(name, user)
+            method_metrics.record(listed, rating.item_id, new_item=first_of_item >= cut)
+
+    def reveal(self, rating: Rating, row: int, weights: dict[str, float]) -> None:
+        self.knn.add(self.data, rating.user_id, row)
+        self.data.add(rating.user_id, row, rating_weight(rating, weights), rating.ts)
+
+    def refresh_baselines(self, user: str) -> None:
+        for method in self.methods:
+            rows = method.recommend(self.data, user, self.k)
+            self.shown[method.name][user] = [self.catalogue.item_ids[r] for r in rows]
 
 
 def _milestones(ratings: Sequence[Rating], cut: int) -> tuple[dict[str, int], dict[str, int]]:
