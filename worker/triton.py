@@ -6,9 +6,10 @@ request per event micro-batch; a batch larger than the model's `max_batch_size` 
 into several requests sent concurrently. Every failure surfaces as `TritonError`.
 The tensor names below must match the `config.pbtxt` files (a test checks that they do).
 
-`model_version()` names the versions Triton serves now (item_embedder, the models it
-composes, user_encoder) and re-reads them once `version_ttl_s` has passed, so a version that
-a polling tritonserver (`--model-control-mode=poll`) swapped in shows up without a restart.
+`versions()` names the versions Triton serves now (item_embedder, the models it composes,
+user_encoder) and re-reads them once `version_ttl_s` has passed, so a version that a polling
+tritonserver (`--model-control-mode=poll`) swapped in shows up without a restart.
+`embed_items_in_space` labels item vectors with the exact item space that made them.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ USER_MODEL_INPUT_VECTORS = "ITEM_VECTORS"  # FP32 [-1, 256], oldest first, zero-
 USER_MODEL_INPUT_WEIGHTS = "EVENT_WEIGHTS"  # FP32 [-1], 0 = padding
 USER_MODEL_INPUT_AGES = "AGES_SECONDS"  # FP32 [-1]
 USER_MODEL_OUTPUT_VECTOR = "USER_VECTOR"  # FP32 [256]; zeros when there is nothing to go on
+# user_encoder's config parameter naming the item space it was trained on ("" or absent: any).
+USER_MODEL_ITEM_SPACE_PARAMETER = "trained_item_space"
 
 # The models item_embedder calls (reachable directly too, e.g. for tests and debugging).
 TEXT_MODEL = "text_encoder"
@@ -80,6 +83,34 @@ class TritonUnavailable(TritonError, InfrastructureError):
     fault."""
 
     dependency = "triton"
+
+
+@dataclass(frozen=True, slots=True)
+class ServedVersions:
+    """What Triton serves: `item_space` names every model an item vector depends on (e.g.
+    "item_embedder:1+text_encoder:1+image_encoder:1+audio_encoder:1+fusion:2"): vectors of two
+    item spaces must never be compared. `user_trained_for` is the item space the user model
+    was trained on, "" when it does not say (a model that works in any space)."""
+
+    item_space: str
+    user_model: str
+    user_trained_for: str = ""
+
+    @property
+    def full(self) -> str:
+        parts = self.item_space.split("+")
+        return "+".join(parts if self.user_model in parts else [*parts, self.user_model])
+
+    def answering(self, searched_space: str) -> str:
+        """The model_version of answers from `searched_space`'s item vectors (the served
+        one when the store does not know its space)."""
+        if not searched_space:
+            return self.full
+        return ServedVersions(searched_space, self.user_model).full
+
+    @property
+    def user_model_fits(self) -> bool:
+        return self.user_trained_for in ("", self.item_space)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,8 +153,9 @@ class TritonClient:
         self._client: Any = None
         self._max_batch: dict[str, int] = {}
         self._dim = EMBEDDING_DIM
-        self._version: str | None = None
-        self._version_read_at = 0.0
+        self._versions: ServedVersions | None = None
+        self._versions_read_at = 0.0
+        self._layout: tuple[tuple[str, ...], str] | None = None
 
     @property
     def dim(self) -> int:
@@ -177,34 +209,70 @@ class TritonClient:
     async def model_version(self) -> str:
         """E.g. "item_embedder:1+text_encoder:1+image_encoder:1+audio_encoder:1+fusion:2+
         user_encoder:1": the versions served now, at most `version_ttl_s` old."""
-        now = time.monotonic()
-        if self._version is None or now - self._version_read_at >= self.version_ttl_s:
-            config = await self._model_config(self.item_model)
-            composed = config.get("parameters", {}).get(ITEM_MODEL_COMPOSED_PARAMETER, {})
-            models = [
-                self.item_model,
-                *(name.strip() for name in composed.get("string_value", "").split(",")),
-                self.user_model,
-            ]
-            # dict.fromkeys: ordered and without duplicates or blanks.
-            parts = [
-                f"{model}:{await self._served_version(model)}"
-                for model in dict.fromkeys(models)
-                if model
-            ]
-            self._version, self._version_read_at = "+".join(parts), now
-        return self._version
+        return (await self.versions()).full
 
-    async def _served_version(self, model: str) -> str:
+    async def versions(self, max_age_s: float | None = None) -> ServedVersions:
+        """The served versions, read again when older than `max_age_s` (default
+        `version_ttl_s`): one repository-index request, plus the two models' configs."""
+        now = time.monotonic()
+        age = now - self._versions_read_at
+        if self._versions is None or age >= (
+            self.version_ttl_s if max_age_s is None else max_age_s
+        ):
+            if self._layout is None or age >= self.version_ttl_s:
+                self._layout = await self._read_layout()
+            served = await self._read_index()
+            item_models, trained_for = self._layout
+            missing = [m for m in (*item_models, self.user_model) if m not in served]
+            if missing:
+                raise TritonError(f"Triton reports no loaded version of {', '.join(missing)}")
+            self._versions = ServedVersions(
+                item_space="+".join(f"{m}:{served[m]}" for m in item_models),
+                user_model=f"{self.user_model}:{served[self.user_model]}",
+                user_trained_for=trained_for,
+            )
+            self._versions_read_at = now
+        return self._versions
+
+    async def _read_layout(self) -> tuple[tuple[str, ...], str]:
+        """(the models item vectors depend on, the item space the user model declares)."""
+        item_config = await self._model_config(self.item_model)
+        composed = item_config.get("parameters", {}).get(ITEM_MODEL_COMPOSED_PARAMETER, {})
+        names = [self.item_model, *(n.strip() for n in composed.get("string_value", "").split(","))]
+        user_config = await self._model_config(self.user_model)
+        declared = user_config.get("parameters", {}).get(USER_MODEL_ITEM_SPACE_PARAMETER, {})
+        # dict.fromkeys: ordered and without duplicates or blanks.
+        return tuple(dict.fromkeys(n for n in names if n)), declared.get("string_value", "")
+
+    async def _read_index(self) -> dict[str, str]:
+        """model -> the version serving now (the highest ready one: while a polling server
+        swaps versions both may be ready, and the new one serves)."""
         try:
-            metadata = await self.transport.model_metadata(self._connection(), model)
+            index = await self.transport.repository_index(self._connection())
         except (InferenceServerException, *_TRANSPORT_ERRORS) as exc:
-            raise self._error(model, "reading model metadata", exc) from exc
-        versions = [str(v) for v in metadata.get("versions", [])]
-        if not versions:
-            raise TritonError(f"{model}: Triton reports no loaded version")
-        # While a polling server swaps versions both may be listed; the new one serves.
-        return max(versions, key=int)
+            raise self._error("repository", "reading the model index", exc) from exc
+        served: dict[str, int] = {}
+        for entry in index:
+            version = str(entry.get("version", ""))
+            if entry.get("state") == "READY" and version.isdigit():
+                name = str(entry["name"])
+                served[name] = max(served.get(name, 0), int(version))
+        return {name: str(version) for name, version in served.items()}
+
+    async def embed_items_in_space(
+        self, contents: Sequence[ItemContent]
+    ) -> tuple[np.ndarray, list[str | None], str]:
+        """`embed_items` plus the item space the vectors are in: the served versions are read
+        again after the request, and a request that a version swap may have overtaken is
+        sent again, so a vector is never labelled with a space that did not make it."""
+        space = (await self.versions()).item_space
+        for _ in range(3):
+            vectors, errors = await self.embed_items(contents)
+            after = (await self.versions(max_age_s=0.0)).item_space
+            if after == space:
+                return vectors, errors, space
+            space = after
+        raise TritonUnavailable(f"{self.item_model}: model versions kept changing while embedding")
 
     async def embed_items(
         self, contents: Sequence[ItemContent]

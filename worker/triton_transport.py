@@ -85,6 +85,13 @@ class TritonTransport:
             return dict((await client.get_model_config(model, as_json=True))["config"])
         return dict(await client.get_model_config(model))
 
+    async def repository_index(self, client: Any) -> list[dict[str, Any]]:
+        """Every model version the server knows: {"name", "version", "state"} each."""
+        if self.protocol == "grpc":
+            index = await client.get_model_repository_index(as_json=True)
+            return list(index.get("models", []))
+        return list(await client.get_model_repository_index())
+
 
 def _str(path: Path | None) -> str | None:
     return None if path is None else str(path)

@@ -4,6 +4,7 @@ tensor names and shapes worker/triton.py (and the models calling each other) rel
 from __future__ import annotations
 
 import ast
+import json
 import sys
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from models import fusion
 from models.export import version_dirs
 
 REPO_DIR = Path(__file__).resolve().parents[2] / "triton_repo"
+MODELS_DIR = REPO_DIR.parent / "models"
 CONFIG_PATHS = sorted(REPO_DIR.glob("*/config.pbtxt"))
 
 STRING, FP32 = pb.DataType.Value("TYPE_STRING"), pb.DataType.Value("TYPE_FP32")
@@ -154,6 +156,13 @@ def test_only_the_text_encoder_lets_its_threads_spin() -> None:
 def test_user_encoder_half_life_is_a_week() -> None:
     config = load_config(REPO_DIR / t.USER_MODEL / "config.pbtxt")
     assert float(config.parameters["half_life_seconds"].string_value) == 604800.0
+
+
+def test_user_encoder_declares_the_item_space_its_weights_were_trained_on() -> None:
+    config = load_config(REPO_DIR / t.USER_MODEL / "config.pbtxt")
+    card = json.loads((MODELS_DIR / "weights" / "user_encoder.json").read_text())
+    trained_on = card["item_model_version"].removesuffix(f"+{t.USER_MODEL}:1")
+    assert config.parameters[t.USER_MODEL_ITEM_SPACE_PARAMETER].string_value == trained_on
 
 
 def test_model_code_imports_only_what_requirements_txt_installs() -> None:
