@@ -84,6 +84,8 @@ async def _triggers(item_ids: Sequence[str], ctx: Context, now: float) -> dict[s
     """User id -> the new items near that user's vector (fresh items only, users whose push
     interval has passed)."""
     settings, store = ctx.settings, ctx.store
+    # Items and users of one item space only (a model upgrade switches it between batches).
+    space = store.item_space
     fetched = await store.get_items(item_ids)
     fresh = [
         item
@@ -97,6 +99,7 @@ async def _triggers(item_ids: Sequence[str], ctx: Context, now: float) -> dict[s
         [item.vector for item in fresh],  # type: ignore[misc]
         settings.fanout_users_per_item,
         partitions=None if owned is None else sorted(owned),
+        item_space=space or None,
     )
     triggers: dict[str, list[str]] = {}
     for item, users in zip(fresh, neighbours, strict=True):

@@ -196,7 +196,7 @@ async def _recommend_round(
     t = _timed(stages, "qdrant", t)
     for state, vector in zip(rnd.states, rnd.vectors, strict=True):
         if vector is not None:
-            state.vector = vector
+            state.vector, state.item_space = vector, ctx.store.item_space
     emit(rnd, result, ctx, timings_ms={k: v * 1000.0 for k, v in stages.items()})
     _timed(stages, "rank", t)
 

@@ -78,4 +78,5 @@ def apply_events(
         updated_at=max(state.updated_at, latest),
         event_keys=keys[-seen_window * _KEY.itemsize :],
         partition=state.partition,
+        item_space=state.item_space,
     )

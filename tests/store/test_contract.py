@@ -335,3 +335,21 @@ async def test_search_users_within_partitions_finds_only_users_of_those_partitio
     assert [user for user, _ in mine] == ["p1", "p2"]
     assert none == []
     assert (await store.get_users(["p2"]))["p2"].partition == 2
+
+
+async def test_search_users_in_an_item_space_finds_only_users_whose_vector_was_made_in_it(
+    store: VectorStore,
+) -> None:
+    await store.upsert_users(
+        [
+            UserState(user_id="old", vector=unit(1), item_space="fusion:2"),
+            UserState(user_id="new", vector=unit(1, 0.1), item_space="fusion:3"),
+        ]
+    )
+
+    [new] = await store.search_users([unit(1)], 10, item_space="fusion:3")
+    [both] = await store.search_users([unit(1)], 10)
+
+    assert [user for user, _ in new] == ["new"]
+    assert [user for user, _ in both] == ["old", "new"]
+    assert (await store.get_users(["new"]))["new"].item_space == "fusion:3"

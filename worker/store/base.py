@@ -79,6 +79,8 @@ class UserState:
     # The user-events partition of the user's events (-1: unknown): with the embedded store
     # a worker pushes new items only to the users of the partitions it owns.
     partition: int = -1
+    # The item space `vector` was made in (see the store's `item_space`).
+    item_space: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +121,10 @@ class VectorStore(Protocol):
 
     dim: int
 
+    @property
+    def item_space(self) -> str:
+        """The item space of the vectors `search_items` searches ("": not known)."""
+
     async def open(self) -> None:
         """Create the collections if missing (idempotent)."""
 
@@ -149,8 +155,13 @@ class VectorStore(Protocol):
         """One batched nearest-neighbour query; result i answers request i, best first."""
 
     async def search_users(
-        self, vectors: Sequence[np.ndarray], limit: int, partitions: Sequence[int] | None = None
+        self,
+        vectors: Sequence[np.ndarray],
+        limit: int,
+        partitions: Sequence[int] | None = None,
+        item_space: str | None = None,
     ) -> list[list[tuple[str, float]]]:
         """One batched query over user vectors: result i holds the (user_id, cosine) of the
         `limit` users nearest vector i, best first. Users without a vector never match;
-        with `partitions`, only users of those events partitions do."""
+        with `partitions`, only users of those events partitions do; with `item_space`,
+        only users whose vector was made in that item space."""

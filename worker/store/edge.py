@@ -2,6 +2,10 @@
 
 Edge is synchronous, so every shard call runs on one dedicated thread: the event loop never
 blocks on search or disk, and the single thread serialises access to the shards.
+
+Item collections are per item space (`spaces.py`): writes go to the collection of the
+space their vectors are in, searches to the active one, and `switch_item_space` makes a
+re-embedded collection the active one in one step.
 """
 
 from __future__ import annotations
@@ -10,7 +14,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,23 +22,14 @@ from typing import TypeVar
 import numpy as np
 from qdrant_edge import (
     CountRequest,
-    Distance,
-    EdgeConfig,
     EdgeShard,
-    EdgeVectorParams,
-    FieldCondition,
-    Filter,
-    MatchAny,
-    PayloadSchemaType,
     Point,
-    Query,
     QueryBatchRequest,
-    QueryRequest,
     ScrollRequest,
-    SearchParams,
     UpdateOperation,
 )
 
+from worker.store import edge_users
 from worker.store.base import (
     ItemRecord,
     ScoredItem,
@@ -45,30 +39,23 @@ from worker.store.base import (
     UserState,
 )
 from worker.store.base import point_id as derive_point_id
+from worker.store.edge_cache import ItemCache
 from worker.store.edge_query import PointId, edge_query
+from worker.store.edge_shards import close_shard, open_shard, remove_shard
 from worker.store.payload import (
-    CATEGORY_FIELD,
-    CREATED_AT_FIELD,
-    PARTITION_FIELD,
     SCORED_FIELDS,
     VECTOR_NAME,
     item_payload,
     item_point_ids,
     named_vector,
-    query_limit,
     scored_item,
-    user_payload,
-    user_point_ids,
-    user_state,
     vector_list,
 )
+from worker.store.spaces import SpaceCollection, SpaceRegistry, space_collection
 
 T = TypeVar("T")
 
 log = logging.getLogger(__name__)
-
-# Written by EdgeShard.create; its presence means the directory holds a shard to load.
-_CONFIG_FILE = "edge_config.json"
 
 
 class EdgeVectorStore:
@@ -101,10 +88,15 @@ class EdgeVectorStore:
         self._executor: ThreadPoolExecutor | None = None
         self._items: EdgeShard | None = None
         self._users: EdgeShard | None = None
+        self._pending: EdgeShard | None = None
         self._flusher: asyncio.Task[None] | None = None
-        # point id -> the item with its vector (score 0), least recently used first.
-        self._item_cache: OrderedDict[int, ScoredItem] = OrderedDict()
-        self._item_cache_size = item_cache_size
+        self._item_cache = ItemCache(item_cache_size)
+        self._spaces = SpaceRegistry(self._path / "item-spaces.json", items_collection)
+        # Items written to or deleted from the pending collection by the items path while a
+        # re-embed fills it: newer than anything the re-embed read, so it leaves them alone.
+        self._pending_touched: set[str] = set()
+        # Routing a write and making it are one step with respect to a switch.
+        self._space_lock = asyncio.Lock()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -112,26 +104,30 @@ class EdgeVectorStore:
         if self._executor is not None:
             return
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edge-store")
+        self._path.mkdir(parents=True, exist_ok=True)
+        self._spaces = SpaceRegistry(self._path / "item-spaces.json", self._items_name)
         try:
-            self._items = await self._run(self._open_shard, self._items_name, True)
-            self._users = await self._run(self._open_shard, self._users_name, False)
+            self._items = await self._open(self._spaces.active.collection, True)
+            self._users = await self._open(self._users_name, False)
+            if self._spaces.pending is not None:
+                self._pending = await self._open(self._spaces.pending.collection, True)
         except StoreError:
             await self.close()
             raise
         if self._flush_interval_s:
             self._flusher = asyncio.create_task(self._flush_periodically(self._flush_interval_s))
-        await self._warm_item_cache()
+        self._item_cache = await self._warm_cache(self._shards()[0])
 
-    async def _warm_item_cache(self, page: int = 1000) -> None:
-        """Fill the item cache from the collection at start, up to its size: otherwise the
-        first searches after a restart each pay the engine's slow conversion of payloads and
-        vectors (the start pays it once instead, ~20 µs per item)."""
-        shard, _ = self._shards()
+    async def _warm_cache(self, shard: EdgeShard, page: int = 1000) -> ItemCache:
+        """An item cache filled from `shard`, up to its size: otherwise the first searches
+        after a restart each pay the engine's slow conversion of payloads and vectors (the
+        start pays it once instead, ~20 µs per item)."""
+        cache = ItemCache(self._item_cache.size)
         offset = None
-        while len(self._item_cache) < self._item_cache_size:
+        while not cache.full:
             request = ScrollRequest(
                 offset=offset,
-                limit=min(page, self._item_cache_size - len(self._item_cache)),
+                limit=min(page, cache.size - len(cache)),
                 with_payload=SCORED_FIELDS,
                 with_vector=[VECTOR_NAME],
             )
@@ -139,9 +135,10 @@ class EdgeVectorStore:
             for record in records:
                 if record.payload:
                     item = scored_item(record.payload, 0.0, named_vector(record.vector))
-                    self._cache_item(int(record.id), item)
+                    cache.put(int(record.id), item)
             if offset is None:
                 break
+        return cache
 
     async def close(self) -> None:
         if self._executor is None:
@@ -151,15 +148,20 @@ class EdgeVectorStore:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._flusher
             self._flusher = None
+        shards = [s for s in (self._items, self._users, self._pending) if s is not None]
+        self._items = self._users = self._pending = None
         try:
-            await self._run(self._close_shards)
+            for shard in shards:
+                await self._run(close_shard, shard)
         finally:
             self._executor.shutdown(wait=True)
             self._executor = None
 
     async def flush(self) -> None:
         """Persist segments now (the WAL already holds every acknowledged update)."""
-        await self._run(self._flush_shards)
+        for shard in (self._items, self._users, self._pending):
+            if shard is not None:
+                await self._run(shard.flush)
 
     async def optimize(self) -> bool:
         """Build HNSW / vacuum segments. Edge never does this on its own; it blocks the store's
@@ -169,9 +171,97 @@ class EdgeVectorStore:
         optimized_users = await self._run(users.optimize)
         return optimized_items or optimized_users
 
+    # -- item spaces -------------------------------------------------------------------------
+
+    @property
+    def item_space(self) -> str:
+        """The space of the searched item vectors ("": not known yet; the first versioned
+        write decides it)."""
+        return self._spaces.active.space
+
+    @property
+    def pending_space(self) -> str | None:
+        return None if self._spaces.pending is None else self._spaces.pending.space
+
+    async def begin_item_space(self, space: str) -> None:
+        """Open (or create) the collection a re-embed into `space` fills; from now on writes
+        in `space` go there, and searches still go to the active collection."""
+        if space == self.pending_space:
+            return
+        await self.abandon_item_space()
+        async with self._space_lock:
+            pending = SpaceCollection(space, space_collection(self._items_name, space))
+            self._pending = await self._open(pending.collection, True)
+            self._spaces.pending = pending
+            self._spaces.save()
+            self._pending_touched = set()
+
+    async def abandon_item_space(self) -> None:
+        """Drop the pending collection (e.g. Triton moved on to yet another version)."""
+        async with self._space_lock:
+            if self._spaces.pending is None:
+                return
+            shard, self._pending = self._pending, None
+            directory = self._path / self._spaces.pending.collection
+            self._spaces.pending = None
+            self._spaces.save()
+            await self._run(remove_shard, shard, directory)
+
+    async def switch_item_space(self) -> None:
+        """The pending collection becomes the searched one in one step (its item cache warmed
+        first); the old collection is deleted."""
+        async with self._space_lock:
+            if self._pending is None or self._spaces.pending is None:
+                raise StoreError("no pending item space to switch to")
+            cache = await self._warm_cache(self._pending)
+            old, old_dir = self._items, self._path / self._spaces.active.collection
+            self._items, self._pending = self._pending, None
+            self._item_cache = cache
+            self._spaces.active, self._spaces.pending = self._spaces.pending, None
+            self._spaces.save()
+            await self._run(remove_shard, old, old_dir)
+
+    async def upsert_reembedded(self, items: Sequence[ItemRecord]) -> int:
+        """A re-embed's writes into the pending collection: items the items path wrote or
+        deleted since the pending space began are left alone. -> how many were written."""
+        async with self._space_lock:
+            space = self.pending_space
+            if self._pending is None or space is None:
+                raise StoreError("no pending item space to write into")
+            kept = [i for i in items if i.item_id not in self._pending_touched]
+            if any(item.model_version != space for item in kept):
+                raise StoreError(f"re-embedded items must be in the pending space {space}")
+            await self._upsert(self._pending, kept, cache=False)
+            return len(kept)
+
     # -- items -------------------------------------------------------------------------------
 
     async def upsert_items(self, items: Sequence[ItemRecord]) -> None:
+        """Each item goes to the collection of its vector's space (`model_version`); one of
+        a space the store holds no collection for is dropped: older than the active space,
+        or newer, and then the re-embed into that space writes it."""
+        if not items:
+            return
+        async with self._space_lock:
+            active = self._spaces.active
+            if not active.space and (versioned := [i for i in items if i.model_version]):
+                # A store of unknown space takes the space of its first versioned item.
+                self._spaces.active = SpaceCollection(versioned[0].model_version, active.collection)
+                self._spaces.save()
+            space, pending = self.item_space, self.pending_space
+            to_active = [i for i in items if i.model_version in ("", space)]
+            to_pending = [i for i in items if pending and i.model_version == pending]
+            if len(to_active) + len(to_pending) < len(items):
+                log.warning(
+                    "%d item vectors of another space than %s dropped",
+                    len(items) - len(to_active) - len(to_pending), space,
+                )  # fmt: skip
+            await self._upsert(self._shards()[0], to_active, cache=True)
+            if to_pending and self._pending is not None:
+                await self._upsert(self._pending, to_pending, cache=False)
+                self._pending_touched.update(i.item_id for i in to_pending)
+
+    async def _upsert(self, shard: EdgeShard, items: Sequence[ItemRecord], *, cache: bool) -> None:
         if not items:
             return
         points = [
@@ -182,20 +272,25 @@ class EdgeVectorStore:
             )
             for item in items
         ]
-        shard, _ = self._shards()
         await self._run(shard.update, UpdateOperation.upsert_points(points))
-        for item, point in zip(items, points, strict=True):
-            vector = np.asarray(item.vector, dtype=np.float32)
-            self._cache_item(int(point.id), scored_item(item_payload(item), 0.0, vector))
+        if cache:
+            for item, point in zip(items, points, strict=True):
+                vector = np.asarray(item.vector, dtype=np.float32)
+                self._item_cache.put(int(point.id), scored_item(item_payload(item), 0.0, vector))
 
     async def delete_items(self, item_ids: Sequence[str]) -> None:
+        """Deletes from the active and any pending collection."""
         if not item_ids:
             return
-        shard, _ = self._shards()
-        ids = list(item_point_ids(item_ids))
-        await self._run(shard.update, UpdateOperation.delete_points(list[PointId](ids)))
-        for point in ids:
-            self._item_cache.pop(point, None)
+        async with self._space_lock:
+            ids = list(item_point_ids(item_ids))
+            delete = UpdateOperation.delete_points(list[PointId](ids))
+            await self._run(self._shards()[0].update, delete)
+            for point in ids:
+                self._item_cache.discard(point)
+            if self._pending is not None:
+                await self._run(self._pending.update, delete)
+                self._pending_touched.update(item_ids)
 
     async def get_item_vectors(self, item_ids: Sequence[str]) -> dict[str, np.ndarray]:
         items = await self.get_items(item_ids)
@@ -210,38 +305,27 @@ class EdgeVectorStore:
     async def _cached_items(self, points: Sequence[int]) -> dict[int, ScoredItem]:
         """point id -> item (with its vector), from the cache or, for the rest, one retrieve
         call that fills it. Points that do not exist are left out."""
-        cache = self._item_cache
-        items: dict[int, ScoredItem] = {}
-        missing: list[PointId] = []
-        for point in points:
-            cached = cache.get(point)
-            if cached is None:
-                missing.append(point)
-            else:
-                cache.move_to_end(point)
-                items[point] = cached
+        items, missing = self._item_cache.lookup(points)
         if missing:
             shard, _ = self._shards()
             records = await self._run(
-                shard.retrieve, missing, with_payload=SCORED_FIELDS, with_vector=[VECTOR_NAME]
+                shard.retrieve,
+                list[PointId](missing),
+                with_payload=SCORED_FIELDS,
+                with_vector=[VECTOR_NAME],
             )
             for record in records:
                 if record.payload:
                     item = scored_item(record.payload, 0.0, named_vector(record.vector))
                     items[int(record.id)] = item
-                    self._cache_item(int(record.id), item)
+                    self._item_cache.put(int(record.id), item)
         return items
 
-    def _cache_item(self, point: int, item: ScoredItem) -> None:
-        if self._item_cache_size <= 0:
-            return
-        self._item_cache[point] = item
-        self._item_cache.move_to_end(point)
-        while len(self._item_cache) > self._item_cache_size:
-            self._item_cache.popitem(last=False)
-
-    async def count_items(self) -> int:
-        shard, _ = self._shards()
+    async def count_items(self, pending: bool = False) -> int:
+        """Items in the active collection (or, with `pending`, in the pending one)."""
+        shard = self._pending if pending else self._shards()[0]
+        if shard is None:
+            return 0
         return await self._run(shard.count, CountRequest(exact=True))
 
     async def probe(self) -> None:
@@ -276,98 +360,30 @@ class EdgeVectorStore:
     async def get_users(self, user_ids: Sequence[str]) -> dict[str, UserState]:
         if not user_ids:
             return {}
-        _, shard = self._shards()
-        records = await self._run(
-            shard.retrieve,
-            list(user_point_ids(user_ids)),
-            with_payload=True,
-            with_vector=[VECTOR_NAME],
-        )
-        states = (user_state(r.payload or {}, named_vector(r.vector)) for r in records)
-        return {state.user_id: state for state in states}
+        return await self._run(edge_users.get_users, self._shards()[1], user_ids)
 
     async def upsert_users(self, users: Sequence[UserState]) -> None:
-        if not users:
-            return
-        # A user without a vector is a point with no named vectors (an empty map): Edge, like
-        # the server, stores it, and an upsert replaces any vector the point had before.
-        points = [
-            Point(
-                derive_point_id("user", user.user_id),
-                {} if user.vector is None else {VECTOR_NAME: vector_list(user.vector)},
-                user_payload(user),
-            )
-            for user in users
-        ]
-        _, shard = self._shards()
-        await self._run(shard.update, UpdateOperation.upsert_points(points))
+        if users:
+            await self._run(edge_users.upsert_users, self._shards()[1], users)
 
     async def search_users(
-        self, vectors: Sequence[np.ndarray], limit: int, partitions: Sequence[int] | None = None
+        self,
+        vectors: Sequence[np.ndarray],
+        limit: int,
+        partitions: Sequence[int] | None = None,
+        item_space: str | None = None,
     ) -> list[list[tuple[str, float]]]:
         if not vectors:
             return []
-        _, shard = self._shards()
-        only = (
-            None
-            if partitions is None
-            else Filter(must=[FieldCondition(PARTITION_FIELD, match=MatchAny(list(partitions)))])
+        query = edge_users.UserQuery(limit, partitions, item_space, self._hnsw_ef)
+        return await self._run(edge_users.search_users, self._shards()[1], vectors, query)
+
+    # -- internals ---------------------------------------------------------------------------
+
+    async def _open(self, collection: str, indexed: bool) -> EdgeShard:
+        return await self._run(
+            functools.partial(open_shard, indexed=indexed), self._path / collection, self.dim
         )
-        batch = QueryBatchRequest(
-            [
-                QueryRequest(
-                    limit=query_limit(limit),
-                    query=Query.Nearest(vector_list(vector), using=VECTOR_NAME),
-                    filter=only,
-                    params=SearchParams(hnsw_ef=self._hnsw_ef),
-                    with_payload=["user_id"],
-                    with_vector=False,
-                )
-                for vector in vectors
-            ]
-        )
-        answers = await self._run(shard.query_batch, batch)
-        return [
-            [(str((hit.payload or {})["user_id"]), float(hit.score)) for hit in hits][:limit]
-            for hits in answers
-        ]
-
-    # -- internals (the _open/_close/_flush helpers run on the store thread) -------------------
-
-    def _config(self) -> EdgeConfig:
-        return EdgeConfig(
-            vectors={VECTOR_NAME: EdgeVectorParams(size=self.dim, distance=Distance.Cosine)}
-        )
-
-    def _open_shard(self, name: str, indexed: bool) -> EdgeShard:
-        directory = self._path / name
-        if (directory / _CONFIG_FILE).exists():
-            # Passing the config makes Edge check it (e.g. the dimension) against the data.
-            shard = EdgeShard.load(str(directory), self._config())
-        else:
-            directory.mkdir(parents=True, exist_ok=True)
-            shard = EdgeShard.create(str(directory), self._config())
-        if indexed:
-            existing = shard.info().payload_schema
-            for field, schema in (
-                (CATEGORY_FIELD, PayloadSchemaType.Keyword),
-                (CREATED_AT_FIELD, PayloadSchemaType.Float),
-            ):
-                if field not in existing:
-                    shard.update(UpdateOperation.create_field_index(field, schema))
-        return shard
-
-    def _flush_shards(self) -> None:
-        for shard in (self._items, self._users):
-            if shard is not None:
-                shard.flush()
-
-    def _close_shards(self) -> None:
-        shards = [s for s in (self._items, self._users) if s is not None]
-        self._items = self._users = None
-        for shard in shards:
-            shard.flush()
-            shard.close()
 
     async def _flush_periodically(self, interval_s: float) -> None:
         while True:

@@ -24,6 +24,8 @@ CATEGORY_FIELD = "category"
 CREATED_AT_FIELD = "created_at"
 # Indexed payload field of the users collection (new-item fan-out per worker).
 PARTITION_FIELD = "partition"
+# The item space the user's vector was made in: pushes compare it only with items of that space.
+ITEM_SPACE_FIELD = "item_space"
 
 # The payload a search hit needs to become a ScoredItem; titles and versions stay on disk.
 SCORED_FIELDS = ["item_id", "category", "tags", "created_at", "popularity"]
@@ -103,6 +105,7 @@ def user_payload(user: UserState) -> dict[str, Any]:
         "state": orjson.dumps(state).decode(),
         "updated_at": float(user.updated_at),
         PARTITION_FIELD: int(user.partition),
+        ITEM_SPACE_FIELD: user.item_space,
     }
 
 
@@ -119,4 +122,5 @@ def user_state(payload: Mapping[str, Any], vector: np.ndarray | None) -> UserSta
         updated_at=float(payload.get("updated_at") or 0.0),
         event_keys=base64.b64decode(state.get("event_keys", "")),
         partition=int(payload.get(PARTITION_FIELD, -1)),
+        item_space=str(payload.get(ITEM_SPACE_FIELD) or ""),
     )

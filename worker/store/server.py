@@ -24,6 +24,7 @@ from worker.store.base import point_id as derive_point_id
 from worker.store.payload import (
     CATEGORY_FIELD,
     CREATED_AT_FIELD,
+    ITEM_SPACE_FIELD,
     PARTITION_FIELD,
     SCORED_FIELDS,
     VECTOR_NAME,
@@ -91,6 +92,12 @@ class QdrantServerStore:
         self._client = AsyncQdrantClient(
             url=url, location=location, api_key=api_key, timeout=max(1, round(timeout_s))
         )
+
+    @property
+    def item_space(self) -> str:
+        # One shared items collection; its space is not tracked (re-embedding into a new
+        # collection is the embedded store's for now).
+        return ""
 
     async def open(self) -> None:
         vectors = {VECTOR_NAME: m.VectorParams(size=self.dim, distance=m.Distance.COSINE)}
@@ -187,17 +194,24 @@ class QdrantServerStore:
         ]
 
     async def search_users(
-        self, vectors: Sequence[np.ndarray], limit: int, partitions: Sequence[int] | None = None
+        self,
+        vectors: Sequence[np.ndarray],
+        limit: int,
+        partitions: Sequence[int] | None = None,
+        item_space: str | None = None,
     ) -> list[list[tuple[str, float]]]:
         if not vectors:
             return []
-        only = (
-            None
-            if partitions is None
-            else m.Filter(
-                must=[m.FieldCondition(key=PARTITION_FIELD, match=m.MatchAny(any=list(partitions)))]
+        must: list[m.Condition] = []
+        if partitions is not None:
+            must.append(
+                m.FieldCondition(key=PARTITION_FIELD, match=m.MatchAny(any=list(partitions)))
             )
-        )
+        if item_space is not None:
+            must.append(
+                m.FieldCondition(key=ITEM_SPACE_FIELD, match=m.MatchValue(value=item_space))
+            )
+        only = m.Filter(must=must) if must else None
         queries = [
             m.QueryRequest(
                 query=vector_list(vector),

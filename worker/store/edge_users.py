@@ -1,0 +1,94 @@
+"""The embedded store's users collection: reads, writes and the new-item fan-out's search.
+These run on the store's thread (Edge is synchronous)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from qdrant_edge import (
+    EdgeShard,
+    FieldCondition,
+    Filter,
+    MatchAny,
+    MatchValue,
+    Point,
+    Query,
+    QueryBatchRequest,
+    QueryRequest,
+    SearchParams,
+    UpdateOperation,
+)
+
+from worker.store.base import UserState
+from worker.store.base import point_id as derive_point_id
+from worker.store.edge_query import Condition
+from worker.store.payload import (
+    ITEM_SPACE_FIELD,
+    PARTITION_FIELD,
+    VECTOR_NAME,
+    named_vector,
+    query_limit,
+    user_payload,
+    user_point_ids,
+    user_state,
+    vector_list,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class UserQuery:
+    limit: int
+    partitions: Sequence[int] | None  # only users of these events partitions
+    item_space: str | None  # only users whose vector was made in this item space
+    hnsw_ef: int
+
+
+def get_users(shard: EdgeShard, user_ids: Sequence[str]) -> dict[str, UserState]:
+    records = shard.retrieve(
+        list(user_point_ids(user_ids)), with_payload=True, with_vector=[VECTOR_NAME]
+    )
+    states = (user_state(r.payload or {}, named_vector(r.vector)) for r in records)
+    return {state.user_id: state for state in states}
+
+
+def upsert_users(shard: EdgeShard, users: Sequence[UserState]) -> None:
+    # A user without a vector is a point with no named vectors (an empty map): Edge, like
+    # the server, stores it, and an upsert replaces any vector the point had before.
+    points = [
+        Point(
+            derive_point_id("user", user.user_id),
+            {} if user.vector is None else {VECTOR_NAME: vector_list(user.vector)},
+            user_payload(user),
+        )
+        for user in users
+    ]
+    shard.update(UpdateOperation.upsert_points(points))
+
+
+def search_users(
+    shard: EdgeShard, vectors: Sequence[np.ndarray], query: UserQuery
+) -> list[list[tuple[str, float]]]:
+    must: list[Condition] = []
+    if query.partitions is not None:
+        must.append(FieldCondition(PARTITION_FIELD, match=MatchAny(list(query.partitions))))
+    if query.item_space is not None:
+        must.append(FieldCondition(ITEM_SPACE_FIELD, match=MatchValue(query.item_space)))
+    batch = QueryBatchRequest(
+        [
+            QueryRequest(
+                limit=query_limit(query.limit),
+                query=Query.Nearest(vector_list(vector), using=VECTOR_NAME),
+                filter=Filter(must=must) if must else None,
+                params=SearchParams(hnsw_ef=query.hnsw_ef),
+                with_payload=["user_id"],
+                with_vector=False,
+            )
+            for vector in vectors
+        ]
+    )
+    return [
+        [(str((hit.payload or {})["user_id"]), float(hit.score)) for hit in hits][: query.limit]
+        for hits in shard.query_batch(batch)
+    ]

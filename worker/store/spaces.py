@@ -1,0 +1,47 @@
+"""Which item collection holds which item space, for the embedded store.
+
+Item vectors of two spaces (two fusion or encoder versions) must never meet in one search,
+so each space has its own collection: the active one answers searches; a pending one is
+filled by a background re-embed and then replaces it in one step. The registry is a small
+JSON file next to the shards, replaced atomically, so a restart finds the same collections.
+A store written before spaces existed has one collection of unknown space ("").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class SpaceCollection:
+    space: str  # e.g. "item_embedder:1+text_encoder:1+...+fusion:2"; "" = not known yet
+    collection: str  # the shard's directory name
+
+
+def space_collection(base: str, space: str) -> str:
+    """The collection name for `space`: the configured name plus a digest of the space."""
+    return f"{base}-{hashlib.sha1(space.encode()).hexdigest()[:12]}"
+
+
+class SpaceRegistry:
+    def __init__(self, path: Path, base: str) -> None:
+        self.path = path
+        self.active = SpaceCollection("", base)
+        self.pending: SpaceCollection | None = None
+        if path.exists():
+            doc = json.loads(path.read_text())
+            self.active = SpaceCollection(**doc["active"])
+            self.pending = SpaceCollection(**doc["pending"]) if doc.get("pending") else None
+
+    def save(self) -> None:
+        doc = {
+            "active": asdict(self.active),
+            "pending": None if self.pending is None else asdict(self.pending),
+        }
+        temporary = self.path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(doc, indent=2))
+        os.replace(temporary, self.path)
