@@ -47,11 +47,11 @@ async def test_batches_wait_while_newly_assigned_partitions_are_restored(tmp_pat
     )
     await asyncio.sleep(0.01)
     assert restored == [[0, 2]]
-    assert pipeline._in_flight.locked(), "a batch would run on state not restored yet"
+    assert pipeline.in_flight.locked(), "a batch would run on state not restored yet"
     assert pipeline.assigned == set(), "fan-out waits for the restore too"
     release.set()
     await assigning
-    assert not pipeline._in_flight.locked()
+    assert not pipeline.in_flight.locked()
     assert pipeline.assigned == {0, 2}
 
     await pipeline.on_partitions_revoked([TopicPartition("user-events", 2)])

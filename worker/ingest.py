@@ -11,6 +11,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import replace
 
+import numpy as np
+
 from worker.context import Context
 from worker.errors import InfrastructureError
 from worker.fanout import fan_out
@@ -68,7 +70,7 @@ async def ingest_batch(messages: Sequence[RawMessage], ctx: Context) -> BatchRes
     t_decoded = time.perf_counter()
     result.stage_seconds["decode"] = t_decoded - started
 
-    upserts = await _resolve_media(upserts, media, result)
+    upserts = await resolve_media(upserts, media, result)
     t_media = time.perf_counter()
     if t_media - t_decoded > 1e-4:
         result.stage_seconds["media"] = t_media - t_decoded
@@ -76,23 +78,12 @@ async def ingest_batch(messages: Sequence[RawMessage], ctx: Context) -> BatchRes
     records: list[ItemRecord] = []
     if upserts:
         contents = [ItemContent(item_text(op), op.image, op.audio) for _, op in upserts]
-        vectors, errors = await triton.embed_items(contents)
+        vectors, errors, space = await triton.embed_items_in_space(contents)
         for (msg, op), vector, error in zip(upserts, vectors, errors, strict=True):
             if error is not None:
                 result.dead_letters.append(DeadLetter(msg, "embed", error))
                 continue
-            records.append(
-                ItemRecord(
-                    item_id=op.item_id,
-                    vector=vector,
-                    title=op.title,
-                    category=op.category,
-                    tags=op.tags,
-                    created_at=op.created_at,
-                    popularity=op.popularity,
-                    model_version=ctx.model_version,
-                )
-            )
+            records.append(item_record(op, vector, space))
     t_embedded = time.perf_counter()
     result.stage_seconds["triton"] = t_embedded - t_media
 
@@ -107,7 +98,22 @@ async def ingest_batch(messages: Sequence[RawMessage], ctx: Context) -> BatchRes
     return result
 
 
-async def _resolve_media(
+def item_record(op: ItemUpsert, vector: np.ndarray, space: str) -> ItemRecord:
+    """What the store keeps of an item: its vector (of item space `space`) and the fields
+    the ranking and filters use."""
+    return ItemRecord(
+        item_id=op.item_id,
+        vector=vector,
+        title=op.title,
+        category=op.category,
+        tags=op.tags,
+        created_at=op.created_at,
+        popularity=op.popularity,
+        model_version=space,
+    )
+
+
+async def resolve_media(
     upserts: list[tuple[RawMessage, ItemUpsert]], media: MediaFetcher, result: BatchResult
 ) -> list[tuple[RawMessage, ItemUpsert]]:
     """Replace image_url/audio_url by fetched bytes; failures become dead letters."""

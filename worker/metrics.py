@@ -101,6 +101,31 @@ class Metrics:
             ["state"],
             registry=r,
         )
+        self._upgrade_metrics(r)
+
+    def _upgrade_metrics(self, r: CollectorRegistry) -> None:
+        """Model upgrades: the catalogue re-embedded into a new item space."""
+        self.reembed_items = Counter(
+            "streamrec_reembed_items_total",
+            "Items re-embedded into a new item space (model upgrade)",
+            registry=r,
+        )
+        self.reembed_items_per_second = Gauge(
+            "streamrec_reembed_items_per_second",
+            "Items per second of the last (or running) catalogue re-embed",
+            registry=r,
+        )
+        self.item_space_switches = Counter(
+            "streamrec_item_space_switches_total",
+            "Times the searched item collection switched to a new item space",
+            registry=r,
+        )
+        self.user_model_fits = Gauge(
+            "streamrec_user_model_fits_item_space",
+            "1 if the served user model was trained on the item space Triton serves, else 0",
+            registry=r,
+        )
+        self.user_model_fits.set(1)
 
     def _fault_metrics(self, r: CollectorRegistry) -> None:
         """Failures, recovery and broker data loss (see README, Delivery guarantees)."""

@@ -95,7 +95,9 @@ class Pipeline(ConsumerRebalanceListener):
             backoff_max_s=settings.retry_backoff_max_s,
             probe_interval_s=settings.retry_probe_interval_s,
         )
-        self._in_flight = asyncio.Lock()
+        # Held while a batch is handled and checkpointed: whoever else takes it (a
+        # rebalance, a model upgrade's switch) acts between batches.
+        self.in_flight = asyncio.Lock()
         # With a changelog, trending and co-visitation reach every worker's signals through
         # the signals topic (this one's too); only push limits are applied here.
         self.changelog = changelog
@@ -106,7 +108,7 @@ class Pipeline(ConsumerRebalanceListener):
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         # The in-flight batch checkpoints (or is abandoned) before its partitions move.
-        async with self._in_flight:
+        async with self.in_flight:
             self.assigned -= {tp.partition for tp in revoked}
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
@@ -114,7 +116,7 @@ class Pipeline(ConsumerRebalanceListener):
         if self.on_assigned is not None:
             # The partitions' state comes first: aiokafka may hand out their records before
             # this callback returns, so the next batch waits on the in-flight lock.
-            async with self._in_flight:
+            async with self.in_flight:
                 await self.retrier.until_done("restore", lambda: self.on_assigned(partitions))  # type: ignore[misc]
         self.assigned |= set(partitions)
         self.health.joined(self.spec.name)
@@ -132,7 +134,7 @@ class Pipeline(ConsumerRebalanceListener):
                 break
             if not batch or self.stop.is_set():
                 continue  # a batch fetched as the stop came is left for the next owner
-            async with self._in_flight:
+            async with self.in_flight:
                 try:
                     await self.process(batch)
                 except Abandoned as exc:

@@ -13,6 +13,7 @@ import contextlib
 import gc
 import logging
 import signal
+from collections.abc import AsyncIterator
 
 from worker.changelog.state import SharedState
 from worker.context import Context
@@ -24,6 +25,7 @@ from worker.media import MediaFetcher
 from worker.metrics import Metrics
 from worker.pipeline import Pipeline, PipelineSpec
 from worker.recommend import recommend_batch
+from worker.reembed import CatalogueReembed
 from worker.settings import Settings
 from worker.signals import Signals
 from worker.store import EdgeVectorStore, QdrantServerStore, VectorStore
@@ -114,6 +116,23 @@ class Runtime:
         if self.state.embedded:
             # The events pipeline's own set, kept up to date by its rebalance callbacks.
             self.ctx.owned_partitions = self.pipelines[0].assigned
+        store = self.ctx.store
+        self.reembed = (
+            CatalogueReembed(
+                self.ctx, store, self.output, metrics, self._between_batches, self.state.origin
+            )
+            if isinstance(store, EdgeVectorStore)
+            else None
+        )
+
+    @contextlib.asynccontextmanager
+    async def _between_batches(self) -> AsyncIterator[None]:
+        """No batch of either pipeline, and no push of materialised items, runs meanwhile."""
+        async with contextlib.AsyncExitStack() as stack:
+            for pipeline in self.pipelines:
+                await stack.enter_async_context(pipeline.in_flight)
+            await stack.enter_async_context(self.state.pushes_lock)
+            yield
 
     async def start(self) -> None:
         ctx, settings = self.ctx, self.settings
@@ -130,7 +149,8 @@ class Runtime:
         await self.state.start()
         for pipeline in self.pipelines:
             await pipeline.source.start()
-        ctx.model_version = await ctx.triton.model_version()
+        # Answers name the versions that made the searched vectors (see reembed.py).
+        ctx.model_version = (await ctx.triton.versions()).answering(ctx.store.item_space)
         if settings.gc_threshold:
             # Everything alive now (modules, clients, the warm item cache) lives as long as
             # the process: no collection needs to walk it again.
@@ -158,6 +178,8 @@ class Runtime:
             asyncio.create_task(self._watch_dependencies()),
             *self.state.chores(self.stop, lambda: 0 in self.pipelines[0].assigned),
         ]
+        if self.reembed is not None:
+            chores.append(asyncio.create_task(self.reembed.run(self.stop), name="reembed"))
         stopping = asyncio.create_task(self.stop.wait())
         await asyncio.wait([stopping, *workers], return_when=asyncio.FIRST_COMPLETED)
         # A pipeline that ended on its own crashed: stop the rest the same exact way.
@@ -203,10 +225,11 @@ class Runtime:
         while True:
             await asyncio.sleep(MODEL_VERSION_REFRESH_S)
             try:
-                version = await self.ctx.triton.model_version()
+                versions = await self.ctx.triton.versions()
             except TritonError as exc:
                 log.warning("model_version not refreshed: %s", exc)
                 continue
+            version = versions.answering(self.ctx.store.item_space)
             if version != self.ctx.model_version:
                 log.info("model_version: %s -> %s", self.ctx.model_version, version)
                 self.ctx.model_version = version

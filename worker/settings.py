@@ -119,6 +119,10 @@ class Settings(BaseSettings):
     triton_tls_keyfile: Path | None = None
     triton_item_model: str = "item_embedder"
     triton_user_model: str = "user_encoder"
+    # How often the worker compares the item space Triton serves with its store's; another
+    # one (a new fusion or encoder version) starts a background re-embed of the catalogue
+    # (embedded store: worker/reembed.py).
+    reembed_check_interval_s: float = Field(default=5.0, gt=0)
 
     # --- media by URL (image_url, audio_url) ----------------------------------------------
     # Only public addresses are fetched; these hosts / networks (CIDR) are allowed besides,

@@ -52,6 +52,8 @@ class SharedState:
         self.users = (
             UserStateRestorer(settings, ctx.store, self.offsets, metrics) if self.embedded else None
         )
+        # Held by the pushes of materialised items: an item space switch waits for them.
+        self.pushes_lock = asyncio.Lock()
 
     async def start(self) -> None:
         """Signals and (embedded) the catalogue, up to the end of their topics."""
@@ -103,7 +105,8 @@ class SharedState:
         Pushes are extras: a failure is logged, never retried into a stall."""
         ctx = self.ctx
         try:
-            outputs, pushes = await fan_out(item_ids, ctx, now=ctx.clock())
+            async with self.pushes_lock:
+                outputs, pushes = await fan_out(item_ids, ctx, now=ctx.clock())
             await self.output.publish(outputs, [], self.settings.items_dlq_topic)
         except Exception:
             log.exception("new-item fan-out of %d materialised items failed", len(item_ids))

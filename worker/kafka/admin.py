@@ -84,7 +84,9 @@ def topic_configs(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:
         "retention.ms": str(int(settings.signals_retention_s * 1000)),
     }
     return {
-        settings.items_topic: (n, {}),
+        # Keyed by item: compacted, it holds every item's latest content, which a model
+        # upgrade re-embeds (worker/reembed.py).
+        settings.items_topic: (n, compact),
         settings.events_topic: (n, {}),
         # Keyed by user: a compacted topic holds each user's latest list.
         settings.recommendations_topic: (n, compact),
