@@ -79,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("chaos", help="fault injection with exact accounting (see its --help)")
     sub.add_parser("restore", help="changelog bytes and restore times (see its --help)")
     sub.add_parser("restart", help="answers before and after a restart on an empty disk")
+    sub.add_parser("upgrade", help="a fusion version published under a running worker")
     step = sub.add_parser("step", help="raise the rate until the p99 budget breaks")
     step.add_argument("--start", type=float, default=200.0)
     step.add_argument("--step", type=float, default=200.0)
@@ -195,6 +196,10 @@ def main(argv: list[str] | None = None) -> int:
         from load_tests.restore_bench import main as restore_main
 
         return restore_main(argv[1:])
+    if argv[:1] == ["upgrade"]:
+        from load_tests.upgrade_bench import main as upgrade_main
+
+        return upgrade_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         settings = _settings(args)

@@ -4,7 +4,6 @@ background while answers keep coming from the old item space, then they switch o
 from __future__ import annotations
 
 import asyncio
-import shutil
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,13 +16,13 @@ from aiokafka import AIOKafkaProducer
 from fixtures.kafka import TopicReader, wait_until
 from test_end_to_end import COOKING, SPACE
 
-from models import export, fusion
-from models.reference import REPO_DIR
+from models import fusion
+from models.publish import publish_new_fusion, scratch_repository
 from worker.settings import Settings
 from worker.stack.tritonserver import TritonServer
 from worker.stack.worker_process import WorkerProcess
 from worker.store import EdgeVectorStore
-from worker.triton import FUSION_MODEL, ItemContent, TritonClient
+from worker.triton import ItemContent, TritonClient
 
 pytestmark = pytest.mark.integration
 
@@ -37,20 +36,8 @@ USERS = ["space-fan", "cooking-fan"]
 
 @pytest.fixture
 def polling_triton(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TritonServer]:
-    """A tritonserver polling a repository whose fusion model the test may publish to (the
-    other models are links to the project's)."""
-    export.export_all(REPO_DIR)
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    for model in sorted(p for p in REPO_DIR.iterdir() if (p / "config.pbtxt").exists()):
-        if model.name == FUSION_MODEL:
-            shutil.copytree(model, repo / model.name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            (repo / model.name).symlink_to(model, target_is_directory=True)
-    weights = tmp_path / "weights"
-    weights.mkdir()
-    for path in fusion.WEIGHTS_DIR.glob("fusion-v*"):
-        shutil.copy2(path, weights)
+    """A tritonserver polling a repository whose fusion model the test may publish to."""
+    repo, weights = scratch_repository(tmp_path / "models")
     monkeypatch.setattr(fusion, "WEIGHTS_DIR", weights)
     poll = ("--model-control-mode=poll", "--repository-poll-secs=1")
     server = TritonServer(repo, tmp_path / "triton", extra_args=poll).start()
@@ -58,13 +45,6 @@ def polling_triton(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
         yield server
     finally:
         server.stop()
-
-
-def publish_new_fusion(repo: Path) -> int:
-    version = max(export.version_dirs(repo / FUSION_MODEL)) + 1
-    fusion.save_weights(fusion.FusionModel(seed=version).eval(), fusion.weights_path(version))
-    assert export.export_all(repo, models=[FUSION_MODEL]) == [FUSION_MODEL]
-    return version
 
 
 async def click_until(producer: AIOKafkaProducer, s: Settings, stop: asyncio.Event) -> None:
@@ -152,6 +132,25 @@ async def test_a_published_fusion_version_re_embeds_the_catalogue_and_answers_sw
     assert reembedded >= len(ITEMS) and items_per_second > 0
 
     # The worker's store now holds the new space only, each vector as the new fusion makes it.
+    try:
+        await assert_store_in_space(s, client, new.item_space)
+        # A worker restarted on an empty disk restores the new space from item-vectors (the
+        # old space's records are skipped): nothing to embed again.
+        fresh = s.model_copy(update={"data_dir": tmp_path / "fresh"})
+        restarted = WorkerProcess(fresh, tmp_path / "fresh.log").start()
+        try:
+            await asyncio.sleep(3 * s.reembed_check_interval_s)
+            assert not restarted.metric("streamrec_reembed_items_total")
+            assert not restarted.metric("streamrec_items_indexed_total")
+        finally:
+            restarted.stop()
+        await assert_store_in_space(fresh, client, new.item_space)
+    finally:
+        await client.close()
+
+
+async def assert_store_in_space(s: Settings, client: TritonClient, space: str) -> None:
+    """The worker's store holds every item, in `space` only, as `client`'s Triton embeds it."""
     store = EdgeVectorStore(
         s.data_dir / "qdrant-edge", client.dim, items_collection=s.items_collection
     )
@@ -165,13 +164,12 @@ async def test_a_published_fusion_version_re_embeds_the_catalogue_and_answers_sw
             for i, t in zip(ids, texts, strict=True)
         ]
         expected, _ = await client.embed_items(contents)
-        assert store.item_space == new.item_space and store.pending_space is None
+        assert store.item_space == space and store.pending_space is None
         assert sorted(stored) == sorted(ids)
         for item_id, vector in zip(ids, expected, strict=True):
             np.testing.assert_allclose(stored[item_id], vector, atol=1e-4)
     finally:
         await store.close()
-        await client.close()
 
 
 async def wait_until_served(client: TritonClient, old_space: str, timeout_s: float = 60.0) -> None:

@@ -26,7 +26,7 @@ from contextlib import AbstractAsyncContextManager
 
 from aiokafka import ConsumerRecord
 
-from worker.changelog.catalogue import ORIGIN_HEADER
+from worker.changelog.catalogue import ORIGIN_HEADER, CatalogueReplica
 from worker.changelog.codec import encode_item
 from worker.changelog.reader import ChangelogReader
 from worker.context import Context
@@ -56,15 +56,19 @@ class CatalogueReembed:
         metrics: Metrics,
         exclusive: Callable[[], AbstractAsyncContextManager[None]],
         origin: bytes | None,
+        replica: CatalogueReplica | None = None,
     ) -> None:
         """`exclusive()` holds every batch handler off while the searched space switches;
-        `origin` marks the published vectors as this worker's (it skips them itself)."""
+        `origin` marks the published vectors as this worker's (it skips them itself);
+        `replica`'s orphans (items it could not restore in the store's space) make a
+        rebuild of the active space."""
         self.ctx = ctx
         self.store = store
         self.output = output
         self.metrics = metrics
         self.exclusive = exclusive
         self.origin = origin
+        self.replica = replica
         self.items_embedded = 0
         self.seconds = 0.0
         self._user_model_fits: bool | None = None
@@ -86,12 +90,18 @@ class CatalogueReembed:
         versions = await self.ctx.triton.versions()
         self._check_user_model(versions)
         target, store = versions.item_space, self.store
-        if store.item_space in ("", target):
+        orphans = set(self.replica.orphans) if self.replica is not None else set()
+        current = store.item_space in ("", target)
+        if current and not orphans:
             if store.pending_space is not None:
-                await store.abandon_item_space()  # Triton went back, or a stale leftover
+                # Triton went back to the active space, or a rebuild no longer needed.
+                await store.abandon_item_space()
             self.ctx.model_version = versions.answering(store.item_space)
             return False
-        log.info("item space %s -> %s: re-embedding the catalogue", store.item_space, target)
+        if current:
+            log.warning("%d items missing in %s: rebuilding the catalogue", len(orphans), target)
+        else:
+            log.info("item space %s -> %s: re-embedding the catalogue", store.item_space, target)
         try:
             await self.reembed(target)
         except SpaceMoved as exc:
@@ -101,6 +111,8 @@ class CatalogueReembed:
         async with self.exclusive():
             await store.switch_item_space()
             self.ctx.model_version = versions.answering(store.item_space)
+        if self.replica is not None:
+            self.replica.orphans -= orphans
         self.metrics.item_space_switches.inc()
         log.info(
             "item space switched to %s: %d items re-embedded in %.1f s (%.0f items/s)",

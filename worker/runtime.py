@@ -119,7 +119,13 @@ class Runtime:
         store = self.ctx.store
         self.reembed = (
             CatalogueReembed(
-                self.ctx, store, self.output, metrics, self._between_batches, self.state.origin
+                self.ctx,
+                store,
+                self.output,
+                metrics,
+                self._between_batches,
+                self.state.origin,
+                self.state.catalogue,
             )
             if isinstance(store, EdgeVectorStore)
             else None
@@ -143,6 +149,9 @@ class Runtime:
                 f"outputs {ctx.triton.dim}-d vectors"
             )
         await ctx.store.open()
+        if isinstance(ctx.store, EdgeVectorStore) and not await ctx.store.count_items():
+            # An empty store restores the item space Triton serves (see reembed.py).
+            ctx.store.adopt_item_space((await ctx.triton.versions()).item_space)
         await self.output.start()
         # Signals and the catalogue are whole before the first batch; a partition's users
         # are restored when it is assigned.

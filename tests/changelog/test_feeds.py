@@ -144,3 +144,30 @@ async def test_the_catalogue_replica_applies_other_writers_and_resumes_from_its_
     finally:
         await again.reader.stop()
         await store.close()
+
+
+async def test_items_whose_last_record_is_of_another_item_space_are_orphans_to_rebuild(
+    settings: Settings, output: OutputProducer, tmp_path: Path
+) -> None:
+    def written(ids: list[str], space: str) -> list[OutMessage]:
+        vectors = np.eye(4, dtype=np.float32)
+        items = [ItemRecord(i, vectors[n % 4], model_version=space) for n, i in enumerate(ids)]
+        outcome = BatchResult(items_written=items)
+        return changelog_messages(outcome, settings, batch_id=space, origin=b"w2")
+
+    # "a" and "b" were embedded in the old space; only "a" was re-embedded in the new one.
+    await output.publish([*written(["a", "b"], "old"), *written(["a"], "new")], [], "dlq")
+    store = EdgeVectorStore(tmp_path / "edge", 4)
+    await store.open()
+    store.adopt_item_space("new")  # an empty store takes the space Triton serves
+    replica = CatalogueReplica(settings, store, OffsetFile(tmp_path / "offsets.json"), b"w1")
+    try:
+        await replica.start()
+        assert sorted(await store.get_item_vectors(["a", "b"])) == ["a"]
+        assert replica.orphans == {"b"}
+        await output.publish(written(["b"], "new"), [], "dlq")
+        await replica.reader.catch_up()
+        assert replica.orphans == set()
+    finally:
+        await replica.reader.stop()
+        await store.close()

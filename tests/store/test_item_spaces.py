@@ -107,3 +107,18 @@ async def test_a_reopened_store_finds_its_active_and_pending_spaces(tmp_path: Pa
         assert await found(second) == ["a"]
     finally:
         await second.close()
+
+
+async def test_a_rebuild_of_the_active_space_keeps_answering_and_then_replaces_it(
+    store: EdgeVectorStore,
+) -> None:
+    await store.upsert_items([item("a", OLD, 1)])
+    await store.begin_item_space(OLD)  # a rebuild: the same space, a second collection
+    await store.upsert_items([item("new", OLD, 1, 1)])  # the items path writes to both
+    await store.upsert_reembedded([item("a", OLD, 1), item("missing", OLD, 1, 0.5)])
+    assert await found(store) == ["a", "new"]
+
+    await store.switch_item_space()
+
+    assert store.item_space == OLD
+    assert await found(store) == ["a", "missing", "new"]

@@ -41,6 +41,9 @@ class CatalogueReplica:
         self.upserted = 0
         self.deleted = 0
         self.skipped = 0  # unreadable records
+        # Items missing from the store because their latest record here is of an item space
+        # the store does not hold (a restart mid-upgrade): a re-embed rebuilds them.
+        self.orphans: set[str] = set()
         self.on_upserted = on_upserted
 
     async def start(self) -> float:
@@ -78,6 +81,12 @@ class CatalogueReplica:
                 )
         upserts = [item for item in latest.values() if item is not None]
         deletes = [key.decode() for key, item in latest.items() if item is None]
+        dropped = [i.item_id for i in upserts if not self.store.holds_item_space(i.model_version)]
+        if dropped:
+            upserts = [i for i in upserts if self.store.holds_item_space(i.model_version)]
+            held = await self.store.get_items(dropped)
+            self.orphans.update(item_id for item_id in dropped if item_id not in held)
+        self.orphans.difference_update([*deletes, *(i.item_id for i in upserts)])
         if upserts:
             await self.store.upsert_items(upserts)
         if deletes:

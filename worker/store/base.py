@@ -125,6 +125,9 @@ class VectorStore(Protocol):
     def item_space(self) -> str:
         """The item space of the vectors `search_items` searches ("": not known)."""
 
+    def holds_item_space(self, space: str) -> bool:
+        """Whether `upsert_items` keeps items whose vectors are of `space`."""
+
     async def open(self) -> None:
         """Create the collections if missing (idempotent)."""
 

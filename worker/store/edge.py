@@ -25,7 +25,6 @@ from qdrant_edge import (
     EdgeShard,
     Point,
     QueryBatchRequest,
-    ScrollRequest,
     UpdateOperation,
 )
 
@@ -39,7 +38,7 @@ from worker.store.base import (
     UserState,
 )
 from worker.store.base import point_id as derive_point_id
-from worker.store.edge_cache import ItemCache
+from worker.store.edge_cache import ItemCache, warm_cache
 from worker.store.edge_query import PointId, edge_query
 from worker.store.edge_shards import close_shard, open_shard, remove_shard
 from worker.store.payload import (
@@ -118,27 +117,8 @@ class EdgeVectorStore:
             self._flusher = asyncio.create_task(self._flush_periodically(self._flush_interval_s))
         self._item_cache = await self._warm_cache(self._shards()[0])
 
-    async def _warm_cache(self, shard: EdgeShard, page: int = 1000) -> ItemCache:
-        """An item cache filled from `shard`, up to its size: otherwise the first searches
-        after a restart each pay the engine's slow conversion of payloads and vectors (the
-        start pays it once instead, ~20 µs per item)."""
-        cache = ItemCache(self._item_cache.size)
-        offset = None
-        while not cache.full:
-            request = ScrollRequest(
-                offset=offset,
-                limit=min(page, cache.size - len(cache)),
-                with_payload=SCORED_FIELDS,
-                with_vector=[VECTOR_NAME],
-            )
-            records, offset = await self._run(shard.scroll, request)
-            for record in records:
-                if record.payload:
-                    item = scored_item(record.payload, 0.0, named_vector(record.vector))
-                    cache.put(int(record.id), item)
-            if offset is None:
-                break
-        return cache
+    async def _warm_cache(self, shard: EdgeShard) -> ItemCache:
+        return await warm_cache(self._item_cache.size, lambda r: self._run(shard.scroll, r))
 
     async def close(self) -> None:
         if self._executor is None:
@@ -183,9 +163,21 @@ class EdgeVectorStore:
     def pending_space(self) -> str | None:
         return None if self._spaces.pending is None else self._spaces.pending.space
 
+    def holds_item_space(self, space: str) -> bool:
+        """Whether items of `space` would be kept (see `upsert_items`)."""
+        return space in ("", self.item_space, self.pending_space) or not self.item_space
+
+    def adopt_item_space(self, space: str) -> None:
+        """Name the space of a store that does not know its own (an empty one, at start)."""
+        if self.item_space and self.item_space != space:
+            raise StoreError(f"the store's items are in {self.item_space}, not {space}")
+        self._spaces.active = SpaceCollection(space, self._spaces.active.collection)
+        self._spaces.save()
+
     async def begin_item_space(self, space: str) -> None:
         """Open (or create) the collection a re-embed into `space` fills; from now on writes
-        in `space` go there, and searches still go to the active collection."""
+        in `space` go there too, and searches still go to the active collection. `space` may
+        be the active one's: a rebuild."""
         if space == self.pending_space:
             return
         await self.abandon_item_space()
@@ -246,8 +238,7 @@ class EdgeVectorStore:
             active = self._spaces.active
             if not active.space and (versioned := [i for i in items if i.model_version]):
                 # A store of unknown space takes the space of its first versioned item.
-                self._spaces.active = SpaceCollection(versioned[0].model_version, active.collection)
-                self._spaces.save()
+                self.adopt_item_space(versioned[0].model_version)
             space, pending = self.item_space, self.pending_space
             to_active = [i for i in items if i.model_version in ("", space)]
             to_pending = [i for i in items if pending and i.model_version == pending]

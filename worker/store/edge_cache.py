@@ -5,9 +5,13 @@ writer."""
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from qdrant_edge import ScrollRequest
 
 from worker.store.base import ScoredItem
+from worker.store.payload import SCORED_FIELDS, VECTOR_NAME, named_vector, scored_item
 
 
 class ItemCache:
@@ -45,3 +49,29 @@ class ItemCache:
                 self._items.move_to_end(point)
                 found[point] = cached
         return found, missing
+
+
+async def warm_cache(
+    size: int, scroll: Callable[[ScrollRequest], Awaitable[tuple[list[Any], Any]]], page: int = 1000
+) -> ItemCache:
+    """A cache of `size` filled from a collection (`scroll` pages through it): otherwise the
+    first searches after a restart each pay the engine's slow conversion of payloads and
+    vectors (the start pays it once instead, ~20 µs per item)."""
+    cache = ItemCache(size)
+    offset = None
+    while not cache.full:
+        request = ScrollRequest(
+            offset=offset,
+            limit=min(page, cache.size - len(cache)),
+            with_payload=SCORED_FIELDS,
+            with_vector=[VECTOR_NAME],
+        )
+        records, offset = await scroll(request)
+        for record in records:
+            if record.payload:
+                cache.put(
+                    int(record.id), scored_item(record.payload, 0.0, named_vector(record.vector))
+                )
+        if offset is None:
+            break
+    return cache

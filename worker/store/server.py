@@ -99,6 +99,9 @@ class QdrantServerStore:
         # collection is the embedded store's for now).
         return ""
 
+    def holds_item_space(self, space: str) -> bool:
+        return True
+
     async def open(self) -> None:
         vectors = {VECTOR_NAME: m.VectorParams(size=self.dim, distance=m.Distance.COSINE)}
         with _store_errors("open"):

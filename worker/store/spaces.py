@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,8 +24,9 @@ class SpaceCollection:
 
 
 def space_collection(base: str, space: str) -> str:
-    """The collection name for `space`: the configured name plus a digest of the space."""
-    return f"{base}-{hashlib.sha1(space.encode()).hexdigest()[:12]}"
+    """A new collection name for `space`: the configured name, a digest of the space, and a
+    random part (a rebuild of the active space needs a second collection of that space)."""
+    return f"{base}-{hashlib.sha1(space.encode()).hexdigest()[:12]}-{secrets.token_hex(3)}"
 
 
 class SpaceRegistry:
