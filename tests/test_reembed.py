@@ -107,6 +107,7 @@ async def test_a_published_fusion_version_re_embeds_the_catalogue_and_answers_sw
         )
         await read_answers_until(recs, time.time() + 1.0)
         reembedded = worker.metric("streamrec_reembed_items_total") or 0
+        assert worker.metric("streamrec_reembed_missing_items") == 0.0
         # The user encoder declares the fusion version it was trained on: no longer served.
         assert worker.metric("streamrec_user_model_fits_item_space") == 0.0
         items_per_second = worker.metric("streamrec_reembed_items_per_second") or 0

@@ -115,6 +115,11 @@ class Metrics:
             "Items per second of the last (or running) catalogue re-embed",
             registry=r,
         )
+        self.reembed_missing_items = Gauge(
+            "streamrec_reembed_missing_items",
+            "Items of the old item space the last re-embed found no content for (at least)",
+            registry=r,
+        )
         self.item_space_switches = Counter(
             "streamrec_item_space_switches_total",
             "Times the searched item collection switched to a new item space",

@@ -108,6 +108,7 @@ class CatalogueReembed:
             log.warning("re-embed into %s stopped: %s", target, exc)
             await store.abandon_item_space()
             return False
+        await self._report_missing(target)
         async with self.exclusive():
             await store.switch_item_space()
             self.ctx.model_version = versions.answering(store.item_space)
@@ -119,6 +120,18 @@ class CatalogueReembed:
             target, self.items_embedded, self.seconds, self.items_per_second,
         )  # fmt: skip
         return True
+
+    async def _report_missing(self, space: str) -> None:
+        """Items the active collection holds but the `items` topic no longer did (one not
+        compacted, whose retention deleted them): the new space cannot have them."""
+        missing = await self.store.count_items() - await self.store.count_items(pending=True)
+        self.metrics.reembed_missing_items.set(max(0, missing))
+        if missing > 0:
+            log.error(
+                "at least %d items are not in %s: the items topic no longer holds their "
+                "content (is it compacted?); they leave the catalogue with the switch to %s",
+                missing, self.ctx.settings.items_topic, space,
+            )  # fmt: skip
 
     @property
     def items_per_second(self) -> float:
