@@ -102,6 +102,26 @@ class Metrics:
             registry=r,
         )
         self._upgrade_metrics(r)
+        self._index_metrics(r)
+
+    def _index_metrics(self, r: CollectorRegistry) -> None:
+        """The embedded store's HNSW index, built in another process."""
+        self.index_builds = Counter(
+            "streamrec_index_builds_total",
+            "Index builds of the items collection (in another process), by outcome",
+            ["outcome"],
+            registry=r,
+        )
+        self.index_build_seconds = Gauge(
+            "streamrec_index_build_seconds",
+            "How long the last index build took, copy and swap included",
+            registry=r,
+        )
+        self.unindexed_items = Gauge(
+            "streamrec_unindexed_items",
+            "Items of the searched collection outside its HNSW index (searched exactly)",
+            registry=r,
+        )
 
     def _upgrade_metrics(self, r: CollectorRegistry) -> None:
         """Model upgrades: the catalogue re-embedded into a new item space."""

@@ -13,6 +13,7 @@ import contextlib
 import gc
 import logging
 import signal
+import time
 from collections.abc import AsyncIterator
 
 from worker.changelog.state import SharedState
@@ -28,7 +29,7 @@ from worker.recommend import recommend_batch
 from worker.reembed import CatalogueReembed
 from worker.settings import Settings
 from worker.signals import Signals
-from worker.store import EdgeVectorStore, QdrantServerStore, VectorStore
+from worker.store import EdgeVectorStore, QdrantServerStore, StoreError, VectorStore
 from worker.triton import TritonClient, TritonError
 from worker.triton_transport import TritonTransport
 
@@ -55,6 +56,7 @@ def create_store(settings: Settings) -> VectorStore:
         items_collection=s.items_collection,
         users_collection=s.users_collection,
         hnsw_ef=s.hnsw_ef,
+        quantized=s.items_quantization == "int8",
     )
 
 
@@ -189,6 +191,8 @@ class Runtime:
         ]
         if self.reembed is not None:
             chores.append(asyncio.create_task(self.reembed.run(self.stop), name="reembed"))
+        if isinstance(self.ctx.store, EdgeVectorStore):
+            chores.append(asyncio.create_task(self._keep_indexed(self.ctx.store), name="index"))
         stopping = asyncio.create_task(self.stop.wait())
         await asyncio.wait([stopping, *workers], return_when=asyncio.FIRST_COMPLETED)
         # A pipeline that ended on its own crashed: stop the rest the same exact way.
@@ -242,6 +246,33 @@ class Runtime:
             if version != self.ctx.model_version:
                 log.info("model_version: %s -> %s", self.ctx.model_version, version)
                 self.ctx.model_version = version
+
+    async def _keep_indexed(self, store: EdgeVectorStore) -> None:
+        """Every INDEX_CHECK_INTERVAL_S: once INDEX_AFTER_ITEMS more items are outside the
+        HNSW index than the last build left there, index the collection again (in another
+        process: edge_index.py)."""
+        left, s = 0, self.settings
+        while True:
+            await asyncio.sleep(s.index_check_interval_s)
+            try:
+                unindexed = await store.unindexed_items()
+                self.metrics.unindexed_items.set(unindexed)
+                if unindexed - left < s.index_after_items or store.pending_space is not None:
+                    continue
+                started = time.perf_counter()
+                await store.build_index()
+                left = await store.unindexed_items()
+            except StoreError as exc:
+                log.warning("index build failed, retried later: %s", exc)
+                self.metrics.index_builds.labels("failed").inc()
+                continue
+            seconds = time.perf_counter() - started
+            self.metrics.index_builds.labels("swapped").inc()
+            self.metrics.index_build_seconds.set(seconds)
+            self.metrics.unindexed_items.set(left)
+            log.info(
+                "items indexed in another process: %d were unindexed, %.1f s", unindexed, seconds
+            )
 
     async def _watch_topics(self) -> None:
         """Every TOPIC_CHECK_INTERVAL_S (at once after a detected data loss): the worker's

@@ -141,6 +141,14 @@ class Settings(BaseSettings):
     qdrant_timeout_s: float = Field(default=10.0, gt=0)
     items_collection: str = "items"
     users_collection: str = "users"
+    # Embedded store: once this many items are outside the HNSW index (searched exactly, a
+    # cost that grows with them), a copy of the collection is indexed in another process
+    # and swapped in; checked every `index_check_interval_s`.
+    index_after_items: int = Field(default=10_000, ge=100)
+    index_check_interval_s: float = Field(default=30.0, gt=0)
+    # int8 scalar quantisation of the indexed item vectors (in RAM; searches rescore their
+    # candidates with the originals): cheaper index builds and searches at ~0.5% recall@50.
+    items_quantization: Literal["int8", "none"] = "int8"
     data_dir: Path = Path(".data")
     embedding_dim: int = Field(default=256, ge=2)
     hnsw_ef: int = Field(default=128, ge=1)

@@ -39,8 +39,9 @@ from worker.store.base import (
 )
 from worker.store.base import point_id as derive_point_id
 from worker.store.edge_cache import ItemCache, warm_cache
+from worker.store.edge_collections import CollectionSwaps
 from worker.store.edge_query import PointId, edge_query
-from worker.store.edge_shards import close_shard, open_shard, remove_shard
+from worker.store.edge_shards import close_shard, open_shard
 from worker.store.payload import (
     SCORED_FIELDS,
     VECTOR_NAME,
@@ -50,14 +51,14 @@ from worker.store.payload import (
     scored_item,
     vector_list,
 )
-from worker.store.spaces import SpaceCollection, SpaceRegistry, space_collection
+from worker.store.spaces import SpaceRegistry
 
 T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
 
-class EdgeVectorStore:
+class EdgeVectorStore(CollectionSwaps):
     """Embedded store. `flush_interval_s` bounds how much WAL a restart must replay;
     `item_cache_size` items (vector and ranking fields) are kept in memory (0: no cache).
 
@@ -77,12 +78,14 @@ class EdgeVectorStore:
         hnsw_ef: int = 128,
         flush_interval_s: float | None = 30.0,
         item_cache_size: int = 100_000,
+        quantized: bool = False,
     ) -> None:
         self.dim = dim
         self._path = Path(path)
         self._items_name = items_collection
         self._users_name = users_collection
         self._hnsw_ef = hnsw_ef
+        self.quantized = quantized
         self._flush_interval_s = flush_interval_s
         self._executor: ThreadPoolExecutor | None = None
         self._items: EdgeShard | None = None
@@ -94,6 +97,9 @@ class EdgeVectorStore:
         # Items written to or deleted from the pending collection by the items path while a
         # re-embed fills it: newer than anything the re-embed read, so it leaves them alone.
         self._pending_touched: set[str] = set()
+        # Items written to or deleted from the active collection while a copy of it is being
+        # indexed: carried over to the copy before it replaces the active one.
+        self._active_touched: set[str] | None = None
         # Routing a write and making it are one step with respect to a switch.
         self._space_lock = asyncio.Lock()
 
@@ -151,81 +157,6 @@ class EdgeVectorStore:
         optimized_users = await self._run(users.optimize)
         return optimized_items or optimized_users
 
-    # -- item spaces -------------------------------------------------------------------------
-
-    @property
-    def item_space(self) -> str:
-        """The space of the searched item vectors ("": not known yet; the first versioned
-        write decides it)."""
-        return self._spaces.active.space
-
-    @property
-    def pending_space(self) -> str | None:
-        return None if self._spaces.pending is None else self._spaces.pending.space
-
-    def holds_item_space(self, space: str) -> bool:
-        """Whether items of `space` would be kept (see `upsert_items`)."""
-        return space in ("", self.item_space, self.pending_space) or not self.item_space
-
-    def adopt_item_space(self, space: str) -> None:
-        """Name the space of a store that does not know its own (an empty one, at start)."""
-        if self.item_space and self.item_space != space:
-            raise StoreError(f"the store's items are in {self.item_space}, not {space}")
-        self._spaces.active = SpaceCollection(space, self._spaces.active.collection)
-        self._spaces.save()
-
-    async def begin_item_space(self, space: str) -> None:
-        """Open (or create) the collection a re-embed into `space` fills; from now on writes
-        in `space` go there too, and searches still go to the active collection. `space` may
-        be the active one's: a rebuild."""
-        if space == self.pending_space:
-            return
-        await self.abandon_item_space()
-        async with self._space_lock:
-            pending = SpaceCollection(space, space_collection(self._items_name, space))
-            self._pending = await self._open(pending.collection, True)
-            self._spaces.pending = pending
-            self._spaces.save()
-            self._pending_touched = set()
-
-    async def abandon_item_space(self) -> None:
-        """Drop the pending collection (e.g. Triton moved on to yet another version)."""
-        async with self._space_lock:
-            if self._spaces.pending is None:
-                return
-            shard, self._pending = self._pending, None
-            directory = self._path / self._spaces.pending.collection
-            self._spaces.pending = None
-            self._spaces.save()
-            await self._run(remove_shard, shard, directory)
-
-    async def switch_item_space(self) -> None:
-        """The pending collection becomes the searched one in one step (its item cache warmed
-        first); the old collection is deleted."""
-        async with self._space_lock:
-            if self._pending is None or self._spaces.pending is None:
-                raise StoreError("no pending item space to switch to")
-            cache = await self._warm_cache(self._pending)
-            old, old_dir = self._items, self._path / self._spaces.active.collection
-            self._items, self._pending = self._pending, None
-            self._item_cache = cache
-            self._spaces.active, self._spaces.pending = self._spaces.pending, None
-            self._spaces.save()
-            await self._run(remove_shard, old, old_dir)
-
-    async def upsert_reembedded(self, items: Sequence[ItemRecord]) -> int:
-        """A re-embed's writes into the pending collection: items the items path wrote or
-        deleted since the pending space began are left alone. -> how many were written."""
-        async with self._space_lock:
-            space = self.pending_space
-            if self._pending is None or space is None:
-                raise StoreError("no pending item space to write into")
-            kept = [i for i in items if i.item_id not in self._pending_touched]
-            if any(item.model_version != space for item in kept):
-                raise StoreError(f"re-embedded items must be in the pending space {space}")
-            await self._upsert(self._pending, kept, cache=False)
-            return len(kept)
-
     # -- items -------------------------------------------------------------------------------
 
     async def upsert_items(self, items: Sequence[ItemRecord]) -> None:
@@ -248,6 +179,8 @@ class EdgeVectorStore:
                     len(items) - len(to_active) - len(to_pending), space,
                 )  # fmt: skip
             await self._upsert(self._shards()[0], to_active, cache=True)
+            if self._active_touched is not None:
+                self._active_touched.update(i.item_id for i in to_active)
             if to_pending and self._pending is not None:
                 await self._upsert(self._pending, to_pending, cache=False)
                 self._pending_touched.update(i.item_id for i in to_pending)
@@ -279,6 +212,8 @@ class EdgeVectorStore:
             await self._run(self._shards()[0].update, delete)
             for point in ids:
                 self._item_cache.discard(point)
+            if self._active_touched is not None:
+                self._active_touched.update(item_ids)
             if self._pending is not None:
                 await self._run(self._pending.update, delete)
                 self._pending_touched.update(item_ids)
@@ -330,7 +265,7 @@ class EdgeVectorStore:
         if not requests:
             return []
         shard, _ = self._shards()
-        batch = QueryBatchRequest([edge_query(r, self._hnsw_ef) for r in requests])
+        batch = QueryBatchRequest([edge_query(r, self._hnsw_ef, self.quantized) for r in requests])
         answers = await self._run(shard.query_batch, batch)
         # Ids and scores from the engine; the rest from the item cache.
         scored = [[(hit.id, hit.score) for hit in hits] for hits in answers]
@@ -372,9 +307,8 @@ class EdgeVectorStore:
     # -- internals ---------------------------------------------------------------------------
 
     async def _open(self, collection: str, indexed: bool) -> EdgeShard:
-        return await self._run(
-            functools.partial(open_shard, indexed=indexed), self._path / collection, self.dim
-        )
+        opener = functools.partial(open_shard, indexed=indexed, quantized=self.quantized)
+        return await self._run(opener, self._path / collection, self.dim)
 
     async def _flush_periodically(self, interval_s: float) -> None:
         while True:

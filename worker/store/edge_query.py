@@ -13,6 +13,7 @@ from qdrant_edge import (
     IsNullCondition,
     MatchAny,
     NestedCondition,
+    QuantizationSearchParams,
     Query,
     QueryRequest,
     RangeFloat,
@@ -42,7 +43,11 @@ Condition = (
 )
 
 
-def edge_query(request: SearchRequest, hnsw_ef: int) -> QueryRequest:
+# With quantised vectors: twice the candidates from the int8 index, rescored with the originals.
+_RESCORED = QuantizationSearchParams(rescore=True, oversampling=2.0)
+
+
+def edge_query(request: SearchRequest, hnsw_ef: int, quantized: bool = False) -> QueryRequest:
     """Nearest items to the request's vector, ids and scores only, within its filters."""
     must: list[Condition] = []
     if request.categories is not None:
@@ -57,7 +62,7 @@ def edge_query(request: SearchRequest, hnsw_ef: int) -> QueryRequest:
         limit=query_limit(request.limit),
         query=Query.Nearest(vector_list(request.vector), using=VECTOR_NAME),
         filter=Filter(must=must or None, must_not=must_not) if must or must_not else None,
-        params=SearchParams(hnsw_ef=hnsw_ef),
+        params=SearchParams(hnsw_ef=hnsw_ef, quantization=_RESCORED if quantized else None),
         with_payload=False,
         with_vector=False,
     )

@@ -10,9 +10,12 @@ from pathlib import Path
 from qdrant_edge import (
     Distance,
     EdgeConfig,
+    EdgeOptimizersConfig,
     EdgeShard,
     EdgeVectorParams,
     PayloadSchemaType,
+    ScalarQuantizationConfig,
+    ScalarType,
     UpdateOperation,
 )
 
@@ -27,18 +30,34 @@ _ITEM_INDEXES = (
 )
 
 
-def edge_config(dim: int) -> EdgeConfig:
-    return EdgeConfig(vectors={VECTOR_NAME: EdgeVectorParams(size=dim, distance=Distance.Cosine)})
+def edge_config(dim: int, *, indexed: bool = False, quantized: bool = False) -> EdgeConfig:
+    """`indexed`: an items collection, whose every segment `optimize` indexes (the store
+    decides when to: edge_collections.py), not only those over the engine's 10 MB default;
+    `quantized`: with int8 scalar quantisation in RAM (searches rescore with the originals),
+    which measured 1.7x cheaper to index and 18% cheaper to search at 100k items."""
+    vectors = {VECTOR_NAME: EdgeVectorParams(size=dim, distance=Distance.Cosine)}
+    if not indexed:
+        return EdgeConfig(vectors=vectors)
+    return EdgeConfig(
+        vectors=vectors,
+        optimizers=EdgeOptimizersConfig(indexing_threshold=1),
+        quantization_config=(
+            ScalarQuantizationConfig(type=ScalarType.Int8, quantile=0.99, always_ram=True)
+            if quantized
+            else None
+        ),
+    )
 
 
-def open_shard(directory: Path, dim: int, *, indexed: bool) -> EdgeShard:
+def open_shard(directory: Path, dim: int, *, indexed: bool, quantized: bool = False) -> EdgeShard:
     """Load the shard in `directory`, or create it there; `indexed`: an item collection."""
+    config = edge_config(dim, indexed=indexed, quantized=quantized)
     if (directory / _CONFIG_FILE).exists():
         # Passing the config makes Edge check it (e.g. the dimension) against the data.
-        shard = EdgeShard.load(str(directory), edge_config(dim))
+        shard = EdgeShard.load(str(directory), config)
     else:
         directory.mkdir(parents=True, exist_ok=True)
-        shard = EdgeShard.create(str(directory), edge_config(dim))
+        shard = EdgeShard.create(str(directory), config)
     if indexed:
         existing = shard.info().payload_schema
         for field, schema in _ITEM_INDEXES:

@@ -1,0 +1,65 @@
+"""The items collection is indexed in another process and swapped in: searches keep their
+answers, and writes made while the index was built are in the indexed collection."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from worker.store import EdgeVectorStore, ItemRecord, SearchRequest
+
+DIM = 16
+ITEMS = 3000
+
+
+def vectors(n: int, seed: int = 0) -> np.ndarray:
+    rows = np.random.default_rng(seed).standard_normal((n, DIM)).astype(np.float32)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("quantized", [False, True], ids=["float32", "int8"])
+async def test_an_index_built_in_another_process_keeps_answers_and_every_write(
+    tmp_path: Path, quantized: bool
+) -> None:
+    store = EdgeVectorStore(tmp_path, DIM, item_cache_size=0, quantized=quantized)
+    await store.open()
+    try:
+        rows = vectors(ITEMS + 100)
+        await store.upsert_items([ItemRecord(str(i), rows[i], category="c") for i in range(ITEMS)])
+        requests = [SearchRequest(rows[i], 10) for i in range(0, 200, 10)]
+        assert await store.unindexed_items() == ITEMS
+
+        async def write_meanwhile() -> None:
+            for n in range(ITEMS, ITEMS + 100):
+                await store.upsert_items([ItemRecord(str(n), rows[n], category="new")])
+                await store.delete_items([str(n - ITEMS)])  # items 0..99 go
+                await asyncio.sleep(0.005)
+
+        await asyncio.gather(store.build_index(), write_meanwhile())
+
+        assert await store.unindexed_items() < 100  # at most the writes after the swap
+        assert await store.count_items() == ITEMS
+        # The answers of an exact search over what the store now holds (items 100..3099).
+        held = np.arange(100, ITEMS + 100)
+        exact = [
+            {str(held[j]) for j in np.argsort(-(rows[held] @ r.vector))[:10]} for r in requests
+        ]
+        after = [{h.item_id for h in hits} for hits in await store.search_items(requests)]
+        found_right = sum(len(a & e) for a, e in zip(after, exact, strict=True))
+        assert found_right >= 0.95 * 10 * len(requests)
+        found = await store.get_items([str(n) for n in range(ITEMS, ITEMS + 100)])
+        assert len(found) == 100 and all(i.category == "new" for i in found.values())
+        assert await store.get_items([str(n) for n in range(100)]) == {}
+        assert len(list(tmp_path.glob("items*"))) == 1  # noqa: ASYNC240
+    finally:
+        await store.close()
+
+    reopened = EdgeVectorStore(tmp_path, DIM, quantized=quantized)
+    await reopened.open()
+    try:
+        assert await reopened.count_items() == ITEMS
+    finally:
+        await reopened.close()

@@ -1,0 +1,204 @@
+"""Replacing the embedded store's active items collection by another one in one step.
+
+Two reasons to: a model upgrade (the pending collection of a new item space, filled by a
+re-embed: worker/reembed.py) and an index build (a copy of the active collection, indexed
+in another process: edge_index.py). Either way searches go on against the active collection
+until the swap, and writes made meanwhile reach the new collection too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+from qdrant_edge import EdgeShard, Point, UpdateOperation
+
+from worker.store.base import ItemRecord, StoreError
+from worker.store.edge_cache import ItemCache
+from worker.store.edge_query import PointId
+from worker.store.edge_shards import remove_shard
+from worker.store.payload import VECTOR_NAME, item_point_ids, named_vector, vector_list
+from worker.store.spaces import SpaceCollection, SpaceRegistry, space_collection
+
+T = TypeVar("T")
+
+
+class CollectionSwaps:
+    """Mixed into EdgeVectorStore, whose state and helpers it uses."""
+
+    dim: int
+    quantized: bool
+    _path: Path
+    _items_name: str
+    _items: EdgeShard | None
+    _pending: EdgeShard | None
+    _spaces: SpaceRegistry
+    _pending_touched: set[str]
+    _active_touched: set[str] | None
+    _space_lock: asyncio.Lock
+    _item_cache: ItemCache
+
+    if TYPE_CHECKING:
+
+        async def _run(self, fn: Callable[..., T], *args: object, **kwargs: object) -> T: ...
+        async def _open(self, collection: str, indexed: bool) -> EdgeShard: ...
+
+        async def _warm_cache(self, shard: EdgeShard) -> ItemCache: ...
+        async def _upsert(
+            self, shard: EdgeShard, items: Sequence[ItemRecord], *, cache: bool
+        ) -> None: ...
+        def _shards(self) -> tuple[EdgeShard, EdgeShard]: ...
+
+    # -- item spaces -------------------------------------------------------------------------
+
+    @property
+    def item_space(self) -> str:
+        """The space of the searched item vectors ("": not known yet; the first versioned
+        write decides it)."""
+        return self._spaces.active.space
+
+    @property
+    def pending_space(self) -> str | None:
+        return None if self._spaces.pending is None else self._spaces.pending.space
+
+    def holds_item_space(self, space: str) -> bool:
+        """Whether items of `space` would be kept (see `upsert_items`)."""
+        return space in ("", self.item_space, self.pending_space) or not self.item_space
+
+    def adopt_item_space(self, space: str) -> None:
+        """Name the space of a store that does not know its own (an empty one, at start)."""
+        if self.item_space and self.item_space != space:
+            raise StoreError(f"the store's items are in {self.item_space}, not {space}")
+        self._spaces.active = SpaceCollection(space, self._spaces.active.collection)
+        self._spaces.save()
+
+    async def begin_item_space(self, space: str) -> None:
+        """Open (or create) the collection a re-embed into `space` fills; from now on writes
+        in `space` go there too, and searches still go to the active collection. `space` may
+        be the active one's: a rebuild."""
+        if space == self.pending_space:
+            return
+        await self.abandon_item_space()
+        async with self._space_lock:
+            pending = SpaceCollection(space, space_collection(self._items_name, space))
+            self._pending = await self._open(pending.collection, True)
+            self._spaces.pending = pending
+            self._spaces.save()
+            self._pending_touched = set()
+
+    async def abandon_item_space(self) -> None:
+        """Drop the pending collection (e.g. Triton moved on to yet another version)."""
+        async with self._space_lock:
+            if self._spaces.pending is None:
+                return
+            shard, self._pending = self._pending, None
+            directory = self._path / self._spaces.pending.collection
+            self._spaces.pending = None
+            self._spaces.save()
+            await self._run(remove_shard, shard, directory)
+
+    async def switch_item_space(self) -> None:
+        """The pending collection becomes the searched one in one step (its item cache warmed
+        first); the old collection is deleted."""
+        async with self._space_lock:
+            if self._pending is None or self._spaces.pending is None:
+                raise StoreError("no pending item space to switch to")
+            cache = await self._warm_cache(self._pending)
+            old, old_dir = self._items, self._path / self._spaces.active.collection
+            self._items, self._pending = self._pending, None
+            self._item_cache = cache
+            self._spaces.active, self._spaces.pending = self._spaces.pending, None
+            self._spaces.save()
+            await self._run(remove_shard, old, old_dir)
+
+    async def upsert_reembedded(self, items: Sequence[ItemRecord]) -> int:
+        """A re-embed's writes into the pending collection: items the items path wrote or
+        deleted since the pending space began are left alone. -> how many were written."""
+        async with self._space_lock:
+            space = self.pending_space
+            if self._pending is None or space is None:
+                raise StoreError("no pending item space to write into")
+            kept = [i for i in items if i.item_id not in self._pending_touched]
+            if any(item.model_version != space for item in kept):
+                raise StoreError(f"re-embedded items must be in the pending space {space}")
+            await self._upsert(self._pending, kept, cache=False)
+            return len(kept)
+
+    # -- index builds ------------------------------------------------------------------------
+
+    async def unindexed_items(self) -> int:
+        """Items of the active collection outside its HNSW index (searched exactly)."""
+        info = await self._run(self._shards()[0].info)
+        return int(info.points_count) - int(info.indexed_vectors_count)
+
+    async def build_index(self) -> None:
+        """Index a copy of the active collection in another process, then swap it in.
+
+        The engine holds the GIL for a whole call, so an in-process build would freeze the
+        worker for its duration; here the worker's own engine calls stay short: a flush,
+        the copy's load, and the writes made during the build carried over to it."""
+        if self._pending is not None:
+            raise StoreError("an item space switch is under way; index after it")
+        source = self._spaces.active.collection
+        copy = await self._copy_active()
+        try:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "worker.store.edge_index", str(copy), str(self.dim),
+                "int8" if self.quantized else "none",
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            _, error = await process.communicate()
+            if process.returncode != 0:
+                raise StoreError(f"index build failed: {error.decode(errors='replace')[-500:]}")
+            await self._swap_in(copy, source)
+        except BaseException:
+            self._active_touched = None
+            shutil.rmtree(copy, ignore_errors=True)
+            raise
+
+    async def _copy_active(self) -> Path:
+        """A flushed copy of the active collection; writes from now on are recorded."""
+        async with self._space_lock:
+            active = self._spaces.active
+            copy = self._path / space_collection(self._items_name, active.space)
+            await self._run(self._shards()[0].flush)
+            # Another thread than the store's: searches go on meanwhile, writes wait.
+            await asyncio.to_thread(shutil.copytree, self._path / active.collection, copy)
+            self._active_touched = set()
+            return copy
+
+    async def _swap_in(self, copy: Path, source: str) -> None:
+        async with self._space_lock:
+            if self._spaces.active.collection != source:
+                # An item space switch replaced the collection this is a copy of.
+                raise StoreError("the active collection changed during the index build")
+            indexed = await self._open(copy.name, True)
+            live = self._shards()[0]
+            touched, self._active_touched = sorted(self._active_touched or ()), None
+            if touched:
+                await self._run(_carry_over, live, indexed, touched)
+            old = self._path / self._spaces.active.collection
+            self._items = indexed  # the item cache stays valid: the same items
+            self._spaces.active = SpaceCollection(self._spaces.active.space, copy.name)
+            self._spaces.save()
+            await self._run(remove_shard, live, old)
+
+
+def _carry_over(source: EdgeShard, target: EdgeShard, item_ids: Sequence[str]) -> None:
+    """Make `target` hold what `source` holds of these items (upserted or deleted)."""
+    points = list(item_point_ids(item_ids))
+    records = source.retrieve(list[PointId](points), with_payload=True, with_vector=[VECTOR_NAME])
+    if records:
+        kept = [
+            Point(r.id, {VECTOR_NAME: vector_list(vector)}, r.payload or {})
+            for r in records
+            if (vector := named_vector(r.vector)) is not None
+        ]
+        target.update(UpdateOperation.upsert_points(kept))
+    gone = set(points) - {int(r.id) for r in records}
+    if gone:
+        target.update(UpdateOperation.delete_points(list[PointId](gone)))
