@@ -80,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("restore", help="changelog bytes and restore times (see its --help)")
     sub.add_parser("restart", help="answers before and after a restart on an empty disk")
     sub.add_parser("upgrade", help="a fusion version published under a running worker")
+    sub.add_parser("catalogue", help="store cost and stalls by catalogue size (see its --help)")
     step = sub.add_parser("step", help="raise the rate until the p99 budget breaks")
     step.add_argument("--start", type=float, default=200.0)
     step.add_argument("--step", type=float, default=200.0)
@@ -196,6 +197,10 @@ def main(argv: list[str] | None = None) -> int:
         from load_tests.restore_bench import main as restore_main
 
         return restore_main(argv[1:])
+    if argv[:1] == ["catalogue"]:
+        from load_tests.catalogue_bench import main as catalogue_main
+
+        return catalogue_main(argv[1:])
     if argv[:1] == ["upgrade"]:
         from load_tests.upgrade_bench import main as upgrade_main
 

@@ -1,0 +1,235 @@
+"""What the catalogue's size costs the embedded store, and how long it holds the worker.
+
+    python -m load_tests catalogue [--sizes 2000,20000,100000] [--out results/catalogue.json]
+
+Per size, into a fresh `EdgeVectorStore` (the worker's own): synthetic clustered 256-d unit
+vectors (100 clusters, one of 20 categories each), then the searches the events path makes
+(batches of 50, k = 50, 20 excluded seen items each, half with a category filter):
+- upsert items/s; RSS; the time a reopen takes (item-cache warm-up included);
+- search CPU ms per query before the index exists (an exact scan: the recall reference) and
+  after `optimize` builds it, with recall@50 against the exact answers;
+- how long the index build takes (in another process and swapped in, as the worker does;
+  `--in-place`: `optimize` in this process, the old way, for comparison) and the longest
+  the process stood still meanwhile;
+- then 5% more items arrive and the next build runs while searches go on: the wall time of
+  search batches during it against before it.
+"Stood still": a thread that sleeps 1 ms in a loop records its longest gap; the embedded
+engine holds Python's GIL for a whole call, so a gap is the event loop, the Kafka
+heartbeats and every other thread of a worker frozen that long.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from load_tests.procfs import tree_rss_mb
+from worker.store import EdgeVectorStore, ItemRecord, SearchRequest
+
+DIM = 256
+CLUSTERS = 100
+CATEGORIES = 20
+QUERIES = 200
+BATCH = 50
+K = 50
+SEEN = 20
+
+
+class StallWatch:
+    """The longest time a 1 ms sleeper thread was kept from running."""
+
+    def __init__(self) -> None:
+        self.longest_s = 0.0
+        self._running = False
+        self._thread = threading.Thread(target=self._tick, daemon=True)
+
+    def __enter__(self) -> StallWatch:
+        self._running = True
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._running = False
+        self._thread.join()
+
+    def _tick(self) -> None:
+        while self._running:
+            before = time.perf_counter()
+            time.sleep(0.001)
+            self.longest_s = max(self.longest_s, time.perf_counter() - before - 0.001)
+
+
+def clustered(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """-> (unit vectors [n, DIM], cluster per row, the cluster centres)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((CLUSTERS, DIM)).astype(np.float32)
+    labels = rng.integers(0, CLUSTERS, n)
+    vectors = centres[labels] + 0.6 * rng.standard_normal((n, DIM)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors, labels, centres
+
+
+def queries(size: int, centres: np.ndarray, seed: int = 1) -> list[SearchRequest]:
+    rng = np.random.default_rng(seed)
+    requests = []
+    for n in range(QUERIES):
+        cluster = int(rng.integers(0, CLUSTERS))
+        vector = centres[cluster] + 0.8 * rng.standard_normal(DIM).astype(np.float32)
+        seen = [str(i) for i in rng.integers(0, size, SEEN)]
+        categories = [f"c{cluster % CATEGORIES}"] if n % 2 else None
+        unit = (vector / np.linalg.norm(vector)).astype(np.float32)
+        requests.append(SearchRequest(unit, K, exclude_item_ids=seen, categories=categories))
+    return requests
+
+
+async def _search(
+    store: EdgeVectorStore, requests: Sequence[SearchRequest]
+) -> tuple[list[list[str]], float, float]:
+    """-> (ids per request, CPU ms per query, longest stall s)."""
+    answers: list[list[str]] = []
+    with StallWatch() as watch:
+        cpu = time.process_time()
+        for start in range(0, len(requests), BATCH):
+            hits = await store.search_items(requests[start : start + BATCH])
+            answers += [[h.item_id for h in found] for found in hits]
+        cpu_ms = (time.process_time() - cpu) * 1000.0 / len(requests)
+    return answers, cpu_ms, watch.longest_s
+
+
+def recall(found: Sequence[Sequence[str]], exact: Sequence[Sequence[str]]) -> float:
+    hits = sum(len(set(f) & set(e)) for f, e in zip(found, exact, strict=True))
+    return hits / max(1, sum(len(e) for e in exact))
+
+
+async def _batch_ms(
+    store: EdgeVectorStore, requests: Sequence[SearchRequest], batches: int
+) -> list[float]:
+    """Wall ms of `batches` search batches, one after another."""
+    times = []
+    for n in range(batches):
+        start = (n * BATCH) % len(requests)
+        began = time.perf_counter()
+        await store.search_items(requests[start : start + BATCH])
+        times.append((time.perf_counter() - began) * 1000.0)
+    return times
+
+
+async def _batch_ms_until(
+    store: EdgeVectorStore, requests: Sequence[SearchRequest], task: asyncio.Task[None]
+) -> list[float]:
+    """Wall ms of search batches run back to back (20 ms apart) until `task` is done."""
+    times: list[float] = []
+    while not task.done():
+        times += await _batch_ms(store, requests, 1)
+        await asyncio.sleep(0.02)
+    return times
+
+
+async def _fill(
+    store: EdgeVectorStore, vectors: np.ndarray, labels: np.ndarray, prefix: str = ""
+) -> None:
+    for start in range(0, len(vectors), 1000):
+        await store.upsert_items(
+            [
+                ItemRecord(f"{prefix}{i}", vectors[i], category=f"c{labels[i] % CATEGORIES}")
+                for i in range(start, min(len(vectors), start + 1000))
+            ]
+        )
+
+
+async def _rebuild_with_searches(
+    store: EdgeVectorStore, requests: Sequence[SearchRequest], in_place: bool
+) -> tuple[list[float], list[float]]:
+    """-> (wall ms of search batches before, during the next index build)."""
+    steady = await _batch_ms(store, requests, 10)
+    if in_place:
+        await store.optimize()
+        return steady, []
+    rebuild = asyncio.create_task(store.build_index())
+    during = await _batch_ms_until(store, requests, rebuild)
+    await rebuild
+    return steady, during
+
+
+async def measure(size: int, work: Path, in_place: bool, quantized: bool) -> dict[str, Any]:
+    vectors, labels, centres = clustered(size)
+    path = work / f"edge-{size}"
+    store = EdgeVectorStore(path, DIM, flush_interval_s=None, quantized=quantized)
+    await store.open()
+    started = time.perf_counter()
+    await _fill(store, vectors, labels)
+    upsert_s = time.perf_counter() - started
+    requests = queries(size, centres)
+    exact, exact_ms, exact_stall = await _search(store, requests)
+    with StallWatch() as watch:
+        started = time.perf_counter()
+        await (store.optimize() if in_place else store.build_index())
+        build_s = time.perf_counter() - started
+    indexed, indexed_ms, indexed_stall = await _search(store, requests)
+    # New items arrive (5% of the catalogue, unindexed); the next build runs while the
+    # searches go on, as they do in a worker.
+    fresh, fresh_labels, _ = clustered(size // 20, seed=2)
+    await _fill(store, fresh, fresh_labels, prefix="new-")
+    steady, during = await _rebuild_with_searches(store, requests, in_place)
+    rss = tree_rss_mb(os.getpid())
+    await store.close()
+    started = time.perf_counter()
+    await store.open()
+    open_s = time.perf_counter() - started
+    await store.close()
+    return {
+        "items": size,
+        "quantization": "int8" if quantized else "none",
+        "upsert_items_per_s": round(size / upsert_s),
+        "exact": {
+            "cpu_ms_per_query": round(exact_ms, 2),
+            "longest_stall_ms": round(exact_stall * 1000),
+        },
+        "index_build": {
+            "mode": "in place" if in_place else "another process",
+            "seconds": round(build_s, 1),
+            "longest_stall_ms": round(watch.longest_s * 1000),
+        },
+        "searches_during_a_rebuild": {
+            "batch_ms_steady_p50": round(float(np.median(steady)), 1),
+            "batch_ms_during_p50": round(float(np.median(during)), 1) if during else None,
+            "batch_ms_during_max": round(max(during), 1) if during else None,
+        },
+        "indexed": {
+            "cpu_ms_per_query": round(indexed_ms, 2),
+            "recall_at_50": round(recall(indexed, exact), 4),
+            "longest_stall_ms": round(indexed_stall * 1000),
+        },
+        "rss_mib": round(rss),
+        "open_s": round(open_s, 2),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m load_tests catalogue", description=__doc__)
+    parser.add_argument("--sizes", default="2000,20000,100000")
+    parser.add_argument("--out", type=Path, default=Path("results/catalogue.json"))
+    parser.add_argument(
+        "--in-place", action="store_true", help="index in the worker's process (the old way)"
+    )
+    parser.add_argument("--quantization", choices=["int8", "none"], default="int8")
+    args = parser.parse_args(argv)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="catalogue-bench-") as tmp:
+        for size in (int(s) for s in args.sizes.split(",")):
+            quantized = args.quantization == "int8"
+            rows.append(asyncio.run(measure(size, Path(tmp), args.in_place, quantized)))
+            print(json.dumps(rows[-1]), flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"sizes": rows}, indent=2) + "\n")
+    return 0
