@@ -43,6 +43,7 @@ QUERIES = 200
 BATCH = 50
 K = 50
 SEEN = 20
+EF_VALUES = (64, 128, 256, 512)
 
 
 class StallWatch:
@@ -161,6 +162,22 @@ async def _rebuild_with_searches(
     return steady, during
 
 
+async def _recall_by_ef(
+    store: EdgeVectorStore, requests: Sequence[SearchRequest], exact: Sequence[Sequence[str]]
+) -> dict[int, dict[str, float]]:
+    """Search CPU and recall@50 of the built index at other `hnsw_ef` (HNSW_EF) values."""
+    configured, results = store.hnsw_ef, {}
+    for ef in EF_VALUES:
+        store.hnsw_ef = ef
+        found, cpu_ms, _ = await _search(store, requests)
+        results[ef] = {
+            "cpu_ms_per_query": round(cpu_ms, 2),
+            "recall_at_50": round(recall(found, exact), 4),
+        }
+    store.hnsw_ef = configured
+    return results
+
+
 async def measure(size: int, work: Path, in_place: bool, quantized: bool) -> dict[str, Any]:
     vectors, labels, centres = clustered(size)
     path = work / f"edge-{size}"
@@ -176,6 +193,7 @@ async def measure(size: int, work: Path, in_place: bool, quantized: bool) -> dic
         await (store.optimize() if in_place else store.build_index())
         build_s = time.perf_counter() - started
     indexed, indexed_ms, indexed_stall = await _search(store, requests)
+    by_ef = await _recall_by_ef(store, requests, exact)
     # New items arrive (5% of the catalogue, unindexed); the next build runs while the
     # searches go on, as they do in a worker.
     fresh, fresh_labels, _ = clustered(size // 20, seed=2)
@@ -208,8 +226,12 @@ async def measure(size: int, work: Path, in_place: bool, quantized: bool) -> dic
         "indexed": {
             "cpu_ms_per_query": round(indexed_ms, 2),
             "recall_at_50": round(recall(indexed, exact), 4),
+            # Even requests have no category filter, odd ones one category of 20.
+            "recall_at_50_unfiltered": round(recall(indexed[::2], exact[::2]), 4),
+            "recall_at_50_one_category": round(recall(indexed[1::2], exact[1::2]), 4),
             "longest_stall_ms": round(indexed_stall * 1000),
         },
+        "indexed_by_hnsw_ef": by_ef,
         "rss_mib": round(rss),
         "open_s": round(open_s, 2),
     }

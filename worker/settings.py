@@ -147,11 +147,15 @@ class Settings(BaseSettings):
     index_after_items: int = Field(default=10_000, ge=100)
     index_check_interval_s: float = Field(default=30.0, gt=0)
     # int8 scalar quantisation of the indexed item vectors (in RAM; searches rescore their
-    # candidates with the originals): cheaper index builds and searches at ~0.5% recall@50.
+    # candidates with the originals): at 300k items 2x cheaper to index and 2.5x cheaper to
+    # search than float32, at the same recall@50.
     items_quantization: Literal["int8", "none"] = "int8"
     data_dir: Path = Path(".data")
     embedding_dim: int = Field(default=256, ge=2)
-    hnsw_ef: int = Field(default=128, ge=1)
+    # Candidates an HNSW search visits: recall@50 at 300k items measured 0.935 at 128,
+    # 0.982 at 256 and 0.994 at 512, for 0.76, 0.98 and 1.14 CPU ms per query
+    # (results/catalogue.json).
+    hnsw_ef: int = Field(default=256, ge=1)
 
     # --- recommendation behaviour --------------------------------------------------------
     recommendations_k: int = Field(default=10, ge=1, le=1000)

@@ -122,3 +122,21 @@ async def test_a_rebuild_of_the_active_space_keeps_answering_and_then_replaces_i
 
     assert store.item_space == OLD
     assert await found(store) == ["a", "missing", "new"]
+
+
+async def test_a_reopened_store_deletes_collections_a_stopped_build_or_switch_left(
+    tmp_path: Path,
+) -> None:
+    first = EdgeVectorStore(tmp_path, DIM)
+    await first.open()
+    await first.upsert_items([item("a", OLD, 1)])
+    await first.close()
+    (tmp_path / "items-0123456789ab-abcdef").mkdir()  # an index build's copy, say
+
+    second = EdgeVectorStore(tmp_path, DIM)
+    await second.open()
+    try:
+        assert [p.name for p in tmp_path.glob("items*")] == ["items"]  # noqa: ASYNC240
+        assert await found(second) == ["a"]
+    finally:
+        await second.close()

@@ -75,7 +75,7 @@ class EdgeVectorStore(CollectionSwaps):
         *,
         items_collection: str = "items",
         users_collection: str = "users",
-        hnsw_ef: int = 128,
+        hnsw_ef: int = 256,
         flush_interval_s: float | None = 30.0,
         item_cache_size: int = 100_000,
         quantized: bool = False,
@@ -84,7 +84,7 @@ class EdgeVectorStore(CollectionSwaps):
         self._path = Path(path)
         self._items_name = items_collection
         self._users_name = users_collection
-        self._hnsw_ef = hnsw_ef
+        self.hnsw_ef = hnsw_ef
         self.quantized = quantized
         self._flush_interval_s = flush_interval_s
         self._executor: ThreadPoolExecutor | None = None
@@ -111,6 +111,7 @@ class EdgeVectorStore(CollectionSwaps):
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edge-store")
         self._path.mkdir(parents=True, exist_ok=True)
         self._spaces = SpaceRegistry(self._path / "item-spaces.json", self._items_name)
+        await asyncio.to_thread(self._spaces.remove_strays, self._path)
         try:
             self._items = await self._open(self._spaces.active.collection, True)
             self._users = await self._open(self._users_name, False)
@@ -265,7 +266,7 @@ class EdgeVectorStore(CollectionSwaps):
         if not requests:
             return []
         shard, _ = self._shards()
-        batch = QueryBatchRequest([edge_query(r, self._hnsw_ef, self.quantized) for r in requests])
+        batch = QueryBatchRequest([edge_query(r, self.hnsw_ef, self.quantized) for r in requests])
         answers = await self._run(shard.query_batch, batch)
         # Ids and scores from the engine; the rest from the item cache.
         scored = [[(hit.id, hit.score) for hit in hits] for hits in answers]
@@ -301,7 +302,7 @@ class EdgeVectorStore(CollectionSwaps):
     ) -> list[list[tuple[str, float]]]:
         if not vectors:
             return []
-        query = edge_users.UserQuery(limit, partitions, item_space, self._hnsw_ef)
+        query = edge_users.UserQuery(limit, partitions, item_space, self.hnsw_ef)
         return await self._run(edge_users.search_users, self._shards()[1], vectors, query)
 
     # -- internals ---------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import secrets
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -32,12 +33,21 @@ def space_collection(base: str, space: str) -> str:
 class SpaceRegistry:
     def __init__(self, path: Path, base: str) -> None:
         self.path = path
+        self.base = base
         self.active = SpaceCollection("", base)
         self.pending: SpaceCollection | None = None
         if path.exists():
             doc = json.loads(path.read_text())
             self.active = SpaceCollection(**doc["active"])
             self.pending = SpaceCollection(**doc["pending"]) if doc.get("pending") else None
+
+    def remove_strays(self, directory: Path) -> None:
+        """Delete item collections neither active nor pending: what a process stopped in the
+        middle of an index build or a switch left behind."""
+        kept = {self.active.collection, *([self.pending.collection] if self.pending else [])}
+        for path in directory.glob(f"{self.base}-*"):
+            if path.is_dir() and path.name not in kept:
+                shutil.rmtree(path, ignore_errors=True)
 
     def save(self) -> None:
         doc = {
