@@ -10,7 +10,8 @@ mode); its vectors must not be compared with the stored ones. Every
      start to its end as of now and embedded in micro-batches; what the items path wrote or
      deleted meanwhile is newer and left alone; each vector is also published to
      `item-vectors`, so a restart on an empty disk restores the new space;
-  3. switch: between batches of both pipelines, the new collection becomes the searched
+  3. index: a large new collection gets its HNSW index (in another process) first;
+  4. switch: between batches of both pipelines, the new collection becomes the searched
      one and `model_version` follows it, once.
 If Triton moves on again mid-way the pending collection is dropped and the next check
 starts over towards the newest space. Each worker re-embeds for its own store.
@@ -36,7 +37,7 @@ from worker.items import ItemDelete, ItemUpsert, item_text, parse_item
 from worker.kafka import KafkaError, OutputProducer
 from worker.metrics import Metrics
 from worker.records import BatchResult, OutMessage, RawMessage
-from worker.store import EdgeVectorStore, ItemRecord
+from worker.store import EdgeVectorStore, ItemRecord, StoreError
 from worker.triton import ItemContent, ServedVersions
 from worker.validation import InvalidMessage
 
@@ -108,6 +109,7 @@ class CatalogueReembed:
             log.warning("re-embed into %s stopped: %s", target, exc)
             await store.abandon_item_space()
             return False
+        await self._index_pending()
         await self._report_missing(target)
         async with self.exclusive():
             await store.switch_item_space()
@@ -120,6 +122,17 @@ class CatalogueReembed:
             target, self.items_embedded, self.seconds, self.items_per_second,
         )  # fmt: skip
         return True
+
+    async def _index_pending(self) -> None:
+        """Index the new collection before it is searched (in another process, as the
+        active one is): it would otherwise be scanned exactly until the next build."""
+        store = self.store
+        if await store.unindexed_items(pending=True) < self.ctx.settings.index_after_items:
+            return
+        try:
+            await store.build_index(pending=True)
+        except StoreError as exc:
+            log.warning("the re-embedded items are not indexed yet (%s): switching anyway", exc)
 
     async def _report_missing(self, space: str) -> None:
         """Items the active collection holds but the `items` topic no longer did (one not

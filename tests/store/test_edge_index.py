@@ -63,3 +63,38 @@ async def test_an_index_built_in_another_process_keeps_answers_and_every_write(
         assert await reopened.count_items() == ITEMS
     finally:
         await reopened.close()
+
+
+async def test_a_re_embedded_collection_is_indexed_before_the_switch_with_its_writes(
+    tmp_path: Path,
+) -> None:
+    store = EdgeVectorStore(tmp_path, DIM, item_cache_size=0)
+    await store.open()
+    try:
+        rows = vectors(ITEMS + 50)
+        await store.upsert_items([ItemRecord("old", rows[0], model_version="v1")])
+        await store.begin_item_space("v2")
+        await store.upsert_reembedded(
+            [ItemRecord(str(i), rows[i], model_version="v2") for i in range(ITEMS)]
+        )
+
+        async def items_path_meanwhile() -> None:
+            for n in range(ITEMS, ITEMS + 50):  # new items, embedded in the new space
+                await store.upsert_items([ItemRecord(str(n), rows[n], model_version="v2")])
+                await store.delete_items([str(n - ITEMS)])
+                await asyncio.sleep(0.005)
+
+        await asyncio.gather(store.build_index(pending=True), items_path_meanwhile())
+        assert await store.unindexed_items(pending=True) < 50
+        assert [h.item_id for h in (await store.search_items([SearchRequest(rows[0], 1)]))[0]] == [
+            "old"
+        ]
+
+        await store.switch_item_space()
+
+        assert await store.count_items() == ITEMS
+        assert await store.get_items([str(n) for n in range(50)]) == {}
+        assert len(await store.get_items([str(n) for n in range(ITEMS, ITEMS + 50)])) == 50
+        assert len(list(tmp_path.glob("items*"))) == 1  # noqa: ASYNC240
+    finally:
+        await store.close()

@@ -39,7 +39,7 @@ from worker.store.base import (
 )
 from worker.store.base import point_id as derive_point_id
 from worker.store.edge_cache import ItemCache, warm_cache
-from worker.store.edge_collections import CollectionSwaps
+from worker.store.edge_collections import CollectionSwaps, IndexBuild
 from worker.store.edge_query import PointId, edge_query
 from worker.store.edge_shards import close_shard, open_shard
 from worker.store.payload import (
@@ -97,9 +97,10 @@ class EdgeVectorStore(CollectionSwaps):
         # Items written to or deleted from the pending collection by the items path while a
         # re-embed fills it: newer than anything the re-embed read, so it leaves them alone.
         self._pending_touched: set[str] = set()
-        # Items written to or deleted from the active collection while a copy of it is being
-        # indexed: carried over to the copy before it replaces the active one.
-        self._active_touched: set[str] | None = None
+        # The index build under way (one at a time), which records the writes it must carry
+        # over to the indexed copy.
+        self._index_build: IndexBuild | None = None
+        self._build_lock = asyncio.Lock()
         # Routing a write and making it are one step with respect to a switch.
         self._space_lock = asyncio.Lock()
 
@@ -180,11 +181,11 @@ class EdgeVectorStore(CollectionSwaps):
                     len(items) - len(to_active) - len(to_pending), space,
                 )  # fmt: skip
             await self._upsert(self._shards()[0], to_active, cache=True)
-            if self._active_touched is not None:
-                self._active_touched.update(i.item_id for i in to_active)
+            self._record_writes(False, [i.item_id for i in to_active])
             if to_pending and self._pending is not None:
                 await self._upsert(self._pending, to_pending, cache=False)
                 self._pending_touched.update(i.item_id for i in to_pending)
+                self._record_writes(True, [i.item_id for i in to_pending])
 
     async def _upsert(self, shard: EdgeShard, items: Sequence[ItemRecord], *, cache: bool) -> None:
         if not items:
@@ -213,11 +214,11 @@ class EdgeVectorStore(CollectionSwaps):
             await self._run(self._shards()[0].update, delete)
             for point in ids:
                 self._item_cache.discard(point)
-            if self._active_touched is not None:
-                self._active_touched.update(item_ids)
+            self._record_writes(False, item_ids)
             if self._pending is not None:
                 await self._run(self._pending.update, delete)
                 self._pending_touched.update(item_ids)
+                self._record_writes(True, item_ids)
 
     async def get_item_vectors(self, item_ids: Sequence[str]) -> dict[str, np.ndarray]:
         items = await self.get_items(item_ids)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import shutil
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -38,7 +39,8 @@ class CollectionSwaps:
     _pending: EdgeShard | None
     _spaces: SpaceRegistry
     _pending_touched: set[str]
-    _active_touched: set[str] | None
+    _index_build: IndexBuild | None
+    _build_lock: asyncio.Lock
     _space_lock: asyncio.Lock
     _item_cache: ItemCache
 
@@ -126,66 +128,97 @@ class CollectionSwaps:
             if any(item.model_version != space for item in kept):
                 raise StoreError(f"re-embedded items must be in the pending space {space}")
             await self._upsert(self._pending, kept, cache=False)
+            self._record_writes(True, [i.item_id for i in kept])
             return len(kept)
 
     # -- index builds ------------------------------------------------------------------------
 
-    async def unindexed_items(self) -> int:
-        """Items of the active collection outside its HNSW index (searched exactly)."""
-        info = await self._run(self._shards()[0].info)
+    def _record_writes(self, pending: bool, item_ids: Iterable[str]) -> None:
+        build = self._index_build
+        if build is not None and build.pending == pending:
+            build.touched.update(item_ids)
+
+    async def unindexed_items(self, pending: bool = False) -> int:
+        """Items of the active (or pending) collection outside its HNSW index: searched
+        exactly."""
+        shard = self._pending if pending else self._shards()[0]
+        if shard is None:
+            return 0
+        info = await self._run(shard.info)
         return int(info.points_count) - int(info.indexed_vectors_count)
 
-    async def build_index(self) -> None:
-        """Index a copy of the active collection in another process, then swap it in.
-
-        The engine holds the GIL for a whole call, so an in-process build would freeze the
-        worker for its duration; here the worker's own engine calls stay short: a flush,
+    async def build_index(self, pending: bool = False) -> None:
+        """Index a copy of the active (or pending) collection in another process, then swap
+        it in. The engine holds the GIL for a whole call, so an in-process build would freeze
+        the worker for its duration; here the worker's own engine calls stay short: a flush,
         the copy's load, and the writes made during the build carried over to it."""
-        if self._pending is not None:
-            raise StoreError("an item space switch is under way; index after it")
-        source = self._spaces.active.collection
-        copy = await self._copy_active()
-        try:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "worker.store.edge_index", str(copy), str(self.dim),
-                "int8" if self.quantized else "none",
-                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-            )  # fmt: skip
-            _, error = await process.communicate()
-            if process.returncode != 0:
-                raise StoreError(f"index build failed: {error.decode(errors='replace')[-500:]}")
-            await self._swap_in(copy, source)
-        except BaseException:
-            self._active_touched = None
-            shutil.rmtree(copy, ignore_errors=True)
-            raise
+        async with self._build_lock:
+            if self._pending is not None and not pending:
+                raise StoreError("an item space switch is under way; index after it")
+            target = self._spaces.pending if pending else self._spaces.active
+            if target is None:
+                raise StoreError("no pending collection to index")
+            copy = await self._copy(pending)
+            try:
+                await _index_in_another_process(copy, self.dim, self.quantized)
+                await self._swap_in(copy, target.collection, pending)
+            except BaseException:
+                self._index_build = None
+                shutil.rmtree(copy, ignore_errors=True)
+                raise
 
-    async def _copy_active(self) -> Path:
-        """A flushed copy of the active collection; writes from now on are recorded."""
+    def _collection(self, pending: bool) -> tuple[SpaceCollection | None, EdgeShard | None]:
+        if pending:
+            return self._spaces.pending, self._pending
+        return self._spaces.active, self._shards()[0]
+
+    async def _copy(self, pending: bool) -> Path:
+        """A flushed copy of the collection; its writes from now on are recorded."""
         async with self._space_lock:
-            active = self._spaces.active
-            copy = self._path / space_collection(self._items_name, active.space)
-            await self._run(self._shards()[0].flush)
+            collection, shard = self._collection(pending)
+            assert collection is not None and shard is not None
+            copy = self._path / space_collection(self._items_name, collection.space)
+            await self._run(shard.flush)
             # Another thread than the store's: searches go on meanwhile, writes wait.
-            await asyncio.to_thread(shutil.copytree, self._path / active.collection, copy)
-            self._active_touched = set()
+            await asyncio.to_thread(shutil.copytree, self._path / collection.collection, copy)
+            self._index_build = IndexBuild(pending)
             return copy
 
-    async def _swap_in(self, copy: Path, source: str) -> None:
+    async def _swap_in(self, copy: Path, source: str, pending: bool) -> None:
         async with self._space_lock:
-            if self._spaces.active.collection != source:
-                # An item space switch replaced the collection this is a copy of.
-                raise StoreError("the active collection changed during the index build")
+            current, live = self._collection(pending)
+            if current is None or live is None or current.collection != source:
+                # A switch or an abandoned upgrade replaced the collection copied.
+                raise StoreError("the collection changed during the index build")
             indexed = await self._open(copy.name, True)
-            live = self._shards()[0]
-            touched, self._active_touched = sorted(self._active_touched or ()), None
-            if touched:
-                await self._run(_carry_over, live, indexed, touched)
-            old = self._path / self._spaces.active.collection
-            self._items = indexed  # the item cache stays valid: the same items
-            self._spaces.active = SpaceCollection(self._spaces.active.space, copy.name)
+            build, self._index_build = self._index_build, None
+            if build is not None and build.touched:
+                await self._run(_carry_over, live, indexed, sorted(build.touched))
+            replaced = SpaceCollection(current.space, copy.name)
+            if pending:
+                self._pending, self._spaces.pending = indexed, replaced
+            else:
+                # The item cache stays valid: the same items.
+                self._items, self._spaces.active = indexed, replaced
             self._spaces.save()
-            await self._run(remove_shard, live, old)
+            await self._run(remove_shard, live, self._path / source)
+
+
+@dataclass(slots=True)
+class IndexBuild:
+    pending: bool  # of the pending collection, else the active one
+    touched: set[str] = field(default_factory=set)  # written or deleted since the copy
+
+
+async def _index_in_another_process(copy: Path, dim: int, quantized: bool) -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "worker.store.edge_index", str(copy), str(dim),
+        "int8" if quantized else "none",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, error = await process.communicate()
+    if process.returncode != 0:
+        raise StoreError(f"index build failed: {error.decode(errors='replace')[-500:]}")
 
 
 def _carry_over(source: EdgeShard, target: EdgeShard, item_ids: Sequence[str]) -> None:
