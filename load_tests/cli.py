@@ -4,6 +4,7 @@ the broker floor (a bare consume->produce echo) measured on the same broker."""
 from __future__ import annotations
 
 import argparse
+import importlib
 import secrets
 import sys
 import time
@@ -183,28 +184,22 @@ def _check(args: argparse.Namespace, external: bool) -> None:
         raise ValueError("--workers: at least 1, and only for local runs (not with --bootstrap)")
 
 
+# Subcommands with their own options: the module whose main(argv) runs them.
+TOOLS = {
+    "chaos": "load_tests.chaos.cli",
+    "restart": "load_tests.restart_probe",
+    "restore": "load_tests.restore_bench",
+    "catalogue": "load_tests.catalogue_bench",
+    "upgrade": "load_tests.upgrade_bench",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["chaos"]:
-        from load_tests.chaos.cli import main as chaos_main
-
-        return chaos_main(argv[1:])
-    if argv[:1] == ["restart"]:
-        from load_tests.restart_probe import main as restart_main
-
-        return restart_main(argv[1:])
-    if argv[:1] == ["restore"]:
-        from load_tests.restore_bench import main as restore_main
-
-        return restore_main(argv[1:])
-    if argv[:1] == ["catalogue"]:
-        from load_tests.catalogue_bench import main as catalogue_main
-
-        return catalogue_main(argv[1:])
-    if argv[:1] == ["upgrade"]:
-        from load_tests.upgrade_bench import main as upgrade_main
-
-        return upgrade_main(argv[1:])
+    if argv[:1] and argv[0] in TOOLS:
+        # Imported only when asked for: each pulls in what it measures.
+        tool = importlib.import_module(TOOLS[argv[0]])
+        return int(tool.main(argv[1:]))
     args = build_parser().parse_args(argv)
     try:
         settings = _settings(args)

@@ -83,6 +83,28 @@ class Runtime:
         )
         self.output = OutputProducer(settings, on_data_loss=self._data_lost)
         self.state = SharedState(self.ctx, self.output, metrics)
+        self.pipelines = self._pipelines()
+        if self.state.embedded:
+            # The events pipeline's own set, kept up to date by its rebalance callbacks.
+            self.ctx.owned_partitions = self.pipelines[0].assigned
+        store = self.ctx.store
+        self.reembed = (
+            CatalogueReembed(
+                self.ctx,
+                store,
+                self.output,
+                metrics,
+                self._between_batches,
+                self.state.origin,
+                self.state.catalogue,
+            )
+            if isinstance(store, EdgeVectorStore)
+            else None
+        )
+
+    def _pipelines(self) -> list[Pipeline]:
+        """The events pipeline, then the items pipeline."""
+        settings = self.settings
         specs = [
             PipelineSpec(
                 "events",
@@ -101,13 +123,13 @@ class Runtime:
                 lambda msgs, carried: handle_items(msgs, self.ctx, carried),
             ),
         ]
-        self.pipelines = [
+        return [
             Pipeline(
                 spec,
                 self.ctx,
                 self.output,
                 self.health,
-                metrics,
+                self.metrics,
                 self.stop,
                 on_reset=self._offset_reset,
                 changelog=self.state.changelog,
@@ -115,23 +137,6 @@ class Runtime:
             )
             for spec in specs
         ]
-        if self.state.embedded:
-            # The events pipeline's own set, kept up to date by its rebalance callbacks.
-            self.ctx.owned_partitions = self.pipelines[0].assigned
-        store = self.ctx.store
-        self.reembed = (
-            CatalogueReembed(
-                self.ctx,
-                store,
-                self.output,
-                metrics,
-                self._between_batches,
-                self.state.origin,
-                self.state.catalogue,
-            )
-            if isinstance(store, EdgeVectorStore)
-            else None
-        )
 
     @contextlib.asynccontextmanager
     async def _between_batches(self) -> AsyncIterator[None]:
