@@ -1,0 +1,77 @@
+"""The catalogue benchmark's figures as a PNG: search CPU per query and the longest stall of
+an index build, by catalogue size.
+
+    python -m load_tests.catalogue_plot [results/catalogue.json] [results/catalogue.png]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt
+
+
+def _series(runs: Sequence[dict[str, Any]], quantization: str, mode: str) -> list[dict[str, Any]]:
+    """The first run of each size with this quantisation and build mode."""
+    chosen: dict[int, dict[str, Any]] = {}
+    for r in runs:
+        if r["quantization"] == quantization and r["index_build"]["mode"] == mode:
+            chosen.setdefault(r["items"], r)
+    return [chosen[size] for size in sorted(chosen)]
+
+
+def plot(runs: Sequence[dict[str, Any]], path: Path) -> None:
+    fig, (search, stall) = plt.subplots(1, 2, figsize=(12, 4.6))
+    for quantization in ("int8", "none"):
+        rows = _series(runs, quantization, "another process")
+        sizes = [r["items"] for r in rows]
+        if quantization == "int8":
+            search.plot(
+                sizes, [r["exact"]["cpu_ms_per_query"] for r in rows], "o-", label="exact scan"
+            )
+        search.plot(
+            sizes, [r["indexed"]["cpu_ms_per_query"] for r in rows], "o-",
+            label=f"HNSW, {quantization}",
+        )  # fmt: skip
+    for mode in ("another process", "in place"):
+        rows = _series(runs, "int8", mode)
+        stall.plot(
+            [r["items"] for r in rows],
+            [r["index_build"]["longest_stall_ms"] for r in rows],
+            "o-",
+            label=f"index built {'in ' if mode != 'in place' else ''}{mode}",
+        )
+    for axes, title, unit in (
+        (search, "search CPU per query right after a build (k = 50)", "CPU ms per query"),
+        (stall, "longest stall of the process during an index build", "ms"),
+    ):
+        axes.set_xscale("log")
+        axes.set_yscale("log")
+        axes.set_xlabel("items in the catalogue")
+        axes.set_ylabel(unit)
+        axes.set_title(title, fontsize=10)
+        axes.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    source = Path(args[0] if args else "results/catalogue.json")
+    target = Path(args[1] if len(args) > 1 else "results/catalogue.png")
+    plot(json.loads(source.read_text())["runs"], target)
+    print(f"wrote {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
