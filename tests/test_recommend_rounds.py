@@ -1,9 +1,10 @@
 import numpy as np
 
+from worker.answer import negatives_of, shortlists_for_users
 from worker.candidates import CandidateFilter
 from worker.events import UserEvent
 from worker.ranking import RankingParams
-from worker.recommend import event_rounds, negatives_of, shortlists_for_users
+from worker.recommend import event_rounds
 from worker.store import Interaction, ScoredItem, UserState
 
 

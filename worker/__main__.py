@@ -52,6 +52,7 @@ def check_data_dir(settings: Settings) -> None:
 
 
 def cmd_run(settings: Settings) -> int:
+    from worker.api import ApiServer, bind_socket
     from worker.kafka import all_topics, ensure_topics
     from worker.metrics import Metrics
     from worker.runtime import Runtime
@@ -64,18 +65,25 @@ def cmd_run(settings: Settings) -> int:
         metrics = Metrics()
         host = settings.metrics_host
         try:
-            port = metrics.serve(settings.metrics_port, host)
+            sock = bind_socket(host, settings.metrics_port)
         except OSError as exc:
             raise StartupError(
                 f"METRICS_PORT={settings.metrics_port} on METRICS_HOST={host}: {exc.strerror}"
             ) from None
         metrics.watch_gc()
-        logging.getLogger(__name__).info("metrics on http://%s:%d/metrics", host, port)
+        port = sock.getsockname()[1]
+        logging.getLogger(__name__).info("API and metrics on http://%s:%d/", host, port)
         with LocalStack(settings) as resolved:
 
             async def run() -> None:
-                await ensure_topics(resolved, all_topics(resolved))
-                await Runtime(resolved, metrics).run()
+                runtime = Runtime(resolved, metrics)
+                api = ApiServer(runtime.ctx, runtime.health, metrics)
+                await api.start(sock)
+                try:
+                    await ensure_topics(resolved, all_topics(resolved))
+                    await runtime.run()
+                finally:
+                    await api.stop()
 
             asyncio.run(run())
     except StartupError as exc:

@@ -22,6 +22,17 @@ class CandidateFilter:
     categories: tuple[str, ...] | None = None  # None: any category
     created_after: float | None = None  # None: any age
 
+    def narrowed(self, categories: Sequence[str] | None) -> CandidateFilter:
+        """Only the categories also in `categories` (None: unchanged)."""
+        if categories is None:
+            return self
+        kept = (
+            tuple(categories)
+            if self.categories is None
+            else tuple(c for c in categories if c in self.categories)
+        )
+        return CandidateFilter(kept, self.created_after)
+
     def allows(self, item: ScoredItem) -> bool:
         if self.categories is not None and item.category not in self.categories:
             return False

@@ -7,10 +7,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from worker.media import MediaFetcher
+from worker.ranking import RankingParams
 from worker.settings import Settings
 from worker.signals import Signals
 from worker.store import VectorStore
 from worker.triton import TritonClient
+from worker.variants import Variants
 
 
 @dataclass(slots=True)
@@ -26,6 +28,11 @@ class Context:
     # The user-events partitions this worker owns, when its users live in its own embedded
     # store (new items are pushed to those users only); None: every user (a shared store).
     owned_partitions: set[int] | None = None
+    # The A/B variants of VARIANTS (one, "default", when unset), with their ranking params.
+    variants: Variants = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.variants = Variants(self.settings.variants, RankingParams.from_settings(self.settings))
 
     async def probe(self) -> None:
         """Raise an InfrastructureError if Triton or the store cannot answer right now."""

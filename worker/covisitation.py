@@ -57,6 +57,17 @@ class CoVisitation:
             return 0.0
         return float(self._together[row][self._partners[row] == other].sum())
 
+    def strongest_partner(self, item_id: str, among: Sequence[str]) -> str | None:
+        """Of `among`, the item consumed together with `item_id` most often (None: none
+        was): one lookup in the item's partner slots."""
+        row = self._row_of.get(item_id)
+        rows = [r for r in (self._row_of.get(a) for a in among) if r is not None]
+        if row is None or not rows:
+            return None
+        together = np.where(np.isin(self._partners[row], rows), self._together[row], 0.0)
+        best = int(together.argmax())
+        return self._item_of[int(self._partners[row][best])] if together[best] > 0 else None
+
     def add(self, item_id: str, earlier: Iterable[str]) -> None:
         """One consumption of `item_id` by a user who consumed `earlier` before it."""
         others = list(dict.fromkeys(e for e in earlier if e != item_id))[: self.slots]

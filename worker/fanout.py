@@ -19,13 +19,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from worker.answer import Round, consumed_items, rank_round
 from worker.candidates import candidate_filter, search_request
 from worker.context import Context
-from worker.ranking import RankingParams, mmr
-from worker.recommend import consumed_items, negatives_of, shortlists_for_users
-from worker.recommendations import encode_recommendation
+from worker.recommendations import encode_recommendation, recommendation_doc
 from worker.records import OutMessage
-from worker.store import ScoredItem
 
 
 async def fan_out(
@@ -33,17 +31,15 @@ async def fan_out(
 ) -> tuple[list[OutMessage], list[tuple[str, float]]]:
     """Recommendations to push because of these (just upserted) items, and the push-limit
     marks to apply once they are delivered."""
-    settings, store, signals = ctx.settings, ctx.store, ctx.signals
-    trending, covisitation = signals.trending, signals.covisitation
+    settings, store = ctx.settings, ctx.store
     if not item_ids or settings.fanout_users_per_item == 0 or ctx.owned_partitions == set():
         return [], []
     triggers = await _triggers(item_ids, ctx, now)
     if not triggers:
         return [], []
     states = [s for s in (await store.get_users(list(triggers))).values() if s.vector is not None]
-    disliked = await store.get_item_vectors(
-        sorted({i.item_id for s in states for i in s.history if i.weight < 0})
-    )
+    # The users' history items: negative feedback and the reasons need their vectors.
+    fetched = await store.get_items(sorted({i.item_id for s in states for i in s.history}))
     constraints = candidate_filter(settings, [], now)
     found = await store.search_items(
         [
@@ -51,31 +47,44 @@ async def fan_out(
             for s in states
         ]
     )
-    popular = trending.top(settings.trending_size)
-    params = RankingParams.from_settings(settings)
-    history = settings.covisitation_history
-    shortlists = shortlists_for_users(
-        found,
-        [[] for _ in states],
-        states,
-        popular,
-        [constraints] * len(states),
-        now,
-        params,
-        [negatives_of(state, disliked) for state in states],
-        [covisitation.scores(consumed_items(state, history)) for state in states]
-        if params.covisitation_weight
-        else None,
+    covisitation, history = ctx.signals.covisitation, settings.covisitation_history
+    rnd = Round(
+        by_user={s.user_id: [] for s in states},
+        states=states,
+        popular=ctx.signals.trending.top(settings.trending_size),
+        covisited=covisitation.scores_many([consumed_items(s, history) for s in states])
+        if settings.covisitation_weight
+        else [{} for _ in states],
+        fetched=fetched,
+        now=now,
+        vectors=[s.vector for s in states],
+        constraints=[constraints] * len(states),
+        found=dict(enumerate(found)),
     )
     outputs, pushes = [], []
-    for state, items in zip(states, mmr(shortlists, params.k, params.mmr_lambda), strict=True):
-        listed = {item.item_id for item in items}
+    for state, answer in zip(states, rank_round(rnd, ctx), strict=True):
+        listed = {item.item_id for item in answer.items}
         new_in = [item_id for item_id in triggers[state.user_id] if item_id in listed]
         if not new_in:
             continue
         pushes.append((state.user_id, now))
+        doc = recommendation_doc(
+            user_id=state.user_id,
+            event_ids=[],
+            items=answer.items,
+            model_version=ctx.model_version,
+            variant=answer.variant,
+            generated_at=now,
+            strategy="new_item",
+            reasons=answer.reasons,
+            trigger_item_ids=new_in,
+        )
         outputs.append(
-            _push(settings.recommendations_topic, state.user_id, items, new_in, ctx, now)
+            OutMessage(
+                settings.recommendations_topic,
+                state.user_id.encode(),
+                encode_recommendation(doc, {}),
+            )
         )
     return outputs, pushes
 
@@ -107,22 +116,3 @@ async def _triggers(item_ids: Sequence[str], ctx: Context, now: float) -> dict[s
             if ctx.signals.push_limiter.allowed(user_id, now):
                 triggers.setdefault(user_id, []).append(item.item_id)
     return triggers
-
-
-def _push(
-    topic: str, user_id: str, items: list[ScoredItem], new_in: list[str], ctx: Context, now: float
-) -> OutMessage:
-    return OutMessage(
-        topic=topic,
-        key=user_id.encode(),
-        value=encode_recommendation(
-            user_id=user_id,
-            event_ids=[],
-            items=items,
-            model_version=ctx.model_version,
-            generated_at=now,
-            timings_ms={},
-            strategy="new_item",
-            trigger_item_ids=new_in,
-        ),
-    )

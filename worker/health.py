@@ -30,6 +30,15 @@ class Health:
         return self._started and not self._waiting and not self._failing
 
     @property
+    def is_started(self) -> bool:
+        return self._started
+
+    @property
+    def waiting(self) -> set[str]:
+        """The pipelines not assigned partitions yet."""
+        return set(self._waiting)
+
+    @property
     def failing(self) -> dict[str, str]:
         return dict(self._failing)
 

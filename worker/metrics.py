@@ -9,7 +9,7 @@ import gc
 import time
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 # Sub-millisecond to multi-second: the stages range from a dict lookup to a cold Triton call.
 _LATENCY_BUCKETS = (
@@ -69,6 +69,13 @@ class Metrics:
         self.ready = Gauge(
             "streamrec_ready",
             "1 while the worker consumes and every dependency answers",
+            registry=r,
+        )
+        self.api_seconds = Histogram(
+            "streamrec_api_request_seconds",
+            "Read API requests, by route",
+            ["route"],
+            buckets=_LATENCY_BUCKETS,
             registry=r,
         )
         self._fault_metrics(r)
@@ -227,8 +234,3 @@ class Metrics:
     def observe_stages(self, pipeline: str, stage_seconds: dict[str, float]) -> None:
         for stage, seconds in stage_seconds.items():
             self.stage_seconds.labels(pipeline, stage).observe(seconds)
-
-    def serve(self, port: int, host: str = "127.0.0.1") -> int:
-        """Expose /metrics on `host`; returns the bound port (port 0 -> a free one)."""
-        server, _thread = start_http_server(port, addr=host, registry=self.registry)
-        return int(server.server_port)

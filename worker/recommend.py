@@ -15,33 +15,32 @@ gets the trending items: strategy "trending" instead of "user_vector".
 
 from __future__ import annotations
 
-import dataclasses
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-import numpy as np
-
-from worker.candidates import (
-    CandidateFilter,
-    candidate_filter,
-    catalogue_items,
-    merge_candidates,
-    scored_against,
-    scored_per_query,
-    search_request,
-)
+from worker.answer import Answer, Round, consumed_items, rank_round
+from worker.candidates import candidate_filter, search_request
 from worker.context import Context
 from worker.covisitation import top_unseen
 from worker.events import UserEvent, parse_event
-from worker.ranking import RankingParams, mmr, shortlist_many
-from worker.recommendations import encode_recommendation
+from worker.recommendations import encode_recommendation, recommendation_doc, stored_list
 from worker.records import BatchResult, DeadLetter, OutMessage, RawMessage
-from worker.store import ScoredItem, UserState
+from worker.store import UserState
 from worker.trending import counts_as_consumption
 from worker.user_state import apply_events, fresh_events
 from worker.user_vector import make_user_vectors
 from worker.validation import InvalidMessage
+
+
+@dataclass(frozen=True, slots=True)
+class ReadQuery:
+    """A read API request's narrowing of the answer (GET /recommendations/{user_id})."""
+
+    k: int | None = None  # RECOMMENDATIONS_K when None
+    categories: tuple[str, ...] | None = None
+    exclude: tuple[str, ...] = ()
 
 
 def event_rounds(
@@ -61,18 +60,6 @@ def event_rounds(
     return [{u: [ev[r]] for u, ev in per_user.items() if len(ev) > r} for r in range(depth)]
 
 
-def negatives_of(state: UserState, vectors: Mapping[str, np.ndarray]) -> np.ndarray:
-    """[m, D] vectors of the catalogue items in the user's history with a negative weight
-    (dislikes, skips, low ratings): the ranking keeps their look-alikes down."""
-    rows = [vectors[i.item_id] for i in state.history if i.weight < 0 and i.item_id in vectors]
-    return np.stack(rows) if rows else np.zeros((0, 0), dtype=np.float32)
-
-
-def consumed_items(state: UserState, n: int) -> list[str]:
-    """The user's last n consumed items (skips and dislikes are not consumption)."""
-    return [i.item_id for i in state.history if counts_as_consumption(i.type)][-n:]
-
-
 def covisit_pairs(
     before: UserState, fresh: Sequence[UserEvent], history: int
 ) -> list[tuple[str, list[str]]]:
@@ -85,35 +72,6 @@ def covisit_pairs(
             pairs.append((event.item_id, earlier[-history:]))
             earlier.append(event.item_id)
     return pairs
-
-
-def shortlists_for_users(
-    found: Sequence[Sequence[ScoredItem]],
-    extra: Sequence[Sequence[ScoredItem]],
-    states: Sequence[UserState],
-    trending: Mapping[str, float],
-    constraints: Sequence[CandidateFilter],
-    now: float,
-    params: RankingParams,
-    negatives: Sequence[np.ndarray | None] | None = None,
-    covisited: Sequence[Mapping[str, float] | None] | None = None,
-) -> list[list[ScoredItem]]:
-    """Per user: search hits plus extra candidates (trending and co-visited items, scored
-    against this user: see `scored_against`) -> the user's scored shortlist, scored for the
-    whole batch at once; `ranking.mmr` then makes the final k."""
-    merged = [
-        merge_candidates(hits, more, state.seen, allowed)
-        for hits, more, state, allowed in zip(found, extra, states, constraints, strict=True)
-    ]
-    return shortlist_many(
-        merged,
-        trending,
-        history_lengths=[len(state.history) for state in states],
-        now=now,
-        params=params,
-        negatives=negatives,
-        covisited=covisited,
-    )
 
 
 async def recommend_batch(
@@ -135,6 +93,22 @@ async def recommend_batch(
     return result
 
 
+async def recommend_now(user_id: str, ctx: Context, query: ReadQuery) -> dict[str, Any]:
+    """One answer computed on demand through the events path, for the user's stored state
+    as it is (no event recorded, nothing saved); a user without a usable history gets the
+    cold-start (trending) list."""
+    result = BatchResult()
+    rnd = await load_state({user_id: []}, result, ctx, {})
+    state = rnd.states[0]
+    state.seen = [*state.seen, *query.exclude]
+    rnd.vectors = await make_user_vectors(
+        ctx.triton, rnd.states, rnd.item_vectors, window=ctx.settings.history_window
+    )
+    await retrieve(rnd, ctx, query.categories)
+    (answer,) = rank_round(rnd, ctx, k=query.k)
+    return answer_doc(user_id, [], answer, ctx, ctx.clock())
+
+
 def parse_events(
     messages: Sequence[RawMessage],
     result: BatchResult,
@@ -152,24 +126,6 @@ def parse_events(
         events.append(event)
         result.user_partitions[event.user_id] = msg.partition
     return events
-
-
-@dataclass(slots=True)
-class _Round:
-    """One round's users, from loaded state to ranked answers."""
-
-    by_user: dict[str, list[UserEvent]]
-    states: list[UserState]
-    popular: dict[str, float]
-    covisited: list[dict[str, float]]
-    fetched: dict[str, ScoredItem]
-    vectors: list[np.ndarray | None] = dataclasses.field(default_factory=list)
-    constraints: list[CandidateFilter] = dataclasses.field(default_factory=list)
-    found: dict[int, list[ScoredItem]] = dataclasses.field(default_factory=dict)
-
-    @property
-    def item_vectors(self) -> dict[str, np.ndarray]:
-        return {k: v.vector for k, v in self.fetched.items() if v.vector is not None}
 
 
 def _timed(stages: dict[str, float], stage: str, since: float) -> float:
@@ -206,7 +162,7 @@ async def load_state(
     result: BatchResult,
     ctx: Context,
     carried: dict[str, UserState],
-) -> _Round:
+) -> Round:
     """Stage 2: user states (1 store call) with the round's events folded in, the signal
     updates they make (deferred), and the catalogue items the round needs (1 call)."""
     settings, signals = ctx.settings, ctx.signals
@@ -245,15 +201,19 @@ async def load_state(
     for scores, state in zip(covisited, states, strict=True):
         wanted_ids.update(top_unseen(scores, state.seen, settings.covisitation_candidates))
     fetched = await ctx.store.get_items(sorted(wanted_ids))
-    return _Round(by_user, states, popular, covisited, fetched)
+    now = max((e.ts for evs in by_user.values() for e in evs), default=ctx.clock())
+    return Round(by_user, states, popular, covisited, fetched, now)
 
 
-async def retrieve(rnd: _Round, ctx: Context) -> None:
-    """Stage 4: one batched Qdrant query for every user with a vector and a category left."""
+async def retrieve(rnd: Round, ctx: Context, categories: tuple[str, ...] | None = None) -> None:
+    """Stage 4: one batched Qdrant query for every user with a vector and a category left
+    (`categories`: a read request's, narrowing the settings' and the events')."""
     settings = ctx.settings
     # Event time, not the wall clock: freshness and windows then mean the same in a replay.
-    now = max(e.ts for evs in rnd.by_user.values() for e in evs)
-    rnd.constraints = [candidate_filter(settings, rnd.by_user[s.user_id], now) for s in rnd.states]
+    rnd.constraints = [
+        candidate_filter(settings, rnd.by_user[s.user_id], rnd.now).narrowed(categories)
+        for s in rnd.states
+    ]
     searched = [
         row
         for row, vector in enumerate(rnd.vectors)
@@ -272,48 +232,34 @@ async def retrieve(rnd: _Round, ctx: Context) -> None:
     rnd.found = dict(zip(searched, found, strict=True))
 
 
-def emit(rnd: _Round, result: BatchResult, ctx: Context, timings_ms: dict[str, float]) -> None:
-    """Stages 5-6, rank and emit: score, diversify, one answer per user (pure)."""
-    settings = ctx.settings
-    now = max(e.ts for evs in rnd.by_user.values() for e in evs)
-    states, vectors = rnd.states, rnd.vectors
-    covisited_ids = [
-        top_unseen(scores, s.seen, settings.covisitation_candidates)
-        for scores, s in zip(rnd.covisited, states, strict=True)
-    ]
-    extras = scored_against(catalogue_items(rnd.popular, rnd.fetched), vectors)
-    for row, items in enumerate(scored_per_query(covisited_ids, rnd.fetched, vectors)):
-        extras[row] += items
-    params = RankingParams.from_settings(settings)
-    item_vectors = rnd.item_vectors
-    shortlists = shortlists_for_users(
-        [rnd.found.get(row, []) for row in range(len(states))],
-        extras,
-        states,
-        rnd.popular,
-        rnd.constraints,
-        now,
-        params,
-        [negatives_of(state, item_vectors) for state in states],
-        rnd.covisited,
-    )
+def emit(rnd: Round, result: BatchResult, ctx: Context, timings_ms: dict[str, float]) -> None:
+    """Stages 5-6, rank and emit: one answer per user (pure), also kept in the user's state
+    for the read API."""
     generated_at = ctx.clock()
-    ranked = mmr(shortlists, params.k, params.mmr_lambda)
-    for state, vector, items in zip(states, vectors, ranked, strict=True):
+    for state, answer in zip(rnd.states, rank_round(rnd, ctx), strict=True):
         answered = rnd.by_user[state.user_id]
+        doc = answer_doc(state.user_id, [e.event_id for e in answered], answer, ctx, generated_at)
+        state.latest = stored_list(doc)
         result.outputs.append(
             OutMessage(
-                topic=settings.recommendations_topic,
+                topic=ctx.settings.recommendations_topic,
                 key=state.user_id.encode(),
-                value=encode_recommendation(
-                    user_id=state.user_id,
-                    event_ids=[e.event_id for e in answered],
-                    items=items,
-                    model_version=ctx.model_version,
-                    generated_at=generated_at,
-                    timings_ms=timings_ms,
-                    strategy="user_vector" if vector is not None else "trending",
-                ),
+                value=encode_recommendation(doc, timings_ms),
             )
         )
         result.event_timestamps.extend(e.ts for e in answered)
+
+
+def answer_doc(
+    user_id: str, event_ids: Sequence[str], answer: Answer, ctx: Context, generated_at: float
+) -> dict[str, Any]:
+    return recommendation_doc(
+        user_id=user_id,
+        event_ids=event_ids,
+        items=answer.items,
+        model_version=ctx.model_version,
+        variant=answer.variant,
+        generated_at=generated_at,
+        strategy=answer.strategy,
+        reasons=answer.reasons,
+    )

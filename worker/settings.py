@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings import SettingsError as PydanticSettingsError
 
@@ -32,6 +40,28 @@ DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
     "dislike": -2.0,
     "rating": 1.0,  # scaled by (value - 2.5) / 2.5: 1-2 stars negative, 3-5 positive
 }
+
+
+class RankingOverrides(BaseModel):
+    """The ranking settings an A/B variant may change (a misspelt one is an error)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    popularity_weight: float | None = Field(default=None, ge=0)
+    freshness_boost: float | None = Field(default=None, ge=0)
+    mmr_lambda: float | None = Field(default=None, ge=0, le=1)
+    negative_feedback_weight: float | None = Field(default=None, ge=0)
+    covisitation_weight: float | None = Field(default=None, ge=0)
+
+
+class VariantSpec(BaseModel):
+    """One A/B variant (worker/variants.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    weight: float = Field(gt=0)
+    ranking: RankingOverrides = Field(default_factory=RankingOverrides)
 
 
 class SettingsError(ValueError):
@@ -219,6 +249,11 @@ class Settings(BaseSettings):
     fanout_user_interval_s: float = Field(default=60.0, ge=0)
     fanout_max_item_age_s: float = Field(default=24 * 3600.0, gt=0)
 
+    # A/B variants: JSON list, e.g. VARIANTS='[{"name": "a", "weight": 1},
+    # {"name": "b", "weight": 1, "ranking": {"mmr_lambda": 0.6}}]' (see worker/variants.py);
+    # empty: every user in "default".
+    variants: list[VariantSpec] = Field(default_factory=list)
+
     # --- failures and shutdown -------------------------------------------------------------
     # A batch failing on infrastructure (broker, Triton, Qdrant) is retried; between tries
     # the failing dependency is probed every `retry_probe_interval_s`, and the batch retried
@@ -302,6 +337,9 @@ class Settings(BaseSettings):
                 "QDRANT_API_KEY over plain http would travel in clear text: use an https "
                 "QDRANT_URL (or set QDRANT_ALLOW_INSECURE_API_KEY=true on a trusted network)"
             )
+        names = [v.name for v in self.variants]
+        if len(set(names)) != len(names):
+            raise ValueError(f"VARIANTS names must be unique, got {names}")
         if self.kafka_bootstrap_servers is not None:
             for server in self.kafka_bootstrap_servers.split(","):
                 _host_port("KAFKA_BOOTSTRAP_SERVERS entry", server.strip())

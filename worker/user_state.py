@@ -79,4 +79,5 @@ def apply_events(
         event_keys=keys[-seen_window * _KEY.itemsize :],
         partition=state.partition,
         item_space=state.item_space,
+        latest=state.latest,
     )

@@ -16,7 +16,8 @@ MAX_LABEL_LENGTH = 256  # a category, a tag, a context category
 MAX_UNKNOWN_FIELDS_BYTES = 4096  # fields outside the contract are tolerated up to this size
 # C0/C1 controls (NUL included), zero-width and bidi marks: invisible in logs and UIs, and a
 # way to make two ids look alike.
-_INVISIBLE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]")
+INVISIBLE_CLASS = r"\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff"
+_INVISIBLE = re.compile(f"[{INVISIBLE_CLASS}]")
 
 
 class InvalidMessage(ValueError):

@@ -81,6 +81,9 @@ class UserState:
     partition: int = -1
     # The item space `vector` was made in (see the store's `item_space`).
     item_space: str = ""
+    # The latest list answered to the user's events, as the read API returns it (JSON; ""
+    # until the first answer): see worker/recommendations.py `stored_list`.
+    latest: str = ""
 
 
 @dataclass(frozen=True, slots=True)

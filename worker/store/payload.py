@@ -106,6 +106,7 @@ def user_payload(user: UserState) -> dict[str, Any]:
         "updated_at": float(user.updated_at),
         PARTITION_FIELD: int(user.partition),
         ITEM_SPACE_FIELD: user.item_space,
+        "latest": user.latest,
     }
 
 
@@ -123,4 +124,5 @@ def user_state(payload: Mapping[str, Any], vector: np.ndarray | None) -> UserSta
         event_keys=base64.b64decode(state.get("event_keys", "")),
         partition=int(payload.get(PARTITION_FIELD, -1)),
         item_space=str(payload.get(ITEM_SPACE_FIELD) or ""),
+        latest=str(payload.get("latest") or ""),
     )

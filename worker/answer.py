@@ -1,0 +1,159 @@
+"""Where a round's users get their final lists: candidates merged and scored per A/B
+variant, diversified (MMR), and explained (reasons). Pure: the round holds everything the
+store, Triton and the signals returned (see recommend.py for the stages that fill it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from worker.candidates import (
+    CandidateFilter,
+    catalogue_items,
+    merge_candidates,
+    scored_against,
+    scored_per_query,
+)
+from worker.context import Context
+from worker.covisitation import top_unseen
+from worker.events import UserEvent
+from worker.ranking import RankingParams, mmr, shortlist_many
+from worker.reasons import Reason, UserEvidence, explain, favourite_category
+from worker.store import ScoredItem, UserState
+from worker.trending import counts_as_consumption
+
+
+@dataclass(slots=True)
+class Round:
+    """One round's users, from loaded state to ranked answers."""
+
+    by_user: dict[str, list[UserEvent]]
+    states: list[UserState]
+    popular: dict[str, float]
+    covisited: list[dict[str, float]]
+    fetched: dict[str, ScoredItem]
+    now: float  # the latest event's time (the clock for a read without events)
+    vectors: list[np.ndarray | None] = dataclasses.field(default_factory=list)
+    constraints: list[CandidateFilter] = dataclasses.field(default_factory=list)
+    found: dict[int, list[ScoredItem]] = dataclasses.field(default_factory=dict)
+
+    @property
+    def item_vectors(self) -> dict[str, np.ndarray]:
+        return {k: v.vector for k, v in self.fetched.items() if v.vector is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    items: list[ScoredItem]
+    reasons: list[list[Reason]]
+    variant: str
+    strategy: str  # "user_vector", or "trending" for a user without a usable history
+
+
+def negatives_of(state: UserState, vectors: Mapping[str, np.ndarray]) -> np.ndarray:
+    """[m, D] vectors of the catalogue items in the user's history with a negative weight
+    (dislikes, skips, low ratings): the ranking keeps their look-alikes down."""
+    rows = [vectors[i.item_id] for i in state.history if i.weight < 0 and i.item_id in vectors]
+    return np.stack(rows) if rows else np.zeros((0, 0), dtype=np.float32)
+
+
+def consumed_items(state: UserState, n: int) -> list[str]:
+    """The user's last n consumed items (skips and dislikes are not consumption)."""
+    return [i.item_id for i in state.history if counts_as_consumption(i.type)][-n:]
+
+
+def shortlists_for_users(
+    found: Sequence[Sequence[ScoredItem]],
+    extra: Sequence[Sequence[ScoredItem]],
+    states: Sequence[UserState],
+    trending: Mapping[str, float],
+    constraints: Sequence[CandidateFilter],
+    now: float,
+    params: RankingParams,
+    negatives: Sequence[np.ndarray | None] | None = None,
+    covisited: Sequence[Mapping[str, float] | None] | None = None,
+) -> list[list[ScoredItem]]:
+    """Per user: search hits plus extra candidates (trending and co-visited items, scored
+    against this user: see `scored_against`) -> the user's scored shortlist, scored for the
+    whole batch at once; `ranking.mmr` then makes the final k."""
+    merged = [
+        merge_candidates(hits, more, state.seen, allowed)
+        for hits, more, state, allowed in zip(found, extra, states, constraints, strict=True)
+    ]
+    return shortlist_many(
+        merged,
+        trending,
+        history_lengths=[len(state.history) for state in states],
+        now=now,
+        params=params,
+        negatives=negatives,
+        covisited=covisited,
+    )
+
+
+def rank_round(rnd: Round, ctx: Context, k: int | None = None) -> list[Answer]:
+    """Every user's final list (k items: RECOMMENDATIONS_K unless given), ranked with the
+    parameters of the user's variant: one batched ranking per variant."""
+    settings, states = ctx.settings, rnd.states
+    extras = scored_against(catalogue_items(rnd.popular, rnd.fetched), rnd.vectors)
+    covisited_ids = [
+        top_unseen(scores, s.seen, settings.covisitation_candidates)
+        for scores, s in zip(rnd.covisited, states, strict=True)
+    ]
+    for row, items in enumerate(scored_per_query(covisited_ids, rnd.fetched, rnd.vectors)):
+        extras[row] += items
+    item_vectors = rnd.item_vectors
+    negatives = [negatives_of(state, item_vectors) for state in states]
+    ranked: list[tuple[list[ScoredItem], str]] = [([], "")] * len(states)
+    for variant, rows in ctx.variants.rows_by_variant([s.user_id for s in states]).items():
+        params = variant.params if k is None else dataclasses.replace(variant.params, k=k)
+        shortlists = shortlists_for_users(
+            [rnd.found.get(row, []) for row in rows],
+            [extras[row] for row in rows],
+            [states[row] for row in rows],
+            rnd.popular,
+            [rnd.constraints[row] for row in rows],
+            rnd.now,
+            params,
+            [negatives[row] for row in rows],
+            [rnd.covisited[row] for row in rows],
+        )
+        for row, items in zip(rows, mmr(shortlists, params.k, params.mmr_lambda), strict=True):
+            ranked[row] = (items, variant.name)
+    return [
+        Answer(
+            items,
+            explain_items(items, row, rnd, ctx),
+            variant,
+            "user_vector" if rnd.vectors[row] is not None else "trending",
+        )
+        for row, (items, variant) in enumerate(ranked)
+    ]
+
+
+def explain_items(
+    items: Sequence[ScoredItem], row: int, rnd: Round, ctx: Context
+) -> list[list[Reason]]:
+    """The reasons of one user's listed items (see worker/reasons.py)."""
+    settings, state = ctx.settings, rnd.states[row]
+    liked = [i.item_id for i in state.history if i.weight > 0 and i.item_id in rnd.fetched]
+    liked = list(dict.fromkeys(reversed(liked)))[: settings.history_window]  # latest first
+    evidence = UserEvidence(
+        liked=[(item_id, v) for item_id in liked if (v := rnd.fetched[item_id].vector) is not None],
+        recent=consumed_items(state, settings.covisitation_history),
+        covisited=rnd.covisited[row],
+        categories=rnd.constraints[row].categories if rnd.constraints else None,
+    )
+    return explain(
+        items,
+        evidence,
+        trending=rnd.popular,
+        partner=ctx.signals.covisitation.strongest_partner,
+        now=rnd.now,
+        new_within_s=settings.freshness_half_life_s,
+        favourite=favourite_category([rnd.fetched[i].category for i in reversed(liked)]),
+    )
