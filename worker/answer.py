@@ -53,6 +53,10 @@ class Answer:
     variant: str
     strategy: str  # "user_vector", or "trending" for a user without a usable history
 
+    @property
+    def reason_kinds(self) -> tuple[str, ...]:
+        return tuple(r["kind"] for why in self.reasons for r in why)
+
 
 def negatives_of(state: UserState, vectors: Mapping[str, np.ndarray]) -> np.ndarray:
     """[m, D] vectors of the catalogue items in the user's history with a negative weight

@@ -23,20 +23,21 @@ from worker.answer import Round, consumed_items, rank_round
 from worker.candidates import candidate_filter, search_request
 from worker.context import Context
 from worker.recommendations import encode_recommendation, recommendation_doc
-from worker.records import OutMessage
+from worker.records import Answered, OutMessage
 
 
 async def fan_out(
     item_ids: Sequence[str], ctx: Context, *, now: float
-) -> tuple[list[OutMessage], list[tuple[str, float]]]:
-    """Recommendations to push because of these (just upserted) items, and the push-limit
-    marks to apply once they are delivered."""
+) -> tuple[list[OutMessage], list[tuple[str, float]], list[Answered]]:
+    """Recommendations to push because of these (just upserted) items, the push-limit
+    marks to apply once they are delivered, and (variant, strategy, reasons) per push for
+    the metrics."""
     settings, store = ctx.settings, ctx.store
     if not item_ids or settings.fanout_users_per_item == 0 or ctx.owned_partitions == set():
-        return [], []
+        return [], [], []
     triggers = await _triggers(item_ids, ctx, now)
     if not triggers:
-        return [], []
+        return [], [], []
     states = [s for s in (await store.get_users(list(triggers))).values() if s.vector is not None]
     # The users' history items: negative feedback and the reasons need their vectors.
     fetched = await store.get_items(sorted({i.item_id for s in states for i in s.history}))
@@ -61,13 +62,14 @@ async def fan_out(
         constraints=[constraints] * len(states),
         found=dict(enumerate(found)),
     )
-    outputs, pushes = [], []
+    outputs, pushes, answered = [], [], []
     for state, answer in zip(states, rank_round(rnd, ctx), strict=True):
         listed = {item.item_id for item in answer.items}
         new_in = [item_id for item_id in triggers[state.user_id] if item_id in listed]
         if not new_in:
             continue
         pushes.append((state.user_id, now))
+        answered.append((answer.variant, "new_item", answer.reason_kinds))
         doc = recommendation_doc(
             user_id=state.user_id,
             event_ids=[],
@@ -86,7 +88,7 @@ async def fan_out(
                 encode_recommendation(doc, {}),
             )
         )
-    return outputs, pushes
+    return outputs, pushes, answered
 
 
 async def _triggers(item_ids: Sequence[str], ctx: Context, now: float) -> dict[str, list[str]]:

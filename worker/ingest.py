@@ -35,15 +35,16 @@ async def handle_items(
     result = await ingest_batch(messages, ctx)
     started = time.perf_counter()
     try:
-        outputs, pushes = await fan_out(result.upserted_ids, ctx, now=ctx.clock())
+        outputs, pushes, answered = await fan_out(result.upserted_ids, ctx, now=ctx.clock())
     except InfrastructureError:
         raise
     except Exception:
         # Pushes are extras on items already indexed: a fan-out bug must not dead-letter
         # good items or stall the path. Logged, and the batch is answered without them.
         log.exception("new-item fan-out failed; the batch's items are indexed without pushes")
-        outputs, pushes = [], []
+        outputs, pushes, answered = [], [], []
     result.outputs += outputs
+    result.answers += answered
     result.signals.pushes += pushes
     result.stage_seconds["fanout"] = time.perf_counter() - started
     return result

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import gc
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -69,6 +69,18 @@ class Metrics:
         self.ready = Gauge(
             "streamrec_ready",
             "1 while the worker consumes and every dependency answers",
+            registry=r,
+        )
+        self.answers = Counter(
+            "streamrec_answers_total",
+            "Recommendation lists published, by A/B variant and strategy",
+            ["variant", "strategy"],
+            registry=r,
+        )
+        self.reasons = Counter(
+            "streamrec_reasons_total",
+            "Reasons given for listed items, by A/B variant and kind",
+            ["variant", "kind"],
             registry=r,
         )
         self.api_seconds = Histogram(
@@ -230,6 +242,13 @@ class Metrics:
         else:
             elapsed = time.perf_counter() - self._gc_started
             self.gc_seconds.labels(str(info["generation"])).inc(elapsed)
+
+    def count_answers(self, answers: Sequence[tuple[str, str, tuple[str, ...]]]) -> None:
+        """(variant, strategy, reason kinds) of each published answer."""
+        for variant, strategy, kinds in answers:
+            self.answers.labels(variant, strategy).inc()
+            for kind in kinds:
+                self.reasons.labels(variant, kind).inc()
 
     def observe_stages(self, pipeline: str, stage_seconds: dict[str, float]) -> None:
         for stage, seconds in stage_seconds.items():

@@ -227,6 +227,7 @@ class Pipeline(ConsumerRebalanceListener):
         metrics.items_indexed.inc(outcome.indexed)
         metrics.items_deleted.inc(outcome.deleted)
         metrics.observe_stages(name, outcome.stage_seconds)
+        metrics.count_answers(outcome.answers)
         done = time.time()
         for ts in outcome.event_timestamps:
             metrics.end_to_end_seconds.observe(max(0.0, done - ts))

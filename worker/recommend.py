@@ -240,6 +240,7 @@ def emit(rnd: Round, result: BatchResult, ctx: Context, timings_ms: dict[str, fl
         answered = rnd.by_user[state.user_id]
         doc = answer_doc(state.user_id, [e.event_id for e in answered], answer, ctx, generated_at)
         state.latest = stored_list(doc)
+        result.answers.append((answer.variant, answer.strategy, answer.reason_kinds))
         result.outputs.append(
             OutMessage(
                 topic=ctx.settings.recommendations_topic,

@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 
 from worker.store.base import ItemRecord, UserState
 
+# (variant, strategy, the kinds of every reason listed) of one published answer.
+Answered = tuple[str, str, tuple[str, ...]]
+
 
 @dataclass(frozen=True, slots=True)
 class RawMessage:
@@ -73,6 +76,8 @@ class BatchResult:
     items_written: list[ItemRecord] = field(default_factory=list)
     items_deleted: list[str] = field(default_factory=list)
     user_partitions: dict[str, int] = field(default_factory=dict)
+    # (variant, strategy, reason kinds listed) of each answer, for the metrics.
+    answers: list[Answered] = field(default_factory=list)
 
     def merge(self, later: BatchResult) -> BatchResult:
         """This outcome followed by `later`'s (pieces of a split batch, in offset order)."""
@@ -90,4 +95,5 @@ class BatchResult:
         self.items_written += later.items_written
         self.items_deleted += later.items_deleted
         self.user_partitions.update(later.user_partitions)
+        self.answers += later.answers
         return self

@@ -106,7 +106,7 @@ class SharedState:
         ctx = self.ctx
         try:
             async with self.pushes_lock:
-                outputs, pushes = await fan_out(item_ids, ctx, now=ctx.clock())
+                outputs, pushes, answered = await fan_out(item_ids, ctx, now=ctx.clock())
             await self.output.publish(outputs, [], self.settings.items_dlq_topic)
         except Exception:
             log.exception("new-item fan-out of %d materialised items failed", len(item_ids))
@@ -114,6 +114,7 @@ class SharedState:
         ctx.signals.apply(SignalUpdates(pushes=pushes))
         for out in outputs:
             self.metrics.messages_out.labels(out.topic).inc()
+        self.metrics.count_answers(answered)
 
     async def write_snapshot(self) -> int:
         """One snapshot of the signals now; returns its size in bytes."""
