@@ -23,6 +23,7 @@ from worker.covisitation import top_unseen
 from worker.events import UserEvent
 from worker.ranking import RankingParams, mmr, shortlist_many
 from worker.reasons import Reason, UserEvidence, explain, favourite_category
+from worker.rules import pin_applies
 from worker.store import ScoredItem, UserState
 from worker.trending import counts_as_consumption
 
@@ -40,6 +41,7 @@ class Round:
     vectors: list[np.ndarray | None] = dataclasses.field(default_factory=list)
     constraints: list[CandidateFilter] = dataclasses.field(default_factory=list)
     found: dict[int, list[ScoredItem]] = dataclasses.field(default_factory=dict)
+    pins: list[ScoredItem] = dataclasses.field(default_factory=list)  # pinned items in effect
 
     @property
     def item_vectors(self) -> dict[str, np.ndarray]:
@@ -127,16 +129,51 @@ def rank_round(rnd: Round, ctx: Context, k: int | None = None) -> list[Answer]:
             [rnd.covisited[row] for row in rows],
         )
         for row, items in zip(rows, mmr(shortlists, params.k, params.mmr_lambda), strict=True):
-            ranked[row] = (items, variant.name)
-    return [
-        Answer(
-            items,
-            explain_items(items, row, rnd, ctx),
-            variant,
-            "user_vector" if rnd.vectors[row] is not None else "trending",
-        )
-        for row, (items, variant) in enumerate(ranked)
+            pinned = place_pins(items, rnd.pins, params.k, rnd.constraints[row], states[row].seen)
+            ranked[row] = (pinned, variant.name)
+    return [_answer(items, name, row, rnd, ctx) for row, (items, name) in enumerate(ranked)]
+
+
+def _answer(items: list[ScoredItem], variant: str, row: int, rnd: Round, ctx: Context) -> Answer:
+    reasons = explain_items(items, row, rnd, ctx)
+    pinned = {pin.item_id for pin in rnd.pins}
+    categories = rnd.constraints[row].categories
+    for item, why in zip(items, reasons, strict=True):
+        pin = item.rules.pin
+        if item.item_id in pinned and pin is not None and pin_applies(pin, categories):
+            why.insert(0, {"kind": "pinned"})
+    strategy = "user_vector" if rnd.vectors[row] is not None else "trending"
+    return Answer(items, reasons, variant, strategy)
+
+
+def place_pins(
+    listed: Sequence[ScoredItem],
+    pins: Sequence[ScoredItem],
+    k: int,
+    allowed: CandidateFilter,
+    excluded: Sequence[str],
+) -> list[ScoredItem]:
+    """The list with each pinned item that may appear in it at its slot (1 = first), lowest
+    slot first, cut to k (see worker/rules.py for the precedence): a pin never brings back
+    an excluded, seen, unavailable or filtered-out item."""
+    applicable = [
+        pin
+        for pin in pins
+        if pin.rules.pin is not None
+        and pin_applies(pin.rules.pin, allowed.categories)
+        and allowed.allows(pin)
     ]
+    if not applicable:
+        return list(listed)
+    banned = set(excluded)
+    out = [item for item in listed if item.item_id not in {p.item_id for p in applicable}]
+    for pin in sorted(applicable, key=lambda p: (p.rules.pin.slot, p.item_id)):  # type: ignore[union-attr]
+        if pin.item_id in banned:
+            continue
+        slot = min(pin.rules.pin.slot, len(out) + 1) - 1  # type: ignore[union-attr]
+        score = out[slot].score if slot < len(out) else (out[-1].score if out else 0.0)
+        out.insert(slot, pin.with_score(score))
+    return out[:k]
 
 
 def explain_items(

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from worker.events import UserEvent
+from worker.rules import DEFAULT_RULES
 from worker.settings import Settings
 from worker.store import ScoredItem, SearchRequest
 
@@ -21,6 +22,8 @@ from worker.store import ScoredItem, SearchRequest
 class CandidateFilter:
     categories: tuple[str, ...] | None = None  # None: any category
     created_after: float | None = None  # None: any age
+    # Unavailable and expired items are left out at this (wall clock) time; None: no check.
+    available_at: float | None = None
 
     def narrowed(self, categories: Sequence[str] | None) -> CandidateFilter:
         """Only the categories also in `categories` (None: unchanged)."""
@@ -31,18 +34,30 @@ class CandidateFilter:
             if self.categories is None
             else tuple(c for c in categories if c in self.categories)
         )
-        return CandidateFilter(kept, self.created_after)
+        return CandidateFilter(kept, self.created_after, self.available_at)
 
     def allows(self, item: ScoredItem) -> bool:
         if self.categories is not None and item.category not in self.categories:
             return False
-        return self.created_after is None or item.created_at >= self.created_after
+        if self.created_after is not None and item.created_at < self.created_after:
+            return False
+        rules = item.rules  # the singleton default has nothing to check
+        return (
+            rules is DEFAULT_RULES
+            or self.available_at is None
+            or not rules.blocks(self.available_at)
+        )
 
 
 def candidate_filter(
-    settings: Settings, events: Sequence[UserEvent], now: float
+    settings: Settings,
+    events: Sequence[UserEvent],
+    now: float,
+    available_at: float | None = None,
 ) -> CandidateFilter:
-    """The settings' constraints, narrowed by the latest event's `context` (if any)."""
+    """The settings' constraints, narrowed by the latest event's `context` (if any), and
+    the business rules' availability at `available_at` (the wall clock, not event time: an
+    item expires for everyone at once)."""
     latest = max(events, key=lambda e: e.ts) if events else None
     categories = tuple(settings.recommend_categories) if settings.recommend_categories else None
     if latest is not None and latest.categories is not None:
@@ -50,7 +65,7 @@ def candidate_filter(
         categories = wanted if categories is None else tuple(c for c in wanted if c in categories)
     windows = [settings.freshness_window_s, latest.max_age_s if latest else None]
     window = min((w for w in windows if w is not None), default=None)
-    return CandidateFilter(categories, None if window is None else now - window)
+    return CandidateFilter(categories, None if window is None else now - window, available_at)
 
 
 def search_request(
@@ -68,6 +83,7 @@ def search_request(
         exclude_item_ids=tuple(seen),
         categories=constraints.categories,
         created_after=constraints.created_after,
+        available_at=constraints.available_at,
         with_vectors=True,
     )
 

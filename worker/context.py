@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from worker.item_rules import RuleBook
 from worker.media import MediaFetcher
 from worker.ranking import RankingParams
 from worker.settings import Settings
@@ -28,6 +29,8 @@ class Context:
     # The user-events partitions this worker owns, when its users live in its own embedded
     # store (new items are pushed to those users only); None: every user (a shared store).
     owned_partitions: set[int] | None = None
+    # The item-rules topic's rules and the pinned items (worker/item_rules.py).
+    rules: RuleBook = field(default_factory=RuleBook)
     # The A/B variants of VARIANTS (one, "default", when unset), with their ranking params.
     variants: Variants = field(init=False)
 

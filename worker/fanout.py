@@ -41,7 +41,7 @@ async def fan_out(
     states = [s for s in (await store.get_users(list(triggers))).values() if s.vector is not None]
     # The users' history items: negative feedback and the reasons need their vectors.
     fetched = await store.get_items(sorted({i.item_id for s in states for i in s.history}))
-    constraints = candidate_filter(settings, [], now)
+    constraints = candidate_filter(settings, [], now, ctx.clock())
     found = await store.search_items(
         [
             search_request(s.vector, s.seen, k=settings.candidate_pool, constraints=constraints)  # type: ignore[arg-type]
@@ -61,6 +61,7 @@ async def fan_out(
         vectors=[s.vector for s in states],
         constraints=[constraints] * len(states),
         found=dict(enumerate(found)),
+        pins=await ctx.rules.pinned(store, ctx.clock()),
     )
     outputs, pushes, answered = [], [], []
     for state, answer in zip(states, rank_round(rnd, ctx), strict=True):

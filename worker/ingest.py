@@ -16,6 +16,7 @@ import numpy as np
 from worker.context import Context
 from worker.errors import InfrastructureError
 from worker.fanout import fan_out
+from worker.item_rules import RuleBook
 from worker.items import ItemDelete, ItemUpsert, item_text, parse_item
 from worker.media import MediaFetcher, MediaFetchError
 from worker.records import BatchResult, DeadLetter, RawMessage
@@ -84,7 +85,7 @@ async def ingest_batch(messages: Sequence[RawMessage], ctx: Context) -> BatchRes
             if error is not None:
                 result.dead_letters.append(DeadLetter(msg, "embed", error))
                 continue
-            records.append(item_record(op, vector, space))
+            records.append(item_record(op, vector, space, ctx.rules))
     t_embedded = time.perf_counter()
     result.stage_seconds["triton"] = t_embedded - t_media
 
@@ -99,9 +100,9 @@ async def ingest_batch(messages: Sequence[RawMessage], ctx: Context) -> BatchRes
     return result
 
 
-def item_record(op: ItemUpsert, vector: np.ndarray, space: str) -> ItemRecord:
-    """What the store keeps of an item: its vector (of item space `space`) and the fields
-    the ranking and filters use."""
+def item_record(op: ItemUpsert, vector: np.ndarray, space: str, rules: RuleBook) -> ItemRecord:
+    """What the store keeps of an item: its vector (of item space `space`), the fields the
+    ranking and filters use, and its business rules (its own, and those in effect)."""
     return ItemRecord(
         item_id=op.item_id,
         vector=vector,
@@ -111,6 +112,8 @@ def item_record(op: ItemUpsert, vector: np.ndarray, space: str) -> ItemRecord:
         created_at=op.created_at,
         popularity=op.popularity,
         model_version=space,
+        rules=rules.effective(op.item_id, op.rules),
+        own_rules=op.rules,
     )
 
 

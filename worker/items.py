@@ -2,7 +2,8 @@
 
 Contract (key = item_id):
     {"item_id", "title", "text", "image_b64" | "image_url", "audio_b64" | "audio_url",
-     "category", "tags": [...], "created_at"}
+     "category", "tags": [...], "created_at",
+     "available", "expires_at", "boost", "pinned"}  (business rules: worker/rules.py)
 Only item_id and one content field (title, text, image, audio) are required.
 A null value (a Kafka tombstone) deletes the item named by the key.
 """
@@ -14,6 +15,7 @@ import binascii
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
+from worker.rules import DEFAULT_RULES, RULE_FIELDS, ItemRules, own_rules
 from worker.validation import (
     MAX_LABEL_LENGTH,
     InvalidMessage,
@@ -31,7 +33,7 @@ MAX_TAGS = 64
 MAX_TITLE_CHARS = 1000
 FIELDS = {
     "item_id", "title", "text", "image_b64", "image_url", "audio_b64", "audio_url",
-    "category", "tags", "created_at", "popularity",
+    "category", "tags", "created_at", "popularity", *RULE_FIELDS,
 }  # fmt: skip
 
 
@@ -48,6 +50,7 @@ class ItemUpsert:
     tags: tuple[str, ...]
     created_at: float
     popularity: float
+    rules: ItemRules = DEFAULT_RULES  # the item's own business rules (worker/rules.py)
 
     @property
     def has_content(self) -> bool:
@@ -106,6 +109,7 @@ def parse_item(
         tags=tags,
         created_at=created_at,
         popularity=float(popularity),
+        rules=own_rules(doc),
     )
     if not item.has_content:
         raise InvalidMessage(

@@ -9,6 +9,7 @@
                       rescaled per user so the best candidate's is 1
                     - negative_feedback_weight * max(0, cosine to the closest item the
                       user disliked or skipped)
+    boosted       = score x the item's `boost` rule (÷ for a negative score)
     final list    = maximal marginal relevance over the scores (diversity), k items.
 
 The rescaling makes the weights mean the same whatever the encoder: a trained encoder
@@ -182,7 +183,16 @@ def blend_many(
         peak[present] = np.maximum.reduceat(together, starts[present])
         lifted = peak[owner] > 0  # rescaled per user so the best candidate's is 1
         scores[lifted] += params.covisitation_weight * together[lifted] / peak[owner][lifted]
-    return scores, owner
+    return boosted(scores, flat), owner
+
+
+def boosted(scores: np.ndarray, items: Sequence[ScoredItem]) -> np.ndarray:
+    """Business rules: a boost multiplies a positive score and divides a negative one, so a
+    boost above 1 always lifts an item."""
+    boosts = np.fromiter((i.rules.boost for i in items), np.float64, len(items))
+    if not (boosts != 1.0).any():
+        return scores
+    return np.where(scores > 0, scores * boosts, scores / boosts)
 
 
 def _relevance_many(

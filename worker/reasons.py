@@ -1,6 +1,7 @@
 """Why each recommended item is listed, from what the ranking already has (pure).
 
 Kinds, in this order when several apply:
+    pinned              {"kind"}: a business rule pins it to its slot (worker/answer.py)
     similar_to          {"kind", "item_id"}: the item of the user's history (positive
                         feedback only) nearest to it (cosine of the two item vectors)
     also_consumed_with  {"kind", "item_id"}: the user's recent item it is most often
@@ -26,7 +27,7 @@ import numpy as np
 from worker.store import ScoredItem
 
 Reason = dict[str, str]
-KINDS = ("similar_to", "also_consumed_with", "trending", "new", "category_match")
+KINDS = ("pinned", "similar_to", "also_consumed_with", "trending", "new", "category_match")
 
 
 @dataclass(frozen=True, slots=True)

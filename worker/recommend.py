@@ -202,7 +202,8 @@ async def load_state(
         wanted_ids.update(top_unseen(scores, state.seen, settings.covisitation_candidates))
     fetched = await ctx.store.get_items(sorted(wanted_ids))
     now = max((e.ts for evs in by_user.values() for e in evs), default=ctx.clock())
-    return Round(by_user, states, popular, covisited, fetched, now)
+    pins = await ctx.rules.pinned(ctx.store, ctx.clock())
+    return Round(by_user, states, popular, covisited, fetched, now, pins=pins)
 
 
 async def retrieve(rnd: Round, ctx: Context, categories: tuple[str, ...] | None = None) -> None:
@@ -210,8 +211,11 @@ async def retrieve(rnd: Round, ctx: Context, categories: tuple[str, ...] | None 
     (`categories`: a read request's, narrowing the settings' and the events')."""
     settings = ctx.settings
     # Event time, not the wall clock: freshness and windows then mean the same in a replay.
+    available_at = ctx.clock()
     rnd.constraints = [
-        candidate_filter(settings, rnd.by_user[s.user_id], rnd.now).narrowed(categories)
+        candidate_filter(settings, rnd.by_user[s.user_id], rnd.now, available_at).narrowed(
+            categories
+        )
         for s in rnd.states
     ]
     searched = [

@@ -180,7 +180,7 @@ class CatalogueReembed:
         if made_in != space:
             raise SpaceMoved(f"Triton now serves {made_in}")
         items = [
-            item_record(op, vector, space)
+            item_record(op, vector, space, self.ctx.rules)
             for (_, op), vector, error in zip(upserts, vectors, errors, strict=True)
             if error is None
         ]

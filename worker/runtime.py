@@ -21,6 +21,7 @@ from worker.context import Context
 from worker.errors import InfrastructureError, StartupError
 from worker.health import Health
 from worker.ingest import handle_items
+from worker.item_rules import ItemRulesFeed
 from worker.kafka import KafkaError, OutputProducer, all_topics, ensure_topics
 from worker.media import MediaFetcher
 from worker.metrics import Metrics
@@ -88,6 +89,9 @@ class Runtime:
             # The events pipeline's own set, kept up to date by its rebalance callbacks.
             self.ctx.owned_partitions = self.pipelines[0].assigned
         store = self.ctx.store
+        self.rules_feed = ItemRulesFeed(
+            settings, self.ctx.rules, store, metrics, lambda: self.pipelines[1].in_flight
+        )
         self.reembed = (
             CatalogueReembed(
                 self.ctx,
@@ -163,6 +167,7 @@ class Runtime:
         # Signals and the catalogue are whole before the first batch; a partition's users
         # are restored when it is assigned.
         await self.state.start()
+        await self.rules_feed.start()
         for pipeline in self.pipelines:
             await pipeline.source.start()
         # Answers name the versions that made the searched vectors (see reembed.py).
@@ -193,6 +198,7 @@ class Runtime:
             asyncio.create_task(self._watch_topics()),
             asyncio.create_task(self._watch_dependencies()),
             *self.state.chores(self.stop, lambda: 0 in self.pipelines[0].assigned),
+            asyncio.create_task(self.rules_feed.reader.follow(self.stop), name="item-rules"),
         ]
         if self.reembed is not None:
             chores.append(asyncio.create_task(self.reembed.run(self.stop), name="reembed"))
@@ -228,6 +234,8 @@ class Runtime:
             with contextlib.suppress(Exception):
                 await pipeline.source.stop()
         await self.state.close()
+        with contextlib.suppress(Exception):
+            await self.rules_feed.reader.stop()
         with contextlib.suppress(Exception):
             await self.output.stop()
         await self.ctx.media.close()

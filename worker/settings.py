@@ -87,6 +87,10 @@ class Settings(BaseSettings):
     items_topic: str = "items"
     events_topic: str = "user-events"
     recommendations_topic: str = "recommendations"
+    # Optional business rules per item (worker/rules.py), compacted, keyed by item_id.
+    item_rules_topic: str = "item-rules"
+    # Confirmations of user erasures (a `forget` event or a tombstone on user-events).
+    user_erasures_topic: str = "user-erasures"
     items_dlq_topic: str = "items.dlq"
     events_dlq_topic: str = "user-events.dlq"
     topic_partitions: int = Field(default=4, ge=1)

@@ -45,12 +45,25 @@ class Reads:
         if not fresh:
             state = (await ctx.store.get_users([user_id])).get(user_id)
             if state is not None and state.latest:
-                stored = orjson.loads(state.latest)
+                stored = await self._still_listable(orjson.loads(state.latest))
                 doc = narrowed(stored, query, ctx.settings.recommendations_k)
                 return {**doc, "fresh": False, "cold_start": stored["strategy"] == "trending"}
         doc = await recommend_now(user_id, ctx, query)
         doc.pop("event_ids", None)
         return {**doc, "fresh": True, "cold_start": doc["strategy"] == "trending"}
+
+    async def _still_listable(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """A stored list without the items deleted, made unavailable or expired since it
+        was answered (one store call: the business rules apply to stored lists at once)."""
+        ids = [item["item_id"] for item in doc["items"]]
+        found = await self.ctx.store.get_items(ids)
+        now = self.ctx.clock()
+        kept = [
+            item
+            for item in doc["items"]
+            if (current := found.get(item["item_id"])) is not None and not current.rules.blocks(now)
+        ]
+        return {**doc, "items": kept}
 
     async def similar(self, item_id: str, query: ReadQuery) -> dict[str, Any]:
         ctx = self.ctx
@@ -65,6 +78,7 @@ class Reads:
                     limit=k,
                     exclude_item_ids=(item_id, *query.exclude),
                     categories=query.categories,
+                    available_at=ctx.clock(),
                 )
             ]
         )

@@ -7,8 +7,10 @@ its own records. Each materialised item is then pushed to this worker's own user
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
 
 from aiokafka import ConsumerRecord
 
@@ -18,6 +20,9 @@ from worker.changelog.reader import ChangelogReader
 from worker.metrics import Metrics
 from worker.settings import Settings
 from worker.store import ItemRecord, VectorStore
+
+if TYPE_CHECKING:  # worker.item_rules reads its topic with this package's reader
+    from worker.item_rules import RuleBook
 
 log = logging.getLogger(__name__)
 ORIGIN_HEADER = "streamrec-origin"
@@ -32,6 +37,7 @@ class CatalogueReplica:
         origin: bytes,
         metrics: Metrics | None = None,
         on_upserted: Callable[[list[str]], Awaitable[None]] | None = None,
+        rules: RuleBook | None = None,
     ) -> None:
         self.store = store
         self.offsets = offsets
@@ -45,6 +51,8 @@ class CatalogueReplica:
         # the store does not hold (a restart mid-upgrade): a re-embed rebuilds them.
         self.orphans: set[str] = set()
         self.on_upserted = on_upserted
+        # This worker's item-rules, laid over the rules the writing worker had in effect.
+        self.rules = rules
 
     async def start(self) -> float:
         """Materialise the topic up to its end; returns the seconds it took."""
@@ -87,6 +95,12 @@ class CatalogueReplica:
             held = await self.store.get_items(dropped)
             self.orphans.update(item_id for item_id in dropped if item_id not in held)
         self.orphans.difference_update([*deletes, *(i.item_id for i in upserts)])
+        if upserts and self.rules is not None:
+            rules = self.rules
+            upserts = [
+                dataclasses.replace(i, rules=rules.effective(i.item_id, i.own_rules))
+                for i in upserts
+            ]
         if upserts:
             await self.store.upsert_items(upserts)
         if deletes:

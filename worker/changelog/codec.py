@@ -15,8 +15,9 @@ import numpy as np
 import orjson
 
 from worker.records import SignalUpdates
+from worker.rules import rules_from_payload
 from worker.store.base import ItemRecord, UserState
-from worker.store.payload import item_payload, user_payload, user_state
+from worker.store.payload import item_payload, own_rules_of, user_payload, user_state
 
 _LENGTH = struct.Struct("<I")
 
@@ -61,6 +62,8 @@ def decode_item(value: bytes) -> ItemRecord:
         created_at=float(meta.get("created_at") or 0.0),
         popularity=float(meta.get("popularity") or 0.0),
         model_version=str(meta.get("model_version") or ""),
+        rules=rules_from_payload(meta),
+        own_rules=own_rules_of(meta),
     )
 
 

@@ -44,7 +44,13 @@ class SharedState:
         self.offsets = OffsetFile(settings.data_dir / "changelog-offsets.json")
         self.catalogue = (
             CatalogueReplica(
-                settings, ctx.store, self.offsets, self.origin, metrics, self._push_new_items
+                settings,
+                ctx.store,
+                self.offsets,
+                self.origin,
+                metrics,
+                self._push_new_items,
+                ctx.rules,
             )
             if self.origin is not None
             else None

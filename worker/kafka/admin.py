@@ -58,7 +58,7 @@ def ssl_context(settings: Settings) -> ssl.SSLContext:
 TOPIC_SETTINGS = (
     "items_topic", "events_topic", "recommendations_topic", "items_dlq_topic",
     "events_dlq_topic", "signals_topic", "signals_snapshots_topic", "item_vectors_topic",
-    "user_state_topic",
+    "user_state_topic", "item_rules_topic", "user_erasures_topic",
 )  # fmt: skip
 
 
@@ -97,6 +97,9 @@ def topic_configs(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:
         settings.signals_snapshots_topic: (1, kept),
         settings.item_vectors_topic: (n, compact),
         settings.user_state_topic: (n, compact),
+        # Keyed by item: the latest rule of each item (every worker reads it whole).
+        settings.item_rules_topic: (n, compact),
+        settings.user_erasures_topic: (n, {}),
     }
 
 

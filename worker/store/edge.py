@@ -41,6 +41,7 @@ from worker.store.base import point_id as derive_point_id
 from worker.store.edge_cache import ItemCache, warm_cache
 from worker.store.edge_collections import CollectionSwaps, IndexBuild
 from worker.store.edge_query import PointId, edge_query
+from worker.store.edge_rules import ItemRuleUpdates
 from worker.store.edge_shards import close_shard, open_shard
 from worker.store.payload import (
     SCORED_FIELDS,
@@ -58,7 +59,7 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
-class EdgeVectorStore(CollectionSwaps):
+class EdgeVectorStore(CollectionSwaps, ItemRuleUpdates):
     """Embedded store. `flush_interval_s` bounds how much WAL a restart must replay;
     `item_cache_size` items (vector and ranking fields) are kept in memory (0: no cache).
 

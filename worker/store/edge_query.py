@@ -23,6 +23,7 @@ from qdrant_edge import (
 from worker.store.base import SearchRequest
 from worker.store.base import point_id as derive_point_id
 from worker.store.payload import (
+    BLOCKED_FROM_FIELD,
     CATEGORY_FIELD,
     CREATED_AT_FIELD,
     VECTOR_NAME,
@@ -55,13 +56,16 @@ def edge_query(request: SearchRequest, hnsw_ef: int, quantized: bool = False) ->
     if request.created_after is not None:
         must.append(FieldCondition(CREATED_AT_FIELD, range=RangeFloat(gte=request.created_after)))
     excluded = {derive_point_id("item", item_id) for item_id in request.exclude_item_ids}
-    must_not: list[Condition] | None = (
-        [HasIdCondition(set[PointId](excluded))] if excluded else None
-    )
+    must_not: list[Condition] = [HasIdCondition(set[PointId](excluded))] if excluded else []
+    if request.available_at is not None:
+        # Unavailable or expired (worker/rules.py: one number says both).
+        must_not.append(
+            FieldCondition(BLOCKED_FROM_FIELD, range=RangeFloat(lte=request.available_at))
+        )
     return QueryRequest(
         limit=query_limit(request.limit),
         query=Query.Nearest(vector_list(request.vector), using=VECTOR_NAME),
-        filter=Filter(must=must or None, must_not=must_not) if must or must_not else None,
+        filter=Filter(must=must or None, must_not=must_not or None) if must or must_not else None,
         params=SearchParams(hnsw_ef=hnsw_ef, quantization=_RESCORED if quantized else None),
         with_payload=False,
         with_vector=False,

@@ -19,7 +19,13 @@ from qdrant_edge import (
     UpdateOperation,
 )
 
-from worker.store.payload import CATEGORY_FIELD, CREATED_AT_FIELD, VECTOR_NAME
+from worker.store.payload import (
+    BLOCKED_FROM_FIELD,
+    CATEGORY_FIELD,
+    CREATED_AT_FIELD,
+    PIN_SLOT_FIELD,
+    VECTOR_NAME,
+)
 
 # Written by EdgeShard.create; its presence means the directory holds a shard to load.
 _CONFIG_FILE = "edge_config.json"
@@ -27,6 +33,8 @@ _CONFIG_FILE = "edge_config.json"
 _ITEM_INDEXES = (
     (CATEGORY_FIELD, PayloadSchemaType.Keyword),
     (CREATED_AT_FIELD, PayloadSchemaType.Float),
+    (BLOCKED_FROM_FIELD, PayloadSchemaType.Float),
+    (PIN_SLOT_FIELD, PayloadSchemaType.Integer),
 )
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from worker.rules import DEFAULT_RULES, ItemRules, rules_from_payload, rules_payload
 from worker.store.base import Interaction, ItemRecord, ScoredItem, UserState, point_id
 
 # Named (not default) vector: a user point may exist before its vector does, and only named
@@ -27,8 +28,16 @@ PARTITION_FIELD = "partition"
 # The item space the user's vector was made in: pushes compare it only with items of that space.
 ITEM_SPACE_FIELD = "item_space"
 
+# Business rules (worker/rules.py): searches leave out unavailable and expired items.
+BLOCKED_FROM_FIELD = "blocked_from"
+PIN_SLOT_FIELD = "pin_slot"
+OWN_RULES_FIELD = "own_rules"
+
 # The payload a search hit needs to become a ScoredItem; titles and versions stay on disk.
-SCORED_FIELDS = ["item_id", "category", "tags", "created_at", "popularity"]
+SCORED_FIELDS = [
+    *("item_id", "category", "tags", "created_at", "popularity"),
+    *("available", "expires_at", "boost", "pin_slot", "pin_category"),
+]
 
 
 def item_point_ids(item_ids: Sequence[str]) -> dict[int, str]:
@@ -66,7 +75,15 @@ def item_payload(item: ItemRecord) -> dict[str, Any]:
         "created_at": float(item.created_at),
         "popularity": float(item.popularity),
         "model_version": item.model_version,
+        **rules_payload(item.rules),
+        # JSON, read only when an item-rules message comes or goes (see worker/rules.py).
+        OWN_RULES_FIELD: orjson.dumps(rules_payload(item.own_rules)).decode(),
     }
+
+
+def own_rules_of(payload: Mapping[str, Any]) -> ItemRules:
+    raw = payload.get(OWN_RULES_FIELD)
+    return rules_from_payload(orjson.loads(raw)) if raw else DEFAULT_RULES
 
 
 def scored_item(
@@ -80,6 +97,7 @@ def scored_item(
         created_at=float(payload.get("created_at") or 0.0),
         popularity=float(payload.get("popularity") or 0.0),
         vector=vector,
+        rules=rules_from_payload(payload),
     )
 
 

@@ -5,13 +5,14 @@ Same vector name, payload layout and filters as the Edge store (see payload.py).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 import numpy as np
 from qdrant_client import AsyncQdrantClient
 from qdrant_client import models as m
 
+from worker.rules import MAX_PINNED, ItemRules, rules_payload
 from worker.store.base import (
     ItemRecord,
     ScoredItem,
@@ -22,15 +23,19 @@ from worker.store.base import (
 )
 from worker.store.base import point_id as derive_point_id
 from worker.store.payload import (
+    BLOCKED_FROM_FIELD,
     CATEGORY_FIELD,
     CREATED_AT_FIELD,
     ITEM_SPACE_FIELD,
+    OWN_RULES_FIELD,
     PARTITION_FIELD,
+    PIN_SLOT_FIELD,
     SCORED_FIELDS,
     VECTOR_NAME,
     item_payload,
     item_point_ids,
     named_vector,
+    own_rules_of,
     query_limit,
     scored_item,
     user_payload,
@@ -112,6 +117,8 @@ class QdrantServerStore:
             for field, schema in (
                 (CATEGORY_FIELD, m.PayloadSchemaType.KEYWORD),
                 (CREATED_AT_FIELD, m.PayloadSchemaType.FLOAT),
+                (BLOCKED_FROM_FIELD, m.PayloadSchemaType.FLOAT),
+                (PIN_SLOT_FIELD, m.PayloadSchemaType.INTEGER),
             ):
                 if field not in indexed:
                     await self._client.create_payload_index(self._items, field, schema, wait=True)
@@ -168,6 +175,47 @@ class QdrantServerStore:
             )
         items = (scored_item(r.payload or {}, 0.0, named_vector(r.vector)) for r in records)
         return {item.item_id: item for item in items}
+
+    async def get_own_rules(self, item_ids: Sequence[str]) -> dict[str, ItemRules]:
+        if not item_ids:
+            return {}
+        by_point = item_point_ids(item_ids)
+        with _store_errors("retrieve item rules"):
+            records = await self._client.retrieve(
+                self._items, list(by_point), with_payload=[OWN_RULES_FIELD], with_vectors=False
+            )
+        return {by_point[int(r.id)]: own_rules_of(r.payload or {}) for r in records}
+
+    async def set_item_rules(self, rules: Mapping[str, ItemRules]) -> None:
+        if not rules:
+            return
+        existing = await self.get_own_rules(list(rules))  # set_payload would create points
+        ops: list[m.UpdateOperation] = [
+            m.SetPayloadOperation(
+                set_payload=m.SetPayload(
+                    payload=rules_payload(rules[item_id]),
+                    points=[derive_point_id("item", item_id)],
+                )
+            )
+            for item_id in existing
+        ]
+        if ops:
+            with _store_errors("set item rules"):
+                await self._client.batch_update_points(self._items, ops, wait=True)
+
+    async def pinned_items(self) -> list[ScoredItem]:
+        pinned = m.Filter(
+            must_not=[m.IsEmptyCondition(is_empty=m.PayloadField(key=PIN_SLOT_FIELD))]
+        )
+        with _store_errors("scroll pinned items"):
+            records, _ = await self._client.scroll(
+                self._items,
+                scroll_filter=pinned,
+                limit=MAX_PINNED,
+                with_payload=SCORED_FIELDS,
+                with_vectors=[VECTOR_NAME],
+            )
+        return [scored_item(r.payload or {}, 0.0, named_vector(r.vector)) for r in records]
 
     async def count_items(self) -> int:
         with _store_errors("count items"):
@@ -278,6 +326,10 @@ class QdrantServerStore:
             derive_point_id("item", item_id) for item_id in request.exclude_item_ids
         ]
         must_not: list[m.Condition] = [m.HasIdCondition(has_id=excluded)] if excluded else []
+        if request.available_at is not None:
+            # Unavailable or expired (worker/rules.py: one number says both).
+            blocked = m.Range(lte=request.available_at)
+            must_not.append(m.FieldCondition(key=BLOCKED_FROM_FIELD, range=blocked))
         return m.QueryRequest(
             query=vector_list(request.vector),
             using=VECTOR_NAME,
