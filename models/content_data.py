@@ -27,6 +27,7 @@ import orjson
 from PIL import Image, ImageDraw, ImageFont
 
 from models.onnx_embedder import Features, OnnxItemEmbedder
+from worker.evaluate.metrics import AUC_NEGATIVES, sample_negatives, sampled_auc
 from worker.items import ItemUpsert, item_text, parse_item
 from worker.movielens import Movie, load_movies, load_ratings, movie_item_message
 
@@ -46,15 +47,23 @@ class Content:
 
 @dataclass(frozen=True)
 class Metrics:
-    recall: float  # mean over users of |top-k ∩ relevant| / |relevant|
+    """Each a mean over users."""
+
+    recall: float  # |top-k ∩ relevant| / |relevant|
+    precision: float  # |top-k ∩ relevant| / k
+    f1: float  # the user's own 2PR / (P + R), 0 without a hit
     ndcg: float  # binary relevance, ideal DCG over min(|relevant|, k)
+    auc: float  # relevant items against sampled non-relevant candidates (see ranking_metrics)
     n_users: int
     n_items: int  # candidates ranked per user
 
     def as_json(self, k: int = TOP_K) -> dict[str, float | int]:
         return {
             f"recall@{k}": round(self.recall, 4),
+            f"precision@{k}": round(self.precision, 4),
+            f"f1@{k}": round(self.f1, 4),
             f"ndcg@{k}": round(self.ndcg, 4),
+            "auc": round(self.auc, 4),
             "n_users": self.n_users,
             "n_items": self.n_items,
         }
@@ -149,17 +158,24 @@ def ranking_metrics(
     history: np.ndarray,
     candidates: np.ndarray,
     k: int = TOP_K,
+    negatives: int = AUC_NEGATIVES,
+    seed: int = SPLIT_SEED,
 ) -> Metrics:
     """Per user: the mean of the unit vectors of the items in `history` they interacted with
     is the profile; every `candidates` item is ranked by cosine to it, and the candidates the
     user interacted with are the relevant ones. Users with no history or nothing relevant
-    are skipped."""
+    are skipped.
+
+    AUC: `negatives` candidates the user never interacted with are drawn per user (seed
+    (seed, user's index): the same draw for every method); the user's AUC is the share of
+    (relevant, negative) pairs whose relevant item scores higher, ties half. Every
+    candidate is scored anyway, so this costs no extra scoring."""
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     unit = vectors / np.maximum(norms, 1e-12)
     candidate_ids = np.flatnonzero(candidates)
     discounts = 1.0 / np.log2(np.arange(2, k + 2))
-    recalls, ndcgs = [], []
-    for items in user_items:
+    per_user: list[tuple[float, float, float, float, float]] = []
+    for index, items in enumerate(user_items):
         seen = items[history[items]]
         relevant = items[candidates[items]]
         if not seen.size or not relevant.size:
@@ -167,8 +183,15 @@ def ranking_metrics(
         scores = unit[candidate_ids] @ unit[seen].mean(axis=0)
         top = candidate_ids[np.argsort(-scores, kind="stable")[:k]]
         hits = np.isin(top, relevant).astype(np.float64)
-        recalls.append(hits.sum() / len(relevant))
-        ndcgs.append(
-            float(hits @ discounts[: len(hits)]) / discounts[: min(len(relevant), k)].sum()
-        )
-    return Metrics(float(np.mean(recalls)), float(np.mean(ndcgs)), len(recalls), len(candidate_ids))
+        recall, precision = hits.sum() / len(relevant), hits.sum() / k
+        f1 = 2 * precision * recall / (precision + recall) if hits.any() else 0.0
+        ndcg = float(hits @ discounts[: len(hits)]) / discounts[: min(len(relevant), k)].sum()
+        is_relevant = np.isin(candidate_ids, relevant)
+        pool = np.flatnonzero(~np.isin(candidate_ids, items))  # positions in candidate_ids
+        drawn = sample_negatives(pool, negatives, (seed, index))
+        auc = sampled_auc(scores[is_relevant], scores[drawn])
+        per_user.append((recall, precision, f1, ndcg, auc))
+    recall, precision, f1, ndcg, auc = np.nanmean(
+        np.array(per_user).reshape(-1, 5), axis=0
+    ).tolist()
+    return Metrics(recall, precision, f1, ndcg, auc, len(per_user), len(candidate_ids))

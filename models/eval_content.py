@@ -5,7 +5,8 @@
 The fifth of the movies held out of training (models/content_data.py) are cold-start items.
 For every user, the mean of the vectors of the other movies they rated is their profile; the
 cold movies are ranked by cosine to it and the ones the user rated are relevant. Reported:
-Recall@10 and NDCG@10 for
+Recall@10, Precision@10, F1@10, NDCG@10 and a sampled AUC (the user's relevant cold movies
+against 100 cold movies they never rated, drawn per user with a fixed seed) for
 
   random            random unit vectors (a random ranking)
   text_only         the MiniLM vector of the served text
@@ -44,6 +45,7 @@ from models.content_data import (
 from models.fusion import FusionModel
 from models.onnx_embedder import Features, OnnxItemEmbedder, latest_version_dir
 from models.reference import REPO_DIR
+from worker.evaluate.metrics import AUC_NEGATIVES
 
 RESULTS_DIR = Path(__file__).resolve().parents[1] / "results"
 LABELS = {
@@ -85,23 +87,24 @@ def method_vectors(features: Features, embedder: OnnxItemEmbedder) -> dict[str, 
 def plot(results: dict[str, Metrics], path: Path, title: str) -> None:
     names = list(results)
     positions = np.arange(len(names))
-    figure = Figure(figsize=(8, 4), dpi=120)
+    figure = Figure(figsize=(11, 4.5), dpi=120)
     axes = figure.subplots()
-    width = 0.38
-    for offset, (label, values) in zip(
-        (-width / 2, width / 2),
-        (
-            (f"Recall@{TOP_K}", [results[name].recall for name in names]),
-            (f"NDCG@{TOP_K}", [results[name].ndcg for name in names]),
-        ),
-        strict=True,
-    ):
+    series = (
+        (f"Recall@{TOP_K}", [results[name].recall for name in names]),
+        (f"Precision@{TOP_K}", [results[name].precision for name in names]),
+        (f"F1@{TOP_K}", [results[name].f1 for name in names]),
+        (f"NDCG@{TOP_K}", [results[name].ndcg for name in names]),
+        ("AUC (sampled)", [results[name].auc for name in names]),
+    )
+    width = 0.8 / len(series)
+    for n, (label, values) in enumerate(series):
+        offset = (n - (len(series) - 1) / 2) * width
         bars = axes.bar(positions + offset, values, width, label=label)
-        axes.bar_label(bars, fmt="%.3f", fontsize=8)
+        axes.bar_label(bars, fmt="%.2f", fontsize=6)
     axes.set_xticks(positions, [LABELS[name] for name in names], fontsize=8)
     axes.set_ylabel("mean over users")
     axes.set_title(title, fontsize=10)
-    axes.legend()
+    axes.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path)
 
@@ -125,7 +128,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         "protocol": (
             f"{COLD_FRACTION:.0%} of the movies (seed {SPLIT_SEED}) held out of training; per "
             "user, cold movies ranked by cosine to the mean vector of the user's other movies; "
-            "relevant = cold movies the user rated"
+            "relevant = cold movies the user rated; AUC: relevant cold movies against "
+            f"{AUC_NEGATIVES} cold movies the user never rated, drawn per user (seed "
+            f"{SPLIT_SEED}), ties half"
         ),
         "items": "served text (title (year), genres as tags) + synthetic poster; no audio",
         "fusion_version": fusion_version,
@@ -138,12 +143,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"{results['fusion'].n_users} users (fusion v{fusion_version})"
     )
     plot(results, args.out / "content_eval.png", title)
-    print(f"{'method':<18}{'recall@10':>10}{'ndcg@10':>10}{'users':>7}{'items':>7}")
+    columns = ("recall", "precision", "f1", "ndcg", "auc")
+    print(f"{'method':<18}" + "".join(f"{c:>11}" for c in columns) + f"{'users':>7}{'items':>7}")
     for name, metrics in results.items():
-        print(
-            f"{name:<18}{metrics.recall:>10.4f}{metrics.ndcg:>10.4f}"
-            f"{metrics.n_users:>7}{metrics.n_items:>7}"
-        )
+        cells = "".join(f"{getattr(metrics, c):>11.4f}" for c in columns)
+        print(f"{name:<18}{cells}{metrics.n_users:>7}{metrics.n_items:>7}")
     print(f"wrote {args.out / 'content_eval.json'} and {args.out / 'content_eval.png'}")
 
 

@@ -70,12 +70,40 @@ def test_ranking_metrics_on_a_hand_made_case() -> None:
     history = np.array([True, True, False, False, False, False])
     user_items = [np.array([0, 2, 3]), np.array([1, 4]), np.array([5])]
     metrics = ranking_metrics(vectors, user_items, history, ~history, k=1)
-    # User 0: top-1 is item 2 (relevant): recall 1/2, ndcg 1. User 1: top-1 is item 4: 1, 1.
+    # User 0: top-1 is item 2 (relevant): recall 1/2, precision 1, F1 2/3, ndcg 1; both
+    # relevant items (cosines ~1) beat both negatives (items 4 and 5: cosines 0, -1): AUC 1.
+    # User 1: top-1 is item 4: recall, precision, F1, ndcg 1; item 4 beats 2, 3, 5: AUC 1.
     # User 2 has no history and is skipped.
     assert metrics.n_users == 2 and metrics.n_items == 4
     assert metrics.recall == pytest.approx(0.75)
+    assert metrics.precision == pytest.approx(1.0)
+    assert metrics.f1 == pytest.approx((2 / 3 + 1) / 2)
     assert metrics.ndcg == pytest.approx(1.0)
-    assert metrics.as_json(k=1) == {"recall@1": 0.75, "ndcg@1": 1.0, "n_users": 2, "n_items": 4}
+    assert metrics.auc == pytest.approx(1.0)
+    assert metrics.as_json(k=1) == {
+        "recall@1": 0.75,
+        "precision@1": 1.0,
+        "f1@1": 0.8333,
+        "ndcg@1": 1.0,
+        "auc": 1.0,
+        "n_users": 2,
+        "n_items": 4,
+    }
+
+
+def test_content_auc_counts_relevant_items_ranked_below_negatives_and_ties_half() -> None:
+    # Items 0-1 are history; candidates 2 = [1, 0], 3 = [-1, 0], 4 and 5 = [0, 1].
+    vectors = np.array([[1, 0], [0, 1], [1, 0], [-1, 0], [0, 1], [0, 1]], dtype=np.float32)
+    history = np.array([True, True, False, False, False, False])
+    # User 0 (profile [1, 0]) liked item 3, the candidate furthest from it: below negatives
+    # 2, 4 and 5, AUC 0, and top-1 (item 2) misses. User 1 (profile [0, 1]) liked item 4:
+    # above 2 and 3 (cosine 0 against 1), tied with its twin 5: AUC (1 + 1 + 0.5) / 3.
+    user_items = [np.array([0, 3]), np.array([1, 4])]
+    metrics = ranking_metrics(vectors, user_items, history, ~history, k=1)
+    assert metrics.auc == pytest.approx((0 + 2.5 / 3) / 2)
+    assert metrics.recall == pytest.approx(0.5)  # user 1's top-1 is item 4 (ties: by index)
+    assert metrics.precision == pytest.approx(0.5)
+    assert metrics.f1 == pytest.approx(0.5)
 
 
 def test_split_items_is_seeded() -> None:

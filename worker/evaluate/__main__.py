@@ -23,6 +23,7 @@ from tritonclient.grpc import model_config_pb2
 
 from models import user_model
 from worker.evaluate.catalogue import TRAIN_FRACTION, EmbeddedCatalogue, embed_movies
+from worker.evaluate.metrics import AUC_NEGATIVES
 from worker.evaluate.plot import plot
 from worker.evaluate.replay import replay
 from worker.movielens import load_movies, load_ratings
@@ -117,6 +118,13 @@ async def _run(
             "partitions": settings.topic_partitions,
             "scored": "held-out ratings except each movie's first",
             "mrr": "reciprocal rank within the top k (0 beyond)",
+            "precision": "hits / (k * events): one relevant item per event",
+            "f1": "2 * precision * recall / (precision + recall)",
+            "auc": (
+                f"per event, the rated movie against {AUC_NEGATIVES} sampled catalogue movies "
+                "the user never rates (seeded per event), by each method's scores at the "
+                "start of the event's micro-batch; ties count half"
+            ),
         },
         "item_model_version": catalogue.model_version,
         "item_space_fingerprint": catalogue.fingerprint(),
@@ -128,6 +136,14 @@ async def _run(
         "methods": {name: m.summary(len(catalogue.item_ids)) for name, m in metrics.items()},
         "curves": {name: m.curve for name, m in metrics.items()},
     }
+
+
+def print_table(methods: dict[str, dict[str, Any]], k: int) -> None:
+    columns = [f"recall@{k}", f"precision@{k}", f"f1@{k}", f"ndcg@{k}", "mrr", "auc", "coverage"]
+    print(f"{'method':<20}" + "".join(f"{c:>14}" for c in columns) + "  new-item hits  events")
+    for name, m in methods.items():
+        cells = "".join("{:>14}".format("-" if m[c] is None else f"{m[c]:.4f}") for c in columns)
+        print(f"{name:<20}{cells}  {m['new_item_hits']:>13}  {m['n_events']:>6}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -168,13 +184,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     plot(report, args.png)
-    k = settings.recommendations_k
-    print(f"{'method':<20} recall@{k}  ndcg@{k}   mrr     coverage  new-item hits  events")
-    for name, m in report["methods"].items():
-        print(
-            f"{name:<20} {m[f'recall@{k}']:.4f}     {m[f'ndcg@{k}']:.4f}   {m['mrr']:.4f}  "
-            f"{m['coverage']:.4f}    {m['new_item_hits']:>6}       {m['n_events']}"
-        )
+    print_table(report["methods"], settings.recommendations_k)
     print(f"wrote {args.out} and {args.png} in {report['runtime_s']:.0f} s")
 
 

@@ -3,6 +3,9 @@
 Every baseline ranks only the items already in the catalogue and never an item the user
 interacted with, like the worker. Those that need a history (item-kNN, content) show a new
 user the time-decayed popular items, as the worker does.
+
+Each one's `score` gives the scores its list is the top of, for chosen items only (the
+sampled AUC: a target and its negatives, never the whole catalogue a second time).
 """
 
 from __future__ import annotations
@@ -33,8 +36,10 @@ class Interactions:
         self.indexed = np.zeros(n_items, dtype=bool)
         self.histories: dict[str, list[tuple[int, float, float]]] = {}  # (item, weight, ts)
         self.trending = Trending(half_life_s=trending_half_life_s, capacity=0)
+        self._decayed: np.ndarray | None = None  # decayed_popularity until the next add
 
     def add(self, user: str, item: int, weight: float, ts: float) -> None:
+        self._decayed = None
         self.counts[item] += 1
         self.histories.setdefault(user, []).append((item, weight, ts))
         self.trending.add(str(item), ts)
@@ -46,10 +51,13 @@ class Interactions:
         return allowed
 
     def decayed_popularity(self) -> np.ndarray:
-        scores = np.zeros(len(self.counts))
-        for item, score in self.trending.top(len(self.counts)).items():
-            scores[int(item)] = score
-        return scores
+        # Cached: the AUC scores a whole micro-batch's events between two adds.
+        if self._decayed is None:
+            scores = np.zeros(len(self.counts))
+            for item, score in self.trending.top(len(self.counts)).items():
+                scores[int(item)] = score
+            self._decayed = scores
+        return self._decayed.copy()
 
 
 class MostPopular:
@@ -58,12 +66,18 @@ class MostPopular:
     def recommend(self, data: Interactions, user: str, k: int) -> list[int]:
         return top_k(data.counts, data.allowed(user), k)
 
+    def score(self, data: Interactions, user: str, items: np.ndarray) -> np.ndarray:
+        return data.counts[items]
+
 
 class DecayedPopular:
     name = "decayed_popular"
 
     def recommend(self, data: Interactions, user: str, k: int) -> list[int]:
         return top_k(data.decayed_popularity(), data.allowed(user), k)
+
+    def score(self, data: Interactions, user: str, items: np.ndarray) -> np.ndarray:
+        return data.decayed_popularity()[items]
 
 
 class ItemKNN:
@@ -88,9 +102,19 @@ class ItemKNN:
         history = [i for i, _, _ in data.histories.get(user, ())]
         if not history:
             return DecayedPopular().recommend(data, user, k)
-        norms = np.sqrt(np.outer(data.counts[history], data.counts)) + self.shrink
-        scores = (self.co[history] / norms).sum(axis=0)
-        return top_k(scores, data.allowed(user), k)
+        return top_k(self._scores(data, history, slice(None)), data.allowed(user), k)
+
+    def score(self, data: Interactions, user: str, items: np.ndarray) -> np.ndarray:
+        history = [i for i, _, _ in data.histories.get(user, ())]
+        if not history:
+            return DecayedPopular().score(data, user, items)
+        return self._scores(data, history, items)
+
+    def _scores(
+        self, data: Interactions, history: list[int], items: slice | np.ndarray
+    ) -> np.ndarray:
+        norms = np.sqrt(np.outer(data.counts[history], data.counts[items])) + self.shrink
+        return (self.co[history][:, items] / norms).sum(axis=0)
 
 
 class ContentSimilarity:
@@ -105,17 +129,28 @@ class ContentSimilarity:
         self.half_life_s = half_life_s
 
     def recommend(self, data: Interactions, user: str, k: int) -> list[int]:
+        profile = self._profile(data, user)
+        if profile is None:
+            return DecayedPopular().recommend(data, user, k)
+        return top_k(self.vectors @ profile, data.allowed(user), k)
+
+    def score(self, data: Interactions, user: str, items: np.ndarray) -> np.ndarray:
+        profile = self._profile(data, user)
+        if profile is None:
+            return DecayedPopular().score(data, user, items)
+        return self.vectors[items] @ profile
+
+    def _profile(self, data: Interactions, user: str) -> np.ndarray | None:
+        """None without a history, or when its weights cancel out."""
         history = data.histories.get(user, [])[-self.window :]
         if not history:
-            return DecayedPopular().recommend(data, user, k)
+            return None
         items = [i for i, _, _ in history]
         latest = max(ts for _, _, ts in history)
         weights = np.array([w * 2.0 ** (-(latest - ts) / self.half_life_s) for _, w, ts in history])
         # einsum: a product this small is slower through BLAS's thread pool (see ranking.mmr).
         profile = np.einsum("l,ld->d", weights, self.vectors[items])
-        if not np.linalg.norm(profile) > 1e-6:
-            return DecayedPopular().recommend(data, user, k)
-        return top_k(self.vectors @ profile, data.allowed(user), k)
+        return profile if np.linalg.norm(profile) > 1e-6 else None
 
 
 def baselines(

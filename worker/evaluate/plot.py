@@ -15,8 +15,10 @@ def plot(report: dict[str, Any], path: Path) -> None:
     methods = report["methods"]
     names = list(methods)
     k = report["protocol"]["k"]
-    metrics = [f"recall@{k}", f"ndcg@{k}", "mrr", "coverage"]
-    fig, (bars, curves) = plt.subplots(1, 2, figsize=(13, 4.8))
+    metrics = [f"recall@{k}", f"precision@{k}", f"f1@{k}", f"ndcg@{k}", "mrr", "auc", "coverage"]
+    # Reports written before a metric existed lack it: plot what they have.
+    metrics = [m for m in metrics if all(methods[name].get(m) is not None for name in names)]
+    fig, (bars, curves) = plt.subplots(1, 2, figsize=(15, 4.8))
     width = 0.8 / len(names)
     for n, name in enumerate(names):
         values = [methods[name][metric] for metric in metrics]

@@ -14,6 +14,8 @@ Protocol:
   arrival and that rating coincide, which would let freshness-aware methods cheat.
 - Baselines see the same events and catalogue; each one's list for a user is computed right
   after that user's previous event, so every method's list is equally stale.
+- Each scored rating also gets a sampled AUC: the rated movie against sampled movies the
+  user never rates, by each method's scores as its micro-batch starts (worker.evaluate.auc).
 - Split over N workers (`workers`), as N processes in one consumer group on the embedded
   store run: a user's events go to the worker owning their partition (murmur2 of the key,
   range assignment), each worker has its own store holding the whole catalogue and its own
@@ -30,10 +32,12 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import orjson
 from aiokafka.partitioner import murmur2
 
 from worker.context import Context
+from worker.evaluate.auc import NegativeSampler, WorkerScorer
 from worker.evaluate.baselines import DecayedPopular, Interactions, ItemKNN, baselines
 from worker.evaluate.catalogue import (
     EmbeddedCatalogue,
@@ -49,7 +53,7 @@ from worker.recommend import recommend_batch
 from worker.records import OutMessage, RawMessage, SignalUpdates
 from worker.settings import Settings
 from worker.signals import Signals
-from worker.store import ItemRecord, VectorStore
+from worker.store import ItemRecord, UserState, VectorStore
 from worker.triton import TritonClient
 
 WORKER = "worker"
@@ -111,7 +115,7 @@ async def replay(
     row_of = {item_id: row for row, item_id in enumerate(catalogue.item_ids)}
     first_rating, last_warm_up = _milestones(ratings, cut)
 
-    board = _Scoreboard.create(catalogue, settings, k)
+    board = _Scoreboard.create(catalogue, settings, k, NegativeSampler(ratings, row_of))
     data, shown = board.data, board.shown
     model_version = await triton.model_version()
     warm_up = settings.model_copy(update={"coalesce_events": True})
@@ -130,7 +134,10 @@ async def replay(
                 _record(movies[i], catalogue, row_of[i], now, model_version) for i in new_ids
             ]
             data.indexed[[row_of[i] for i in new_ids]] = True
+            board.scorer.index(records)
             shown[WORKER].update(await _index_new_items(records, contexts, settings, now))
+        if first >= cut:
+            await _score_auc(board, batch, first_rating, contexts, now)
 
         answer_of = await _events_step(
             batch,
@@ -153,7 +160,8 @@ async def replay(
 
 @dataclasses.dataclass(slots=True)
 class _Scoreboard:
-    """The baselines' shared data, every method's last list per user, and their metrics."""
+    """The baselines' shared data, every method's last list per user, their metrics, and
+    what the sampled AUC needs (the negatives' sampler, the worker's scorer)."""
 
     catalogue: EmbeddedCatalogue
     k: int
@@ -162,9 +170,13 @@ class _Scoreboard:
     knn: ItemKNN
     metrics: dict[str, MethodMetrics]
     shown: dict[str, dict[str, list[str]]]
+    sampler: NegativeSampler
+    scorer: WorkerScorer
 
     @classmethod
-    def create(cls, catalogue: EmbeddedCatalogue, settings: Settings, k: int) -> _Scoreboard:
+    def create(
+        cls, catalogue: EmbeddedCatalogue, settings: Settings, k: int, sampler: NegativeSampler
+    ) -> _Scoreboard:
         data = Interactions(len(catalogue.item_ids), settings.trending_half_life_s)
         methods = list(
             baselines(
@@ -176,7 +188,8 @@ class _Scoreboard:
         knn = next(m for m in methods if isinstance(m, ItemKNN))
         metrics = {name: MethodMetrics(k) for name in (WORKER, *(m.name for m in methods))}
         shown: dict[str, dict[str, list[str]]] = {name: {} for name in metrics}
-        return cls(catalogue, k, data, methods, knn, metrics, shown)
+        scorer = WorkerScorer(catalogue.item_ids, catalogue.vectors, settings)
+        return cls(catalogue, k, data, methods, knn, metrics, shown, sampler, scorer)
 
     def cold_list(self, name: str, user: str) -> list[str]:
         if name == WORKER:  # the worker shows a user with no history its trending items
@@ -194,6 +207,19 @@ class _Scoreboard:
         for name, method_metrics in self.metrics.items():
             listed = self.shown[name].get(user) or self.cold_list(name, user)
             method_metrics.record(listed, rating.item_id, new_item=first_of_item >= cut)
+
+    def score_auc(
+        self, number: int, rating: Rating, state: UserState, signals: Signals, now: float
+    ) -> None:
+        """One scored rating's AUC for every method: target first, then its negatives."""
+        user, target = rating.user_id, self.scorer.row_of[rating.item_id]
+        negatives = self.sampler.sample(number, user, self.data.indexed)
+        rows = np.concatenate(([target], negatives)).astype(np.int64)
+        scores = self.scorer.scores(state, rows, signals, now)
+        self.metrics[WORKER].record_auc(scores[0], scores[1:])
+        for method in self.methods:
+            scores = method.score(self.data, user, rows)
+            self.metrics[method.name].record_auc(scores[0], scores[1:])
 
     def reveal(self, rating: Rating, row: int, weights: dict[str, float]) -> None:
         self.knn.add(self.data, rating.user_id, row)
@@ -214,6 +240,31 @@ def _milestones(ratings: Sequence[Rating], cut: int) -> tuple[dict[str, int], di
         if number < cut:
             last_warm_up[rating.user_id] = number
     return first_rating, last_warm_up
+
+
+async def _score_auc(
+    board: _Scoreboard,
+    batch: Sequence[tuple[int, Rating]],
+    first_rating: dict[str, int],
+    contexts: Sequence[Context],
+    now: float,
+) -> None:
+    """Every scored rating of a held-out batch, before the batch is handled: each user's
+    state comes from the worker owning their partition (one store call per worker)."""
+    scored = [(n, r) for n, r in batch if first_rating[r.item_id] != n]
+    partitions = contexts[0].settings.topic_partitions
+    owner = {
+        r.user_id: owner_of(partition_of(r.user_id, partitions), partitions, len(contexts))
+        for _, r in scored
+    }
+    states: dict[str, UserState] = {}
+    for w, ctx in enumerate(contexts):
+        users = sorted(u for u, o in owner.items() if o == w)
+        states.update(await ctx.store.get_users(users) if users else {})
+    for number, rating in scored:
+        user = rating.user_id
+        state = states.get(user) or UserState(user_id=user)
+        board.score_auc(number, rating, state, contexts[owner[user]].signals, now)
 
 
 def _worker_contexts(
@@ -248,7 +299,7 @@ async def _index_new_items(
     for ctx in contexts:
         ctx.settings = settings
         await ctx.store.upsert_items(records)
-        pushes, marks = await fan_out(new_ids, ctx, now=now)
+        pushes, marks, _ = await fan_out(new_ids, ctx, now=now)
         ctx.signals.apply(SignalUpdates(pushes=marks))
         for user, _, items in _answers(pushes):
             pushed[user] = items
