@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from worker.erasure import ErasureLog
 from worker.item_rules import RuleBook
 from worker.media import MediaFetcher
 from worker.ranking import RankingParams
@@ -33,9 +34,14 @@ class Context:
     rules: RuleBook = field(default_factory=RuleBook)
     # The A/B variants of VARIANTS (one, "default", when unset), with their ranking params.
     variants: Variants = field(init=False)
+    # Users erased and up to when (from user-erasures: worker/erasure.py).
+    erasures: ErasureLog = field(init=False)
 
     def __post_init__(self) -> None:
-        self.variants = Variants(self.settings.variants, RankingParams.from_settings(self.settings))
+        settings = self.settings
+        self.variants = Variants(settings.variants, RankingParams.from_settings(settings))
+        key = settings.user_hash_key.get_secret_value().encode() if settings.user_hash_key else b""
+        self.erasures = ErasureLog(key)
 
     async def probe(self) -> None:
         """Raise an InfrastructureError if Triton or the store cannot answer right now."""

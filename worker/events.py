@@ -5,16 +5,20 @@ Contract (key = user_id):
 `type` is one of view|click|like|share|purchase|skip|dislike|rating; `value` is optional
 (the rating for `type=rating`, 1..5); `ts` is epoch seconds or an ISO 8601 string; the
 optional `context` narrows the answer: {"categories": [...], "max_age_s": seconds}.
+
+Erasure (worker/erasure.py): {"event_id", "user_id", "type": "forget", "ts"} (no item), or
+a tombstone (null value) keyed by the user id.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import get_args
+from typing import Any, get_args
 
 from worker.settings import EventType
 from worker.validation import (
     InvalidMessage,
+    check_id,
     check_label,
     check_unknown_fields,
     decode_json_object,
@@ -41,23 +45,60 @@ class UserEvent:
     max_age_s: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Forget:
+    """A user's request to be erased: a `forget` event, or a tombstone on user-events."""
+
+    event_id: str  # the forget event's id ("" for a tombstone)
+    user_id: str
+    ts: float  # epoch seconds: events of the user up to this time are never used again
+
+
+def parse_message(
+    key: bytes | None,
+    value: bytes | None,
+    *,
+    received_at: float,
+    latest_ts: float | None = None,
+    earliest_ts: float | None = None,
+) -> UserEvent | Forget:
+    """An event, or an erasure request (a `forget` event or a tombstone)."""
+    if value is None:
+        if not key:
+            raise InvalidMessage("a tombstone (null value) needs the user_id as its key")
+        return Forget("", check_id(key.decode("utf-8", "replace"), "key"), received_at)
+    doc = decode_json_object(value)
+    if doc.get("type") == "forget":
+        check_unknown_fields(doc, FIELDS)
+        user_id = _user_id(doc, key)
+        return Forget(require_id(doc, "event_id"), user_id, parse_timestamp(doc.get("ts")))
+    return parse_event(key, value, latest_ts=latest_ts, earliest_ts=earliest_ts, doc=doc)
+
+
+def _user_id(doc: dict[str, object], key: bytes | None) -> str:
+    user_id = require_id(doc, "user_id")
+    if key is not None and key.decode("utf-8", "replace") != user_id:
+        raise InvalidMessage("message key must equal user_id (events are partitioned by user)")
+    return user_id
+
+
 def parse_event(
     key: bytes | None,
     value: bytes | None,
     *,
     latest_ts: float | None = None,
     earliest_ts: float | None = None,
+    doc: dict[str, Any] | None = None,
 ) -> UserEvent:
     """Validate one user event; raise InvalidMessage with a reason for the DLQ. An event
     dated after `latest_ts` (the worker's clock plus EVENT_MAX_FUTURE_S) is refused: one
-    far-future event would otherwise decay every other item's trending count to nothing."""
-    doc = decode_json_object(value)
+    far-future event would otherwise decay every other item's trending count to nothing.
+    `doc`: the value already decoded."""
+    doc = decode_json_object(value) if doc is None else doc
     check_unknown_fields(doc, FIELDS)
     event_id = require_id(doc, "event_id")
-    user_id = require_id(doc, "user_id")
+    user_id = _user_id(doc, key)
     item_id = require_id(doc, "item_id")
-    if key is not None and key.decode("utf-8", "replace") != user_id:
-        raise InvalidMessage("message key must equal user_id (events are partitioned by user)")
     etype = doc.get("type")
     if not isinstance(etype, str) or etype not in EVENT_TYPES:
         raise InvalidMessage(f"'type' must be one of {sorted(EVENT_TYPES)}, got {etype!r}")

@@ -87,9 +87,7 @@ class ItemRulesFeed:
 
     async def start(self) -> None:
         """Every rule up to the topic's end, applied before the first batch."""
-        await self.reader.start()
-        self.reader.assign({p: 0 for p in await self.reader.partitions()})
-        await self.reader.catch_up()
+        await self.reader.start_whole()
 
     async def _apply(self, records: Sequence[ConsumerRecord]) -> None:
         changed: set[str] = set()

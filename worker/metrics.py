@@ -83,6 +83,14 @@ class Metrics:
             ["variant", "kind"],
             registry=r,
         )
+        self.erasures = Counter(
+            "streamrec_erasures_total", "Users erased (forget events and tombstones)", registry=r
+        )
+        self.events_erased = Counter(
+            "streamrec_events_erased_total",
+            "Events dropped because their user was erased after them (replays included)",
+            registry=r,
+        )
         self.api_seconds = Histogram(
             "streamrec_api_request_seconds",
             "Read API requests, by route",

@@ -160,6 +160,9 @@ class Pipeline(ConsumerRebalanceListener):
         self.ctx.signals.apply(  # 3
             SignalUpdates(pushes=made.pushes) if self.changelog is not None else made
         )
+        for erasure in outcome.erasures:
+            self.ctx.signals.push_limiter.forget(erasure.user_id)
+            self.ctx.erasures.mark_user(erasure.user_id, erasure.erased_up_to)
         for signal, updates in (("trending", outcome.signals.trending),
                                 ("covisitation", outcome.signals.covisits),
                                 ("push_limit", outcome.signals.pushes)):  # fmt: skip
@@ -186,7 +189,7 @@ class Pipeline(ConsumerRebalanceListener):
                 [*outcome.outputs, *logged], outcome.dead_letters, self.spec.dlq_topic
             )
         }
-        if outcome.user_states:
+        if outcome.user_states or outcome.erasures:
             steps["save"] = lambda: self._save(outcome)
 
         async def remaining() -> None:
@@ -209,6 +212,8 @@ class Pipeline(ConsumerRebalanceListener):
 
     async def _save(self, outcome: BatchResult) -> None:
         started = time.perf_counter()
+        # Erased first: a state made by events after the forget is saved after it.
+        await self.ctx.store.delete_users([e.user_id for e in outcome.erasures])
         await self.ctx.store.upsert_users(outcome.user_states)
         outcome.stage_seconds["save"] = time.perf_counter() - started
 
@@ -228,6 +233,8 @@ class Pipeline(ConsumerRebalanceListener):
         metrics.items_deleted.inc(outcome.deleted)
         metrics.observe_stages(name, outcome.stage_seconds)
         metrics.count_answers(outcome.answers)
+        metrics.erasures.inc(len(outcome.erasures))
+        metrics.events_erased.inc(outcome.events_erased)
         done = time.time()
         for ts in outcome.event_timestamps:
             metrics.end_to_end_seconds.observe(max(0.0, done - ts))

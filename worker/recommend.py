@@ -24,7 +24,8 @@ from worker.answer import Answer, Round, consumed_items, rank_round
 from worker.candidates import candidate_filter, search_request
 from worker.context import Context
 from worker.covisitation import top_unseen
-from worker.events import UserEvent, parse_event
+from worker.erasure import erasure_messages, split_erasures
+from worker.events import Forget, UserEvent, parse_message
 from worker.recommendations import encode_recommendation, recommendation_doc, stored_list
 from worker.records import BatchResult, DeadLetter, OutMessage, RawMessage
 from worker.store import UserState
@@ -83,10 +84,15 @@ async def recommend_batch(
     started = time.perf_counter()
     now, settings = ctx.clock(), ctx.settings
     earliest = None if settings.event_max_age_s is None else now - settings.event_max_age_s
-    events = parse_events(messages, result, now + settings.event_max_future_s, earliest)
+    parsed = parse_events(messages, result, now + settings.event_max_future_s, earliest)
+    events, result.erasures, result.events_erased = split_erasures(parsed, ctx.erasures)
     result.stage_seconds["decode"] = time.perf_counter() - started
     # Each round's states carry over to the next: they are saved only at the checkpoint.
     carried = {} if carried is None else carried
+    for erasure in result.erasures:
+        # Afresh: the events after the forget never meet the erased state.
+        carried[erasure.user_id] = UserState(erasure.user_id, partition=erasure.partition)
+        result.outputs += erasure_messages(erasure, settings, ctx.erasures.key)
     for round_events in event_rounds(events, coalesce=ctx.settings.coalesce_events):
         await _recommend_round(round_events, result, ctx, carried)
     result.user_states = [carried[uid] for uid in dict.fromkeys(e.user_id for e in events)]
@@ -114,18 +120,25 @@ def parse_events(
     result: BatchResult,
     latest_ts: float,
     earliest_ts: float | None = None,
-) -> list[UserEvent]:
-    """Stage 1, parse: valid events; the rest become dead letters with stage `decode`."""
-    events: list[UserEvent] = []
+) -> list[tuple[int, UserEvent | Forget]]:
+    """Stage 1, parse: (partition, event or erasure request) in message order; the rest
+    become dead letters with stage `decode`."""
+    parsed: list[tuple[int, UserEvent | Forget]] = []
     for msg in messages:
         try:
-            event = parse_event(msg.key, msg.value, latest_ts=latest_ts, earliest_ts=earliest_ts)
+            op = parse_message(
+                msg.key,
+                msg.value,
+                received_at=msg.timestamp,
+                latest_ts=latest_ts,
+                earliest_ts=earliest_ts,
+            )
         except InvalidMessage as exc:
             result.dead_letters.append(DeadLetter(msg, "decode", str(exc)))
             continue
-        events.append(event)
-        result.user_partitions[event.user_id] = msg.partition
-    return events
+        parsed.append((msg.partition, op))
+        result.user_partitions[op.user_id] = msg.partition
+    return parsed
 
 
 def _timed(stages: dict[str, float], stage: str, since: float) -> float:

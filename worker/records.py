@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from worker.store.base import ItemRecord, UserState
+
+if TYPE_CHECKING:
+    from worker.erasure import Erasure
 
 # (variant, strategy, the kinds of every reason listed) of one published answer.
 Answered = tuple[str, str, tuple[str, ...]]
@@ -78,6 +82,9 @@ class BatchResult:
     user_partitions: dict[str, int] = field(default_factory=dict)
     # (variant, strategy, reason kinds listed) of each answer, for the metrics.
     answers: list[Answered] = field(default_factory=list)
+    # Users to erase at the checkpoint (worker/erasure.py), and events dropped as erased.
+    erasures: list[Erasure] = field(default_factory=list)
+    events_erased: int = 0
 
     def merge(self, later: BatchResult) -> BatchResult:
         """This outcome followed by `later`'s (pieces of a split batch, in offset order)."""
@@ -96,4 +103,6 @@ class BatchResult:
         self.items_deleted += later.items_deleted
         self.user_partitions.update(later.user_partitions)
         self.answers += later.answers
+        self.erasures += later.erasures
+        self.events_erased += later.events_erased
         return self

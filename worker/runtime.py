@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 
 from worker.changelog.state import SharedState
 from worker.context import Context
+from worker.erasure import ErasureFeed
 from worker.errors import InfrastructureError, StartupError
 from worker.health import Health
 from worker.ingest import handle_items
@@ -92,6 +93,7 @@ class Runtime:
         self.rules_feed = ItemRulesFeed(
             settings, self.ctx.rules, store, metrics, lambda: self.pipelines[1].in_flight
         )
+        self.erasure_feed = ErasureFeed(settings, self.ctx.erasures, metrics)
         self.reembed = (
             CatalogueReembed(
                 self.ctx,
@@ -168,6 +170,7 @@ class Runtime:
         # are restored when it is assigned.
         await self.state.start()
         await self.rules_feed.start()
+        await self.erasure_feed.reader.start_whole()
         for pipeline in self.pipelines:
             await pipeline.source.start()
         # Answers name the versions that made the searched vectors (see reembed.py).
@@ -199,6 +202,7 @@ class Runtime:
             asyncio.create_task(self._watch_dependencies()),
             *self.state.chores(self.stop, lambda: 0 in self.pipelines[0].assigned),
             asyncio.create_task(self.rules_feed.reader.follow(self.stop), name="item-rules"),
+            asyncio.create_task(self.erasure_feed.reader.follow(self.stop), name="erasures"),
         ]
         if self.reembed is not None:
             chores.append(asyncio.create_task(self.reembed.run(self.stop), name="reembed"))
@@ -234,8 +238,9 @@ class Runtime:
             with contextlib.suppress(Exception):
                 await pipeline.source.stop()
         await self.state.close()
-        with contextlib.suppress(Exception):
-            await self.rules_feed.reader.stop()
+        for reader in (self.rules_feed.reader, self.erasure_feed.reader):
+            with contextlib.suppress(Exception):
+                await reader.stop()
         with contextlib.suppress(Exception):
             await self.output.stop()
         await self.ctx.media.close()

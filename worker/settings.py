@@ -285,6 +285,8 @@ class Settings(BaseSettings):
     # Dockerfile does) so Prometheus on the container network can scrape it.
     metrics_host: str = "127.0.0.1"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Keys the user hashes of erasure confirmations (worker/erasure.py); unset: unkeyed.
+    user_hash_key: SecretStr | None = None
 
     # --- local stack (used only for services left unset) ---------------------------------
     stack_dir: Path = Path(".stack")  # logs and scratch files of locally started services

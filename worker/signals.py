@@ -24,6 +24,9 @@ class PushLimiter:
         last = self._last.get(user_id)
         return last is None or now - last >= self.min_interval_s
 
+    def forget(self, user_id: str) -> None:
+        self._last.pop(user_id, None)
+
     def mark(self, user_id: str, now: float) -> None:
         self._last[user_id] = now
         self._last.move_to_end(user_id)

@@ -48,7 +48,8 @@ async def _answered(
     ).start()
     try:
         record = await recs.wait_for(
-            lambda r: event_id in orjson.loads(r.value)["event_ids"], timeout_s=15
+            lambda r: r.value is not None and event_id in orjson.loads(r.value)["event_ids"],
+            timeout_s=15,
         )
     finally:
         await recs.stop()

@@ -1,4 +1,4 @@
-"""The business-rules part of the store contract, on both VectorStore implementations."""
+"""The business-rules and erasure parts of the store contract, on both implementations."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from store.test_contract import item, store, unit  # noqa: F401 - the two-backend fixture
 
 from worker.rules import ItemRules, Pin
-from worker.store import SearchRequest, VectorStore
+from worker.store import SearchRequest, UserState, VectorStore
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:Payload indexes have no effect:UserWarning"),
@@ -52,3 +52,10 @@ async def test_pinned_items_are_found_with_their_pins(store: VectorStore) -> Non
     assert pinned[0].vector is not None
     await store.set_item_rules({"p": ItemRules()})
     assert await store.pinned_items() == []
+
+
+async def test_deleted_users_are_gone_and_others_stay(store: VectorStore) -> None:  # noqa: F811
+    await store.upsert_users([UserState("a", vector=unit(1)), UserState("b", vector=unit(0, 1))])
+    await store.delete_users(["a", "unknown"])
+    assert set(await store.get_users(["a", "b"])) == {"b"}
+    assert [u for u, _ in (await store.search_users([unit(1)], 5))[0]] == ["b"]

@@ -53,6 +53,15 @@ def changelog_messages(
         )
     for item_id in outcome.items_deleted:
         out.append(OutMessage(settings.item_vectors_topic, item_id.encode(), None, headers=headers))
+    for erasure in outcome.erasures:  # before any state made after the forget
+        out.append(
+            OutMessage(
+                settings.user_state_topic,
+                erasure.user_id.encode(),
+                None,
+                partition=erasure.partition,
+            )
+        )
     for state in outcome.user_states:
         out.append(
             OutMessage(

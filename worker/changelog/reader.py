@@ -82,6 +82,13 @@ class ChangelogReader:
             await asyncio.sleep(0.1)
         raise KafkaError(f"topic {self.topic} has no partitions (not created?)")
 
+    async def start_whole(self) -> float:
+        """Start, read every partition from its beginning up to its end (a topic every
+        worker reads whole: item rules, erasures); returns the seconds it took."""
+        await self.start()
+        self.assign({p: 0 for p in await self.partitions()})
+        return await self.catch_up()
+
     def assign(self, starts: Mapping[int, int]) -> None:
         """Read these partitions from these offsets (0: the beginning)."""
         consumer = self._require()

@@ -60,8 +60,13 @@ class UserStateRestorer:
 
     async def _apply(self, records: Sequence[ConsumerRecord]) -> None:
         latest: dict[str, UserState] = {}
+        erased: set[str] = set()
         for record in records:
-            if record.value is None:
+            if record.value is None:  # an erasure: the state is deleted
+                if record.key is not None:
+                    user_id = record.key.decode("utf-8", "replace")
+                    latest.pop(user_id, None)
+                    erased.add(user_id)
                 continue
             try:
                 state = decode_user(record.value)
@@ -72,6 +77,10 @@ class UserStateRestorer:
                 )
                 continue
             latest[state.user_id] = state
+        # Deleted unless a state written after the erasure follows it here.
+        gone = sorted(erased - set(latest))
+        if gone:
+            await self.store.delete_users(gone)
         if not latest:
             return
         # Never back: a producer retry may land an older state after a newer one, and this

@@ -181,6 +181,9 @@ class VectorStore(Protocol):
 
     async def upsert_users(self, users: Sequence[UserState]) -> None: ...
 
+    async def delete_users(self, user_ids: Sequence[str]) -> None:
+        """Delete the users' states (erasure); unknown ids are no error."""
+
     async def search_items(self, requests: Sequence[SearchRequest]) -> list[list[ScoredItem]]:
         """One batched nearest-neighbour query; result i answers request i, best first."""
 

@@ -295,6 +295,10 @@ class EdgeVectorStore(CollectionSwaps, ItemRuleUpdates):
         if users:
             await self._run(edge_users.upsert_users, self._shards()[1], users)
 
+    async def delete_users(self, user_ids: Sequence[str]) -> None:
+        if user_ids:
+            await self._run(edge_users.delete_users, self._shards()[1], user_ids)
+
     async def search_users(
         self,
         vectors: Sequence[np.ndarray],

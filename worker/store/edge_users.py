@@ -23,7 +23,7 @@ from qdrant_edge import (
 
 from worker.store.base import UserState
 from worker.store.base import point_id as derive_point_id
-from worker.store.edge_query import Condition
+from worker.store.edge_query import Condition, PointId
 from worker.store.payload import (
     ITEM_SPACE_FIELD,
     PARTITION_FIELD,
@@ -65,6 +65,12 @@ def upsert_users(shard: EdgeShard, users: Sequence[UserState]) -> None:
         for user in users
     ]
     shard.update(UpdateOperation.upsert_points(points))
+
+
+def delete_users(shard: EdgeShard, user_ids: Sequence[str]) -> None:
+    """Delete the users' points (unknown ids are no error)."""
+    points = list[PointId](user_point_ids(user_ids))
+    shard.update(UpdateOperation.delete_points(points))
 
 
 def search_users(

@@ -297,6 +297,13 @@ class QdrantServerStore:
         states = (user_state(r.payload or {}, named_vector(r.vector)) for r in records)
         return {state.user_id: state for state in states}
 
+    async def delete_users(self, user_ids: Sequence[str]) -> None:
+        if not user_ids:
+            return
+        selector = m.PointIdsList(points=list(user_point_ids(user_ids)))
+        with _store_errors("delete users"):
+            await self._client.delete(self._users, selector, wait=True)
+
     async def upsert_users(self, users: Sequence[UserState]) -> None:
         if not users:
             return
