@@ -74,7 +74,7 @@ class WorkerScorer:
     the rescaling anchors: the set already holds the nearest and the best co-visited unseen
     items. MMR is left out: it is no score, and only reorders the top of the list.
     An item the worker could never list (seen, or ruled out by constraints) scores -inf.
-    The parameters are the settings' (the replay runs no A/B variants).
+    The parameters are the settings', or a variant's (`scores(params=...)`).
     """
 
     def __init__(self, item_ids: Sequence[str], vectors: np.ndarray, settings: Settings) -> None:
@@ -96,9 +96,15 @@ class WorkerScorer:
             self.indexed[row] = True
 
     def scores(
-        self, state: UserState, rows: np.ndarray, signals: Signals, now: float
+        self,
+        state: UserState,
+        rows: np.ndarray,
+        signals: Signals,
+        now: float,
+        params: RankingParams | None = None,
     ) -> np.ndarray:
-        """The blended score of each of `rows` for this user, at event time `now`."""
+        """The blended score of each of `rows` for this user, at event time `now` (with
+        `params`: an A/B variant's ranking parameters instead of the settings')."""
         settings = self.settings
         constraints = candidate_filter(settings, (), now)
         cosines, found = self._search(state, constraints)
@@ -124,7 +130,7 @@ class WorkerScorer:
             popular,
             history_lengths=[len(state.history)],
             now=now,
-            params=self.params,
+            params=params or self.params,
             negatives=[self._disliked(state)],
             covisited=[covisited],
         )

@@ -49,12 +49,14 @@ from worker.evaluate.metrics import MethodMetrics
 from worker.fanout import fan_out
 from worker.media import MediaFetcher
 from worker.movielens import Movie, Rating
+from worker.ranking import RankingParams
 from worker.recommend import recommend_batch
 from worker.records import OutMessage, RawMessage, SignalUpdates
 from worker.settings import Settings
 from worker.signals import Signals
 from worker.store import ItemRecord, UserState, VectorStore
 from worker.triton import TritonClient
+from worker.variants import Variants
 
 WORKER = "worker"
 
@@ -155,7 +157,7 @@ async def replay(
                 board.refresh_baselines(rating.user_id)
         if end == cut or done % 200 == 0:
             log(f"replayed {end:>6}/{len(ratings)} ratings ({time.perf_counter() - started:.0f} s)")
-    return board.metrics
+    return {**board.metrics, **board.variant_metrics}
 
 
 @dataclasses.dataclass(slots=True)
@@ -172,6 +174,10 @@ class _Scoreboard:
     shown: dict[str, dict[str, list[str]]]
     sampler: NegativeSampler
     scorer: WorkerScorer
+    # With VARIANTS: the worker's metrics per A/B variant too ("worker/<name>"), each over
+    # the users the variant's hash share assigns it, as a live A/B test splits them.
+    variants: Variants
+    variant_metrics: dict[str, MethodMetrics]
 
     @classmethod
     def create(
@@ -189,7 +195,15 @@ class _Scoreboard:
         metrics = {name: MethodMetrics(k) for name in (WORKER, *(m.name for m in methods))}
         shown: dict[str, dict[str, list[str]]] = {name: {} for name in metrics}
         scorer = WorkerScorer(catalogue.item_ids, catalogue.vectors, settings)
-        return cls(catalogue, k, data, methods, knn, metrics, shown, sampler, scorer)
+        variants = Variants(settings.variants, RankingParams.from_settings(settings))
+        per_variant = (
+            {f"{WORKER}/{name}": MethodMetrics(k) for name in variants.names}
+            if settings.variants
+            else {}
+        )
+        return cls(
+            catalogue, k, data, methods, knn, metrics, shown, sampler, scorer, variants, per_variant
+        )
 
     def cold_list(self, name: str, user: str) -> list[str]:
         if name == WORKER:  # the worker shows a user with no history its trending items
@@ -207,6 +221,10 @@ class _Scoreboard:
         for name, method_metrics in self.metrics.items():
             listed = self.shown[name].get(user) or self.cold_list(name, user)
             method_metrics.record(listed, rating.item_id, new_item=first_of_item >= cut)
+        if self.variant_metrics:
+            listed = self.shown[WORKER].get(user) or self.cold_list(WORKER, user)
+            variant = self.variant_metrics[f"{WORKER}/{self.variants.assign(user).name}"]
+            variant.record(listed, rating.item_id, new_item=first_of_item >= cut)
 
     def score_auc(
         self, number: int, rating: Rating, state: UserState, signals: Signals, now: float
@@ -217,6 +235,10 @@ class _Scoreboard:
         rows = np.concatenate(([target], negatives)).astype(np.int64)
         scores = self.scorer.scores(state, rows, signals, now)
         self.metrics[WORKER].record_auc(scores[0], scores[1:])
+        if self.variant_metrics:
+            variant = self.variants.assign(user)
+            own = self.scorer.scores(state, rows, signals, now, variant.params)
+            self.variant_metrics[f"{WORKER}/{variant.name}"].record_auc(own[0], own[1:])
         for method in self.methods:
             scores = method.score(self.data, user, rows)
             self.metrics[method.name].record_auc(scores[0], scores[1:])
