@@ -82,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("restart", help="answers before and after a restart on an empty disk")
     sub.add_parser("upgrade", help="a fusion version published under a running worker")
     sub.add_parser("catalogue", help="store cost and stalls by catalogue size (see its --help)")
+    sub.add_parser("api", help="read API latency while the stream runs (see its --help)")
+    sub.add_parser("reasons", help="what reasons cost the rank stage (see its --help)")
     step = sub.add_parser("step", help="raise the rate until the p99 budget breaks")
     step.add_argument("--start", type=float, default=200.0)
     step.add_argument("--step", type=float, default=200.0)
@@ -191,6 +193,8 @@ TOOLS = {
     "restore": "load_tests.restore_bench",
     "catalogue": "load_tests.catalogue_bench",
     "upgrade": "load_tests.upgrade_bench",
+    "api": "load_tests.api_bench",
+    "reasons": "load_tests.reasons_bench",
 }
 
 

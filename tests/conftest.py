@@ -1,1 +1,1 @@
-pytest_plugins = ["fixtures.kafka", "fixtures.triton", "fixtures.worker"]
+pytest_plugins = ["fixtures.kafka", "fixtures.triton", "fixtures.worker", "fixtures.api"]

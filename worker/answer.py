@@ -22,7 +22,14 @@ from worker.context import Context
 from worker.covisitation import top_unseen
 from worker.events import UserEvent
 from worker.ranking import RankingParams, mmr, shortlist_many
-from worker.reasons import Reason, UserEvidence, explain, favourite_category
+from worker.reasons import (
+    LIKED_FOR_REASONS,
+    Reason,
+    UserEvidence,
+    explain,
+    favourite_category,
+    nearest_liked_many,
+)
 from worker.rules import pin_applies
 from worker.store import ScoredItem, UserState
 from worker.trending import counts_as_consumption
@@ -131,11 +138,16 @@ def rank_round(rnd: Round, ctx: Context, k: int | None = None) -> list[Answer]:
         for row, items in zip(rows, mmr(shortlists, params.k, params.mmr_lambda), strict=True):
             pinned = place_pins(items, rnd.pins, params.k, rnd.constraints[row], states[row].seen)
             ranked[row] = (pinned, variant.name)
-    return [_answer(items, name, row, rnd, ctx) for row, (items, name) in enumerate(ranked)]
+    reasons = explain_round([items for items, _ in ranked], rnd, ctx)
+    return [
+        _answer(items, name, why, row, rnd)
+        for row, ((items, name), why) in enumerate(zip(ranked, reasons, strict=True))
+    ]
 
 
-def _answer(items: list[ScoredItem], variant: str, row: int, rnd: Round, ctx: Context) -> Answer:
-    reasons = explain_items(items, row, rnd, ctx)
+def _answer(
+    items: list[ScoredItem], variant: str, reasons: list[list[Reason]], row: int, rnd: Round
+) -> Answer:
     pinned = {pin.item_id for pin in rnd.pins}
     categories = rnd.constraints[row].categories
     for item, why in zip(items, reasons, strict=True):
@@ -176,25 +188,60 @@ def place_pins(
     return out[:k]
 
 
-def explain_items(
-    items: Sequence[ScoredItem], row: int, rnd: Round, ctx: Context
-) -> list[list[Reason]]:
-    """The reasons of one user's listed items (see worker/reasons.py)."""
-    settings, state = ctx.settings, rnd.states[row]
-    liked = [i.item_id for i in state.history if i.weight > 0 and i.item_id in rnd.fetched]
-    liked = list(dict.fromkeys(reversed(liked)))[: settings.history_window]  # latest first
-    evidence = UserEvidence(
-        liked=[(item_id, v) for item_id in liked if (v := rnd.fetched[item_id].vector) is not None],
-        recent=consumed_items(state, settings.covisitation_history),
-        covisited=rnd.covisited[row],
-        categories=rnd.constraints[row].categories if rnd.constraints else None,
-    )
-    return explain(
-        items,
-        evidence,
-        trending=rnd.popular,
-        partner=ctx.signals.covisitation.strongest_partner,
-        now=rnd.now,
-        new_within_s=settings.freshness_half_life_s,
-        favourite=favourite_category([rnd.fetched[i].category for i in reversed(liked)]),
-    )
+def explain_round(
+    ranked: Sequence[Sequence[ScoredItem]], rnd: Round, ctx: Context
+) -> list[list[list[Reason]]]:
+    """The reasons of every user's listed items (see worker/reasons.py): one batched
+    product finds each item's nearest liked item."""
+    settings, fetched = ctx.settings, rnd.fetched
+    liked_per_user, recent_per_user = [], []
+    for state in rnd.states:
+        liked, recent = _liked_and_recent(state, fetched, settings.covisitation_history)
+        liked_per_user.append(liked)
+        recent_per_user.append(recent)
+    nearest = nearest_liked_many(ranked, liked_per_user)
+    together = [
+        [i.item_id for i in items if covisited.get(i.item_id, 0.0) > 0]
+        for items, covisited in zip(ranked, rnd.covisited, strict=True)
+    ]
+    partners = ctx.signals.covisitation.strongest_partners_many(together, recent_per_user)
+    out = []
+    for row, items in enumerate(ranked):
+        evidence = UserEvidence(
+            nearest=nearest[row],
+            partners=partners[row],
+            categories=rnd.constraints[row].categories if rnd.constraints else None,
+        )
+        liked_categories = [fetched[i].category for i, _ in reversed(liked_per_user[row])]
+        out.append(
+            explain(
+                items,
+                evidence,
+                trending=rnd.popular,
+                now=rnd.now,
+                new_within_s=settings.freshness_half_life_s,
+                favourite=favourite_category(liked_categories),
+            )
+        )
+    return out
+
+
+def _liked_and_recent(
+    state: UserState, fetched: Mapping[str, ScoredItem], recent_n: int
+) -> tuple[list[tuple[str, np.ndarray]], list[str]]:
+    """The user's last LIKED_FOR_REASONS liked catalogue items (latest first, with their
+    vectors) and last `recent_n` consumed items, in one pass over the history."""
+    liked: dict[str, np.ndarray] = {}
+    recent: list[str] = []
+    for interaction in reversed(state.history):
+        found = fetched.get(interaction.item_id)
+        if (
+            interaction.weight > 0
+            and found is not None
+            and found.vector is not None
+            and len(liked) < LIKED_FOR_REASONS
+        ):
+            liked.setdefault(interaction.item_id, found.vector)
+        if len(recent) < recent_n and counts_as_consumption(interaction.type):
+            recent.append(interaction.item_id)
+    return list(liked.items()), recent

@@ -57,16 +57,43 @@ class CoVisitation:
             return 0.0
         return float(self._together[row][self._partners[row] == other].sum())
 
-    def strongest_partner(self, item_id: str, among: Sequence[str]) -> str | None:
-        """Of `among`, the item consumed together with `item_id` most often (None: none
-        was): one lookup in the item's partner slots."""
-        row = self._row_of.get(item_id)
-        rows = [r for r in (self._row_of.get(a) for a in among) if r is not None]
-        if row is None or not rows:
-            return None
-        together = np.where(np.isin(self._partners[row], rows), self._together[row], 0.0)
-        best = int(together.argmax())
-        return self._item_of[int(self._partners[row][best])] if together[best] > 0 else None
+    def strongest_partners(self, item_ids: Sequence[str], among: Sequence[str]) -> dict[str, str]:
+        """Each item -> the one of `among` it is consumed together with most often (items
+        consumed with none of them are left out)."""
+        return self.strongest_partners_many([item_ids], [among])[0]
+
+    def strongest_partners_many(
+        self, item_ids: Sequence[Sequence[str]], among: Sequence[Sequence[str]]
+    ) -> list[dict[str, str]]:
+        """`strongest_partners` for every user of a batch: one gather over the items'
+        partner slots and one membership test, keyed by (user, partner)."""
+        out: list[dict[str, str]] = [{} for _ in item_ids]
+        rows = [
+            (u, r)
+            for u, ids in enumerate(item_ids)
+            for i in ids
+            if (r := self._row_of.get(i)) is not None
+        ]
+        wanted = [
+            (u, r)
+            for u, ids in enumerate(among)
+            for a in ids
+            if (r := self._row_of.get(a)) is not None
+        ]
+        if not rows or not wanted:
+            return out
+        owner, item_rows = (np.array(column, dtype=np.int64) for column in zip(*rows, strict=True))
+        slots = self._partners[item_rows].astype(np.int64)  # [items, slots]; -1: empty
+        span = len(self._counts) + 1
+        keys = np.array([u * span + r for u, r in wanted], dtype=np.int64)
+        member = np.isin(owner[:, None] * span + slots, keys) & (slots >= 0)
+        together = np.where(member, self._together[item_rows], 0.0)
+        best = together.argmax(axis=1)
+        strength = together[np.arange(len(item_rows)), best]
+        for n in np.flatnonzero(strength > 0).tolist():
+            partner = int(slots[n, best[n]])
+            out[int(owner[n])][self._item_of[int(item_rows[n])]] = self._item_of[partner]
+        return out
 
     def add(self, item_id: str, earlier: Iterable[str]) -> None:
         """One consumption of `item_id` by a user who consumed `earlier` before it."""

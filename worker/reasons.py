@@ -2,8 +2,8 @@
 
 Kinds, in this order when several apply:
     pinned              {"kind"}: a business rule pins it to its slot (worker/answer.py)
-    similar_to          {"kind", "item_id"}: the item of the user's history (positive
-                        feedback only) nearest to it (cosine of the two item vectors)
+    similar_to          {"kind", "item_id"}: of the user's last LIKED_FOR_REASONS liked items
+                        (positive feedback), the one nearest to it (cosine)
     also_consumed_with  {"kind", "item_id"}: the user's recent item it is most often
                         consumed together with (co-visitation)
     trending            {"kind"}: among the trending items the ranking blended in
@@ -19,7 +19,7 @@ no measurable cost next to the ranking (see README, Reasons).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +27,9 @@ import numpy as np
 from worker.store import ScoredItem
 
 Reason = dict[str, str]
+# Liked items an item's `similar_to` is chosen from: the latest ones (what the user
+# vector weighs most), and a bounded cost per listed item.
+LIKED_FOR_REASONS = 10
 KINDS = ("pinned", "similar_to", "also_consumed_with", "trending", "new", "category_match")
 
 
@@ -34,9 +37,8 @@ KINDS = ("pinned", "similar_to", "also_consumed_with", "trending", "new", "categ
 class UserEvidence:
     """What one user's answer is explained from."""
 
-    liked: Sequence[tuple[str, np.ndarray]]  # (item_id, vector) of positive history items
-    recent: Sequence[str]  # the user's recent consumed items (co-visitation's history)
-    covisited: Mapping[str, float]  # candidate -> co-visitation score
+    nearest: Sequence[str | None]  # per listed item: the nearest liked item (nearest_liked)
+    partners: Mapping[str, str]  # co-visited item -> the recent item it is consumed with most
     categories: tuple[str, ...] | None  # asked for by the request or the event's context
 
 
@@ -53,20 +55,46 @@ def nearest_liked(
     items: Sequence[ScoredItem], liked: Sequence[tuple[str, np.ndarray]]
 ) -> list[str | None]:
     """Per listed item, the liked item nearest to it (None: no vector, or nothing liked)."""
-    rows = [n for n, item in enumerate(items) if item.vector is not None]
-    out: list[str | None] = [None] * len(items)
-    own = {item_id for item_id, _ in liked}
-    if not rows or not liked:
+    return nearest_liked_many([items], [liked])[0]
+
+
+def nearest_liked_many(
+    listed: Sequence[Sequence[ScoredItem]], liked: Sequence[Sequence[tuple[str, np.ndarray]]]
+) -> list[list[str | None]]:
+    """`nearest_liked` for every user of a batch: one [users, listed, liked] product."""
+    out: list[list[str | None]] = [[None] * len(items) for items in listed]
+    width = max((len(items) for items in listed), default=0)
+    depth = max((len(vectors) for vectors in liked), default=0)
+    dim = next((v.shape[0] for vectors in liked for _, v in vectors), 0)
+    if not width or not depth:
         return out
-    listed = np.stack([items[n].vector for n in rows])  # type: ignore[misc]
-    history = np.stack([vector for _, vector in liked])
-    listed /= np.maximum(np.linalg.norm(listed, axis=1, keepdims=True), 1e-12)
-    history = history / np.maximum(np.linalg.norm(history, axis=1, keepdims=True), 1e-12)
-    # einsum keeps this small product off BLAS's thread pool (see ranking.mmr).
-    best = np.einsum("nd,md->nm", listed, history).argmax(axis=1).tolist()
-    for n, column in zip(rows, best, strict=True):
-        if items[n].item_id not in own:
-            out[n] = liked[column][0]
+    items_at = _scatter([[i.vector for i in items] for items in listed], width, dim)
+    liked_at = _scatter([[v for _, v in vectors] for vectors in liked], depth, dim)
+    # Store vectors are unit length: the dot product is the cosine. einsum keeps this small
+    # product off BLAS's thread pool (see ranking.mmr).
+    cosines = np.einsum("bnd,bmd->bnm", items_at, liked_at)
+    counts = np.array([len(vectors) for vectors in liked])
+    padding = np.arange(depth)[None, :] >= counts[:, None]  # [users, liked]
+    cosines = np.where(padding[:, None, :], -np.inf, cosines)
+    best = cosines.argmax(axis=2).tolist()
+    for row, (items, vectors) in enumerate(zip(listed, liked, strict=True)):
+        own = {item_id for item_id, _ in vectors}
+        for col, item in enumerate(items):
+            if vectors and item.vector is not None and item.item_id not in own:
+                out[row][col] = vectors[best[row][col]][0]
+    return out
+
+
+def _scatter(rows: Sequence[Sequence[np.ndarray | None]], width: int, dim: int) -> np.ndarray:
+    """[users, width, dim], each user's vectors in order (zeros for None and padding): one
+    stack and one scatter, not a copy per vector."""
+    out = np.zeros((len(rows), width, dim), dtype=np.float32)
+    cells = [
+        (r, c, v) for r, vectors in enumerate(rows) for c, v in enumerate(vectors) if v is not None
+    ]
+    if cells:
+        users, cols, vectors = zip(*cells, strict=True)
+        out[list(users), list(cols)] = np.stack(vectors)
     return out
 
 
@@ -75,23 +103,19 @@ def explain(
     evidence: UserEvidence,
     *,
     trending: Mapping[str, float],
-    partner: Callable[[str, Sequence[str]], str | None],
     now: float,
     new_within_s: float,
     favourite: str | None,
 ) -> list[list[Reason]]:
-    """The reasons of each listed item (see the module docstring); `partner(item, recent)`
-    is co-visitation's strongest partner lookup."""
-    nearest = nearest_liked(items, evidence.liked)
+    """The reasons of each listed item (see the module docstring)."""
     out = []
-    for item, similar in zip(items, nearest, strict=True):
+    for item, similar in zip(items, evidence.nearest, strict=True):
         why: list[Reason] = []
         if similar is not None:
             why.append({"kind": "similar_to", "item_id": similar})
-        if evidence.covisited.get(item.item_id, 0.0) > 0:
-            together = partner(item.item_id, evidence.recent)
-            if together is not None:
-                why.append({"kind": "also_consumed_with", "item_id": together})
+        together = evidence.partners.get(item.item_id)
+        if together is not None:
+            why.append({"kind": "also_consumed_with", "item_id": together})
         if item.item_id in trending:
             why.append({"kind": "trending"})
         if item.created_at and now - item.created_at <= new_within_s:
