@@ -149,4 +149,15 @@ def _print(rec: dict, rating: Rating, movies: dict[str, Movie], latency_s: float
     for rank, item in enumerate(rec["items"][:SHOW_TOP], 1):
         movie = movies.get(item["item_id"])
         label = f"{movie.title} [{', '.join(movie.genres)}]" if movie else item["item_id"]
-        print(f"      {rank}. {label[:70]:<70} {item['score']:.3f}")
+        print(f"      {rank}. {label[:70]:<70} {item['score']:.3f}  {_why(item, movies)}")
+
+
+def _why(item: dict, movies: dict[str, Movie]) -> str:
+    """The item's first reason, in words (see worker/reasons.py)."""
+    reason = (item.get("reasons") or [{}])[0]
+    named = movies.get(reason.get("item_id", ""))
+    if reason.get("kind") == "similar_to" and named:
+        return f"like {named.title[:30]}"
+    if reason.get("kind") == "also_consumed_with" and named:
+        return f"watched with {named.title[:30]}"
+    return str(reason.get("kind", "")).replace("_", " ")
