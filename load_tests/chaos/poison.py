@@ -72,7 +72,12 @@ def event_kinds(item: str) -> dict[str, Callable[[int], tuple[bytes | None, byte
     return {
         "not_json": lambda n: (user(n), b"{not json"),
         "empty": lambda n: (user(n), b""),
-        "tombstone": lambda n: (user(n), None),
+        # A tombstone with a key erases the user (valid); without one it is refused.
+        "tombstone_empty_key": lambda n: (b"", None),
+        "forget_without_ts": lambda n: (
+            user(n),
+            _json(_event(n, item, type="forget", item_id=_DROP, ts=_DROP)),
+        ),
         "json_array": lambda n: (user(n), b"[1, 2]"),
         "json_string": lambda n: (user(n), b'"click"'),
         "json_number": lambda n: (user(n), b"42"),
