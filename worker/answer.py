@@ -136,19 +136,24 @@ def rank_round(rnd: Round, ctx: Context, k: int | None = None) -> list[Answer]:
             [rnd.covisited[row] for row in rows],
         )
         for row, items in zip(rows, mmr(shortlists, params.k, params.mmr_lambda), strict=True):
-            pinned = place_pins(items, rnd.pins, params.k, rnd.constraints[row], states[row].seen)
-            ranked[row] = (pinned, variant.name)
+            placed = place_pins(items, rnd.pins, params.k, rnd.constraints[row], states[row].seen)
+            ranked[row] = (placed, variant.name)
     reasons = explain_round([items for items, _ in ranked], rnd, ctx)
+    pinned = {pin.item_id for pin in rnd.pins}
     return [
-        _answer(items, name, why, row, rnd)
+        _answer(items, name, why, row, rnd, pinned)
         for row, ((items, name), why) in enumerate(zip(ranked, reasons, strict=True))
     ]
 
 
 def _answer(
-    items: list[ScoredItem], variant: str, reasons: list[list[Reason]], row: int, rnd: Round
+    items: list[ScoredItem],
+    variant: str,
+    reasons: list[list[Reason]],
+    row: int,
+    rnd: Round,
+    pinned: set[str],
 ) -> Answer:
-    pinned = {pin.item_id for pin in rnd.pins}
     categories = rnd.constraints[row].categories
     for item, why in zip(items, reasons, strict=True):
         pin = item.rules.pin
@@ -178,7 +183,8 @@ def place_pins(
     if not applicable:
         return list(listed)
     banned = set(excluded)
-    out = [item for item in listed if item.item_id not in {p.item_id for p in applicable}]
+    placed = {p.item_id for p in applicable}
+    out = [item for item in listed if item.item_id not in placed]
     for pin in sorted(applicable, key=lambda p: (p.rules.pin.slot, p.item_id)):  # type: ignore[union-attr]
         if pin.item_id in banned:
             continue

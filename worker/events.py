@@ -69,10 +69,24 @@ def parse_message(
         return Forget("", check_id(key.decode("utf-8", "replace"), "key"), received_at)
     doc = decode_json_object(value)
     if doc.get("type") == "forget":
-        check_unknown_fields(doc, FIELDS)
-        user_id = _user_id(doc, key)
-        return Forget(require_id(doc, "event_id"), user_id, parse_timestamp(doc.get("ts")))
+        return _forget(key, doc, received_at, latest_ts)
     return parse_event(key, value, latest_ts=latest_ts, earliest_ts=earliest_ts, doc=doc)
+
+
+def _forget(
+    key: bytes | None, doc: dict[str, Any], received_at: float, latest_ts: float | None
+) -> Forget:
+    """A forget needs its key (the user's partition: where the user's state lives); it
+    erases up to its own time or its arrival, whichever is later (an old `ts` must not
+    leave the events since open to a replay), never into the future."""
+    check_unknown_fields(doc, FIELDS)
+    if key is None:
+        raise InvalidMessage("a forget event needs the user_id as its key")
+    user_id = _user_id(doc, key)
+    ts = parse_timestamp(doc.get("ts"))
+    if latest_ts is not None and ts > latest_ts:
+        raise InvalidMessage("'ts' is later than the worker's clock allows (EVENT_MAX_FUTURE_S)")
+    return Forget(require_id(doc, "event_id"), user_id, max(ts, received_at))
 
 
 def _user_id(doc: dict[str, object], key: bytes | None) -> str:

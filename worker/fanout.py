@@ -24,6 +24,7 @@ from worker.candidates import candidate_filter, search_request
 from worker.context import Context
 from worker.recommendations import encode_recommendation, recommendation_doc
 from worker.records import Answered, OutMessage
+from worker.store import UserState
 
 
 async def fan_out(
@@ -38,7 +39,11 @@ async def fan_out(
     triggers = await _triggers(item_ids, ctx, now)
     if not triggers:
         return [], [], []
-    states = [s for s in (await store.get_users(list(triggers))).values() if s.vector is not None]
+    states = [
+        s
+        for s in (await store.get_users(list(triggers))).values()
+        if s.vector is not None and not _erased(s, ctx)
+    ]
     # The users' history items: negative feedback and the reasons need their vectors.
     fetched = await store.get_items(sorted({i.item_id for s in states for i in s.history}))
     constraints = candidate_filter(settings, [], now, ctx.clock())
@@ -90,6 +95,12 @@ async def fan_out(
             )
         )
     return outputs, pushes, answered
+
+
+def _erased(state: UserState, ctx: Context) -> bool:
+    """A state made before its user's erasure (being deleted right now): no push."""
+    up_to = ctx.erasures.erased_up_to(state.user_id)
+    return up_to is not None and state.updated_at <= up_to
 
 
 async def _triggers(item_ids: Sequence[str], ctx: Context, now: float) -> dict[str, list[str]]:

@@ -86,8 +86,14 @@ class ItemRulesFeed:
         self.reader = ChangelogReader(settings, settings.item_rules_topic, self._apply, metrics)
 
     async def start(self) -> None:
-        """Every rule up to the topic's end, applied before the first batch."""
+        """Every rule up to the topic's end, applied before the first batch; items the
+        store holds an override for that no rule names any more (its tombstone compacted
+        away while this store was down) go back to their own rules."""
         await self.reader.start_whole()
+        stale = [i for i in await self.store.overridden_items() if i not in self.rules.overrides]
+        if stale:
+            log.info("%d items lost their item-rules override while stopped", len(stale))
+            await self._rewrite(stale)
 
     async def _apply(self, records: Sequence[ConsumerRecord]) -> None:
         changed: set[str] = set()
@@ -108,7 +114,8 @@ class ItemRulesFeed:
                 async with self._between():
                     own = await self.store.get_own_rules(item_ids)
                     effective = {i: self.rules.effective(i, rules) for i, rules in own.items()}
-                    await self.store.set_item_rules(effective)
+                    overridden = [i for i in effective if effective[i] != own[i]]
+                    await self.store.set_item_rules(effective, overridden)
                 self.rules.forget_pins()
                 return
             except InfrastructureError as exc:

@@ -189,7 +189,10 @@ class Pipeline(ConsumerRebalanceListener):
                 [*outcome.outputs, *logged], outcome.dead_letters, self.spec.dlq_topic
             )
         }
-        if outcome.user_states or outcome.erasures:
+        if outcome.erasures:
+            # The deletions first: the confirmations published below say they are done.
+            await self.retrier.until_done("deliver", lambda: self._save(outcome))
+        elif outcome.user_states:
             steps["save"] = lambda: self._save(outcome)
 
         async def remaining() -> None:

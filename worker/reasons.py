@@ -9,7 +9,7 @@ Kinds, in this order when several apply:
     trending            {"kind"}: among the trending items the ranking blended in
     new                 {"kind"}: created within the freshness half-life
     category_match      {"kind", "category"}: of a category the request asked for, or of the
-                        user's most consumed one
+                        user's most liked one
 
 Reasons describe, they do not re-score: an item the ranking picked for several reasons
 lists each of them. One [listed, history] product per user, the rest dictionary lookups:

@@ -93,6 +93,9 @@ async def recommend_batch(
         # Afresh: the events after the forget never meet the erased state.
         carried[erasure.user_id] = UserState(erasure.user_id, partition=erasure.partition)
         result.outputs += erasure_messages(erasure, settings, ctx.erasures.key)
+        # Known at once, not at the checkpoint: a new-item push computed meanwhile must not
+        # republish the erased user's list (marking twice on a retry changes nothing).
+        ctx.erasures.mark_user(erasure.user_id, erasure.erased_up_to)
     for round_events in event_rounds(events, coalesce=ctx.settings.coalesce_events):
         await _recommend_round(round_events, result, ctx, carried)
     result.user_states = [carried[uid] for uid in dict.fromkeys(e.user_id for e in events)]

@@ -92,7 +92,10 @@ class BatchResult:
         self.dead_letters += later.dead_letters
         for stage, seconds in later.stage_seconds.items():
             self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + seconds
-        latest = {state.user_id: state for state in (*self.user_states, *later.user_states)}
+        # A user erased in `later` keeps only a state `later` made after the erasure.
+        erased = {erasure.user_id for erasure in later.erasures}
+        earlier = [state for state in self.user_states if state.user_id not in erased]
+        latest = {state.user_id: state for state in (*earlier, *later.user_states)}
         self.user_states = list(latest.values())
         self.signals.extend(later.signals)
         self.event_timestamps += later.event_timestamps

@@ -5,7 +5,8 @@ Sources: an item's own fields on the `items` topic, and the optional compacted
 exists (a tombstone drops the rule: the item's own fields apply again):
     {"item_id", "available": bool, "expires_at": ts | null, "boost": number > 0,
      "pinned": {"slot": 1.., "category": str | null} | null}
-A rule message sets only the fields it names.
+An item's latest rule message replaces its previous one; the fields it names override the
+item's own, the others stay the item's own.
 
 Precedence, strongest first (README, Business rules):
   1. never listed: unavailable or expired items, the user's seen items, a request's or an
@@ -112,9 +113,12 @@ def overlay(own: ItemRules, override: Mapping[str, Any] | None) -> ItemRules:
     return replace(own, **override) if override else own
 
 
-def rules_payload(rules: ItemRules) -> dict[str, Any]:
-    """Flat payload fields (the stores filter on `blocked_from`)."""
+def rules_payload(rules: ItemRules, overridden: bool = False) -> dict[str, Any]:
+    """Flat payload fields (the stores filter on `blocked_from`); `rule_override` marks an
+    item whose rules in effect come from an item-rules message (a start finds those whose
+    rule is gone: its tombstone may have been compacted away)."""
     return {
+        "rule_override": int(overridden),
         "blocked_from": rules.blocked_from,
         "available": rules.available,
         "expires_at": rules.expires_at,

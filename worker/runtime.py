@@ -91,7 +91,7 @@ class Runtime:
             self.ctx.owned_partitions = self.pipelines[0].assigned
         store = self.ctx.store
         self.rules_feed = ItemRulesFeed(
-            settings, self.ctx.rules, store, metrics, lambda: self.pipelines[1].in_flight
+            settings, self.ctx.rules, store, metrics, self._between_item_writes
         )
         self.erasure_feed = ErasureFeed(settings, self.ctx.erasures, metrics)
         self.reembed = (
@@ -151,6 +151,15 @@ class Runtime:
             for pipeline in self.pipelines:
                 await stack.enter_async_context(pipeline.in_flight)
             await stack.enter_async_context(self.state.pushes_lock)
+            yield
+
+    @contextlib.asynccontextmanager
+    async def _between_item_writes(self) -> AsyncIterator[None]:
+        """No items batch, and no materialisation of other workers' items, runs meanwhile."""
+        async with contextlib.AsyncExitStack() as stack:
+            await stack.enter_async_context(self.pipelines[1].in_flight)
+            if self.state.catalogue is not None:
+                await stack.enter_async_context(self.state.catalogue.writes)
             yield
 
     async def start(self) -> None:

@@ -59,3 +59,17 @@ async def test_deleted_users_are_gone_and_others_stay(store: VectorStore) -> Non
     await store.delete_users(["a", "unknown"])
     assert set(await store.get_users(["a", "b"])) == {"b"}
     assert [u for u, _ in (await store.search_users([unit(1)], 5))[0]] == ["b"]
+
+
+async def test_items_overridden_by_a_rule_are_found_until_they_are_not(store: VectorStore) -> None:  # noqa: F811
+    own = ItemRules(boost=2.0)
+    await store.upsert_items(
+        [
+            item("ruled", unit(1), rules=ItemRules(available=False), own_rules=own),
+            item("plain", unit(0, 1), rules=own, own_rules=own),
+        ]
+    )
+    assert await store.overridden_items() == ["ruled"]
+    await store.set_item_rules({"plain": ItemRules(pin=Pin(1))}, overridden=["plain"])
+    await store.set_item_rules({"ruled": own})
+    assert await store.overridden_items() == ["plain"]

@@ -92,6 +92,10 @@ class ApiServer:
             return _error(503, f"{exc.dependency} cannot answer: {exc}")
         except web.HTTPException as exc:
             return _error(exc.status, exc.reason)
+        except Exception:
+            # Logged without the request's path: it may hold a user id.
+            log.exception("%s failed", name)
+            return _error(500, "internal error (see the worker's log)")
         finally:
             self.metrics.api_seconds.labels(name).observe(time.perf_counter() - started)
 

@@ -132,6 +132,7 @@ def _errors(*codes: int) -> dict[str, Any]:
     text = {
         400: "a parameter is invalid",
         404: "unknown item",
+        500: "an unexpected failure (logged by the worker)",
         503: "the worker is starting, or a dependency cannot answer",
     }
     return {str(code): _json("Error", text[code]) for code in codes}
@@ -152,7 +153,7 @@ def openapi_document(default_k: int) -> dict[str, Any]:
                 "parameters": [_id_parameter("user_id"), *_narrowing(default_k), fresh],
                 "responses": {
                     "200": _json("Recommendations", "the list"),
-                    **_errors(400, 503),
+                    **_errors(400, 500, 503),
                 },
             }
         },
@@ -161,7 +162,7 @@ def openapi_document(default_k: int) -> dict[str, Any]:
                 "summary": "The items nearest an item's vector",
                 "operationId": "getSimilarItems",
                 "parameters": [_id_parameter("item_id"), *_narrowing(default_k)],
-                "responses": {"200": _json("Similar", "the items"), **_errors(400, 404, 503)},
+                "responses": {"200": _json("Similar", "the items"), **_errors(400, 404, 500, 503)},
             }
         },
         "/healthz": {

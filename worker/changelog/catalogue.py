@@ -7,6 +7,7 @@ its own records. Each materialised item is then pushed to this worker's own user
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -51,8 +52,10 @@ class CatalogueReplica:
         # the store does not hold (a restart mid-upgrade): a re-embed rebuilds them.
         self.orphans: set[str] = set()
         self.on_upserted = on_upserted
-        # This worker's item-rules, laid over the rules the writing worker had in effect.
+        # This worker's item-rules, laid over the rules the writing worker had in effect;
+        # held while they are and the items written (item_rules.py rewrites rules under it).
         self.rules = rules
+        self.writes = asyncio.Lock()
 
     async def start(self) -> float:
         """Materialise the topic up to its end; returns the seconds it took."""
@@ -95,14 +98,15 @@ class CatalogueReplica:
             held = await self.store.get_items(dropped)
             self.orphans.update(item_id for item_id in dropped if item_id not in held)
         self.orphans.difference_update([*deletes, *(i.item_id for i in upserts)])
-        if upserts and self.rules is not None:
-            rules = self.rules
-            upserts = [
-                dataclasses.replace(i, rules=rules.effective(i.item_id, i.own_rules))
-                for i in upserts
-            ]
-        if upserts:
-            await self.store.upsert_items(upserts)
+        async with self.writes:
+            if upserts and self.rules is not None:
+                rules = self.rules
+                upserts = [
+                    dataclasses.replace(i, rules=rules.effective(i.item_id, i.own_rules))
+                    for i in upserts
+                ]
+            if upserts:
+                await self.store.upsert_items(upserts)
         if deletes:
             await self.store.delete_items(deletes)
         self.upserted += len(upserts)

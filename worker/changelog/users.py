@@ -77,15 +77,15 @@ class UserStateRestorer:
                 )
                 continue
             latest[state.user_id] = state
-        # Deleted unless a state written after the erasure follows it here.
-        gone = sorted(erased - set(latest))
-        if gone:
-            await self.store.delete_users(gone)
+        # Erased: deleted; a state written after the erasure follows it here and replaces
+        # nothing (the "never back" check below must not compare it with erased data).
+        if erased:
+            await self.store.delete_users(sorted(erased))
         if not latest:
             return
         # Never back: a producer retry may land an older state after a newer one, and this
         # worker may hold the newest already (it wrote it before the partition left).
-        held = await self.store.get_users(list(latest))
+        held = await self.store.get_users([u for u in latest if u not in erased])
         newer = [
             state
             for user_id, state in latest.items()

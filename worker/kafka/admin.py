@@ -99,7 +99,8 @@ def topic_configs(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:
         settings.user_state_topic: (n, compact),
         # Keyed by item: the latest rule of each item (every worker reads it whole).
         settings.item_rules_topic: (n, compact),
-        settings.user_erasures_topic: (n, {}),
+        # Keyed by user hash, kept forever: every erasure's cut-off must outlive replays.
+        settings.user_erasures_topic: (n, {**compact, "retention.ms": "-1"}),
     }
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -167,8 +167,14 @@ class VectorStore(Protocol):
     async def get_own_rules(self, item_ids: Sequence[str]) -> dict[str, ItemRules]:
         """The rules the items that exist have from their items messages."""
 
-    async def set_item_rules(self, rules: Mapping[str, ItemRules]) -> None:
-        """Rewrite the rules in effect of the items that exist (unknown ids are skipped)."""
+    async def set_item_rules(
+        self, rules: Mapping[str, ItemRules], overridden: Collection[str] = ()
+    ) -> None:
+        """Rewrite the rules in effect of the items that exist (unknown ids are skipped);
+        `overridden`: those whose rules come from an item-rules message."""
+
+    async def overridden_items(self) -> list[str]:
+        """The items whose rules in effect came from an item-rules message."""
 
     async def pinned_items(self) -> list[ScoredItem]:
         """Items with a pinned slot in effect (with their vectors)."""

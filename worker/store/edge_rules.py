@@ -5,13 +5,15 @@ indexed payload filter (worker/rules.py)."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 from qdrant_edge import (
     EdgeShard,
+    FieldCondition,
     Filter,
     IsEmptyCondition,
+    MatchValue,
     ScrollRequest,
     UpdateOperation,
 )
@@ -23,6 +25,7 @@ from worker.store.edge_query import PointId
 from worker.store.payload import (
     OWN_RULES_FIELD,
     PIN_SLOT_FIELD,
+    RULE_OVERRIDE_FIELD,
     SCORED_FIELDS,
     VECTOR_NAME,
     item_point_ids,
@@ -60,14 +63,18 @@ class ItemRuleUpdates:
         )
         return {points[int(r.id)]: own_rules_of(r.payload or {}) for r in records}
 
-    async def set_item_rules(self, rules: Mapping[str, ItemRules]) -> None:
+    async def set_item_rules(
+        self, rules: Mapping[str, ItemRules], overridden: Collection[str] = ()
+    ) -> None:
         """Rewrite the rules in effect of items that exist (others are left alone: an item
         written later gets its rules when it is written)."""
         existing = await self.get_own_rules(list(rules))  # the engine refuses unknown ids
         if not existing:
             return
         ops = [
-            UpdateOperation.set_payload(list[PointId]([point]), rules_payload(rules[item_id]))
+            UpdateOperation.set_payload(
+                list[PointId]([point]), rules_payload(rules[item_id], item_id in overridden)
+            )
             for point, item_id in item_point_ids(list(existing)).items()
         ]
         active, pending = self._shards()[0], self._pending
@@ -85,6 +92,22 @@ class ItemRuleUpdates:
             self._item_cache.discard(point)
         self._record_writes(False, list(existing))
         self._record_writes(True, list(existing))
+
+    async def overridden_items(self) -> list[str]:
+        ids: list[str] = []
+        offset = None
+        while True:
+            request = ScrollRequest(
+                offset=offset,
+                limit=1000,
+                filter=Filter(must=[FieldCondition(RULE_OVERRIDE_FIELD, match=MatchValue(1))]),
+                with_payload=["item_id"],
+                with_vector=False,
+            )
+            records, offset = await self._run(self._shards()[0].scroll, request)
+            ids += [str(r.payload["item_id"]) for r in records if r.payload]
+            if offset is None:
+                return ids
 
     async def pinned_items(self) -> list[ScoredItem]:
         """Items with a pinned slot, with their vectors."""

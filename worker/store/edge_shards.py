@@ -24,6 +24,7 @@ from worker.store.payload import (
     CATEGORY_FIELD,
     CREATED_AT_FIELD,
     PIN_SLOT_FIELD,
+    RULE_OVERRIDE_FIELD,
     VECTOR_NAME,
 )
 
@@ -35,6 +36,7 @@ _ITEM_INDEXES = (
     (CREATED_AT_FIELD, PayloadSchemaType.Float),
     (BLOCKED_FROM_FIELD, PayloadSchemaType.Float),
     (PIN_SLOT_FIELD, PayloadSchemaType.Integer),
+    (RULE_OVERRIDE_FIELD, PayloadSchemaType.Integer),
 )
 
 

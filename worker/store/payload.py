@@ -31,6 +31,7 @@ ITEM_SPACE_FIELD = "item_space"
 # Business rules (worker/rules.py): searches leave out unavailable and expired items.
 BLOCKED_FROM_FIELD = "blocked_from"
 PIN_SLOT_FIELD = "pin_slot"
+RULE_OVERRIDE_FIELD = "rule_override"
 OWN_RULES_FIELD = "own_rules"
 
 # The payload a search hit needs to become a ScoredItem; titles and versions stay on disk.
@@ -75,7 +76,7 @@ def item_payload(item: ItemRecord) -> dict[str, Any]:
         "created_at": float(item.created_at),
         "popularity": float(item.popularity),
         "model_version": item.model_version,
-        **rules_payload(item.rules),
+        **rules_payload(item.rules, overridden=item.rules != item.own_rules),
         # JSON, read only when an item-rules message comes or goes (see worker/rules.py).
         OWN_RULES_FIELD: orjson.dumps(rules_payload(item.own_rules)).decode(),
     }

@@ -5,7 +5,7 @@ Same vector name, payload layout and filters as the Edge store (see payload.py).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 import numpy as np
@@ -30,6 +30,7 @@ from worker.store.payload import (
     OWN_RULES_FIELD,
     PARTITION_FIELD,
     PIN_SLOT_FIELD,
+    RULE_OVERRIDE_FIELD,
     SCORED_FIELDS,
     VECTOR_NAME,
     item_payload,
@@ -119,6 +120,7 @@ class QdrantServerStore:
                 (CREATED_AT_FIELD, m.PayloadSchemaType.FLOAT),
                 (BLOCKED_FROM_FIELD, m.PayloadSchemaType.FLOAT),
                 (PIN_SLOT_FIELD, m.PayloadSchemaType.INTEGER),
+                (RULE_OVERRIDE_FIELD, m.PayloadSchemaType.INTEGER),
             ):
                 if field not in indexed:
                     await self._client.create_payload_index(self._items, field, schema, wait=True)
@@ -186,14 +188,16 @@ class QdrantServerStore:
             )
         return {by_point[int(r.id)]: own_rules_of(r.payload or {}) for r in records}
 
-    async def set_item_rules(self, rules: Mapping[str, ItemRules]) -> None:
+    async def set_item_rules(
+        self, rules: Mapping[str, ItemRules], overridden: Collection[str] = ()
+    ) -> None:
         if not rules:
             return
         existing = await self.get_own_rules(list(rules))  # set_payload would create points
         ops: list[m.UpdateOperation] = [
             m.SetPayloadOperation(
                 set_payload=m.SetPayload(
-                    payload=rules_payload(rules[item_id]),
+                    payload=rules_payload(rules[item_id], item_id in overridden),
                     points=[derive_point_id("item", item_id)],
                 )
             )
@@ -202,6 +206,26 @@ class QdrantServerStore:
         if ops:
             with _store_errors("set item rules"):
                 await self._client.batch_update_points(self._items, ops, wait=True)
+
+    async def overridden_items(self) -> list[str]:
+        flagged = m.Filter(
+            must=[m.FieldCondition(key=RULE_OVERRIDE_FIELD, match=m.MatchValue(value=1))]
+        )
+        ids: list[str] = []
+        offset = None
+        while True:
+            with _store_errors("scroll overridden items"):
+                records, offset = await self._client.scroll(
+                    self._items,
+                    scroll_filter=flagged,
+                    limit=1000,
+                    offset=offset,
+                    with_payload=["item_id"],
+                    with_vectors=False,
+                )
+            ids += [str((r.payload or {})["item_id"]) for r in records]
+            if offset is None:
+                return ids
 
     async def pinned_items(self) -> list[ScoredItem]:
         pinned = m.Filter(
