@@ -22,17 +22,17 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from load_tests.histogram import LatencyHistogram
 from load_tests.procfs import tree_cpu_s
-from load_tests.targets import seed_catalogue, wait_indexed
+from load_tests.targets import follow_answers, seed_catalogue, wait_indexed
 from worker.kafka import all_topics, client_kwargs, ensure_topics, prefixed_topics
 from worker.movielens import load_ratings
 from worker.settings import Settings, load_settings
@@ -77,22 +77,14 @@ async def send_events(
         await producer.stop()
 
 
-async def read_answers(settings: Settings, stop: asyncio.Event, traffic: Traffic) -> None:
-    consumer = AIOKafkaConsumer(**client_kwargs(settings), fetch_max_wait_ms=10)
-    await consumer.start()
-    try:
-        parts = consumer.partitions_for_topic(settings.recommendations_topic) or set()
-        consumer.assign([TopicPartition(settings.recommendations_topic, p) for p in parts])
-        while not stop.is_set():
-            fetched = await consumer.getmany(timeout_ms=100)
-            now = time.time()
-            for record in (r for rs in fetched.values() for r in rs if r.value is not None):
-                for event_id in orjson.loads(record.value)["event_ids"]:
-                    sent = traffic.sent.pop(event_id, None)
-                    if sent is not None and traffic.measuring:
-                        traffic.answers.record_s(now - sent)
-    finally:
-        await consumer.stop()
+def on_answer(traffic: Traffic) -> Callable[[float, dict[str, Any]], None]:
+    def record(now: float, doc: dict[str, Any]) -> None:
+        for event_id in doc["event_ids"]:
+            sent = traffic.sent.pop(event_id, None)
+            if sent is not None and traffic.measuring:
+                traffic.answers.record_s(now - sent)
+
+    return record
 
 
 async def read_api(
@@ -131,7 +123,7 @@ async def measure(
     stop, traffic = asyncio.Event(), Traffic()
     background = [
         asyncio.create_task(send_events(settings, args.items, args.events, stop, traffic)),
-        asyncio.create_task(read_answers(settings, stop, traffic)),
+        asyncio.create_task(follow_answers(settings, stop, on_answer(traffic))),
     ]
     await asyncio.sleep(WARMUP_S)
     pid = worker.pid

@@ -13,10 +13,10 @@ import urllib.request
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import orjson
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from load_tests.echo import EchoProcess
@@ -235,6 +235,25 @@ async def _delete_topics(settings: Settings, topics: list[str]) -> None:
         await admin.delete_topics(topics)
     finally:
         await admin.close()
+
+
+async def follow_answers(
+    settings: Settings, stop: asyncio.Event, on_answer: Callable[[float, dict[str, Any]], None]
+) -> None:
+    """Every recommendation published until `stop`, with the time it was read (tombstones,
+    i.e. erasures, are skipped)."""
+    consumer = AIOKafkaConsumer(**client_kwargs(settings), fetch_max_wait_ms=10)
+    await consumer.start()
+    try:
+        parts = consumer.partitions_for_topic(settings.recommendations_topic) or set()
+        consumer.assign([TopicPartition(settings.recommendations_topic, p) for p in parts])
+        while not stop.is_set():
+            fetched = await consumer.getmany(timeout_ms=100)
+            now = time.time()
+            for record in (r for rs in fetched.values() for r in rs if r.value is not None):
+                on_answer(now, orjson.loads(record.value))
+    finally:
+        await consumer.stop()
 
 
 async def seed_catalogue(settings: Settings, count: int) -> None:

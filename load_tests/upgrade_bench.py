@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
-from load_tests.targets import seed_catalogue, wait_indexed
+from load_tests.targets import follow_answers, seed_catalogue, wait_indexed
 from models import fusion
 from models.publish import publish_new_fusion, scratch_repository
 from worker.kafka import all_topics, client_kwargs, ensure_topics, prefixed_topics
@@ -60,22 +60,6 @@ async def _send_events(
             await asyncio.sleep(max(0.0, started + n / rate - time.monotonic()))
     finally:
         await producer.stop()
-
-
-async def _read_answers(
-    settings: Settings, stop: asyncio.Event, answers: list[tuple[float, dict[str, Any]]]
-) -> None:
-    consumer = AIOKafkaConsumer(**client_kwargs(settings), fetch_max_wait_ms=10)
-    await consumer.start()
-    try:
-        parts = consumer.partitions_for_topic(settings.recommendations_topic) or set()
-        consumer.assign([TopicPartition(settings.recommendations_topic, p) for p in parts])
-        while not stop.is_set():
-            fetched = await consumer.getmany(timeout_ms=100)
-            now = time.time()
-            answers += [(now, orjson.loads(r.value)) for rs in fetched.values() for r in rs]
-    finally:
-        await consumer.stop()
 
 
 async def _wait(check: Any, timeout_s: float, what: str) -> float:
@@ -114,8 +98,12 @@ async def _upgrade(
     client = TritonClient(settings.triton_url or "", version_ttl_s=0.0)
     old = await client.versions()
     stop, sent, answers = asyncio.Event(), dict[str, float](), list[tuple[float, dict[str, Any]]]()
+
+    def answered(now: float, doc: dict[str, Any]) -> None:
+        answers.append((now, doc))
+
     tasks = [asyncio.create_task(_send_events(settings, items, rate, stop, sent)),
-             asyncio.create_task(_read_answers(settings, stop, answers))]  # fmt: skip
+             asyncio.create_task(follow_answers(settings, stop, answered))]  # fmt: skip
     try:
         await asyncio.sleep(STEADY_S)
         published_at = time.time()

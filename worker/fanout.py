@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from worker.answer import Round, consumed_items, rank_round
+from worker.answer import Answer, Round, consumed_items, rank_round
 from worker.candidates import candidate_filter, search_request
 from worker.context import Context
 from worker.recommendations import encode_recommendation, recommendation_doc
@@ -44,7 +44,23 @@ async def fan_out(
         for s in (await store.get_users(list(triggers))).values()
         if s.vector is not None and not _erased(s, ctx)
     ]
-    # The users' history items: negative feedback and the reasons need their vectors.
+    rnd = await _round(states, ctx, now)
+    outputs, pushes, answered = [], [], []
+    for state, answer in zip(states, rank_round(rnd, ctx), strict=True):
+        listed = {item.item_id for item in answer.items}
+        new_in = [item_id for item_id in triggers[state.user_id] if item_id in listed]
+        if not new_in:
+            continue
+        pushes.append((state.user_id, now))
+        answered.append((answer.variant, "new_item", answer.reason_kinds))
+        outputs.append(_push(state.user_id, answer, new_in, ctx, now))
+    return outputs, pushes, answered
+
+
+async def _round(states: list[UserState], ctx: Context, now: float) -> Round:
+    """The pushed users' round, as the events path has it after retrieval: their history
+    items (negative feedback and reasons need the vectors), one search, the signals."""
+    settings, store = ctx.settings, ctx.store
     fetched = await store.get_items(sorted({i.item_id for s in states for i in s.history}))
     constraints = candidate_filter(settings, [], now, ctx.clock())
     found = await store.search_items(
@@ -54,7 +70,7 @@ async def fan_out(
         ]
     )
     covisitation, history = ctx.signals.covisitation, settings.covisitation_history
-    rnd = Round(
+    return Round(
         by_user={s.user_id: [] for s in states},
         states=states,
         popular=ctx.signals.trending.top(settings.trending_size),
@@ -68,33 +84,23 @@ async def fan_out(
         found=dict(enumerate(found)),
         pins=await ctx.rules.pinned(store, ctx.clock()),
     )
-    outputs, pushes, answered = [], [], []
-    for state, answer in zip(states, rank_round(rnd, ctx), strict=True):
-        listed = {item.item_id for item in answer.items}
-        new_in = [item_id for item_id in triggers[state.user_id] if item_id in listed]
-        if not new_in:
-            continue
-        pushes.append((state.user_id, now))
-        answered.append((answer.variant, "new_item", answer.reason_kinds))
-        doc = recommendation_doc(
-            user_id=state.user_id,
-            event_ids=[],
-            items=answer.items,
-            model_version=ctx.model_version,
-            variant=answer.variant,
-            generated_at=now,
-            strategy="new_item",
-            reasons=answer.reasons,
-            trigger_item_ids=new_in,
-        )
-        outputs.append(
-            OutMessage(
-                settings.recommendations_topic,
-                state.user_id.encode(),
-                encode_recommendation(doc, {}),
-            )
-        )
-    return outputs, pushes, answered
+
+
+def _push(user_id: str, answer: Answer, new_in: list[str], ctx: Context, now: float) -> OutMessage:
+    doc = recommendation_doc(
+        user_id=user_id,
+        event_ids=[],
+        items=answer.items,
+        model_version=ctx.model_version,
+        variant=answer.variant,
+        generated_at=now,
+        strategy="new_item",
+        reasons=answer.reasons,
+        trigger_item_ids=new_in,
+    )
+    return OutMessage(
+        ctx.settings.recommendations_topic, user_id.encode(), encode_recommendation(doc, {})
+    )
 
 
 def _erased(state: UserState, ctx: Context) -> bool:

@@ -71,6 +71,13 @@ class Metrics:
             "1 while the worker consumes and every dependency answers",
             registry=r,
         )
+        self._product_metrics(r)
+        self._fault_metrics(r)
+        self._state_metrics(r)
+        self._gc_started = 0.0
+
+    def _product_metrics(self, r: CollectorRegistry) -> None:
+        """Answers by A/B variant, reasons, erasures and the read API."""
         self.answers = Counter(
             "streamrec_answers_total",
             "Recommendation lists published, by A/B variant and strategy",
@@ -98,9 +105,6 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
-        self._fault_metrics(r)
-        self._state_metrics(r)
-        self._gc_started = 0.0
 
     def _state_metrics(self, r: CollectorRegistry) -> None:
         """The state changelogs, and the process's garbage collector."""

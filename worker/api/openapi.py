@@ -17,7 +17,8 @@ _LIST = {"type": "string", "maxLength": MAX_LIST_CHARS, "pattern": LIST_PATTERN}
 _STRING_LIST = {"type": "array", "items": {"type": "string"}}
 
 
-def _schemas() -> dict[str, Any]:
+def _answer_schemas() -> dict[str, Any]:
+    """The recommendation list and what it lists."""
     reason = {
         "type": "object",
         "required": ["kind"],
@@ -60,6 +61,10 @@ def _schemas() -> dict[str, Any]:
             "trigger_item_ids": _STRING_LIST,
         },
     }
+    return {"Reason": reason, "ListedItem": listed, "Recommendations": answer}
+
+
+def _schemas() -> dict[str, Any]:
     similar = {
         "type": "object",
         "required": ["item_id", "items", "model_version"],
@@ -81,9 +86,7 @@ def _schemas() -> dict[str, Any]:
     }
     error = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
     return {
-        "Reason": reason,
-        "ListedItem": listed,
-        "Recommendations": answer,
+        **_answer_schemas(),
         "Similar": similar,
         "Readiness": readiness,
         "Error": error,

@@ -107,25 +107,7 @@ async def _run(
             await store.close()
         await triton.close()
     return {
-        "protocol": {
-            "dataset": "MovieLens-100K",
-            "ratings": len(ratings),
-            "warm_up_fraction": TRAIN_FRACTION,
-            "k": settings.recommendations_k,
-            "events_batch_size": batch,
-            "workers": workers,
-            "isolated_signals": isolated_signals,
-            "partitions": settings.topic_partitions,
-            "scored": "held-out ratings except each movie's first",
-            "mrr": "reciprocal rank within the top k (0 beyond)",
-            "precision": "hits / (k * events): one relevant item per event",
-            "f1": "2 * precision * recall / (precision + recall)",
-            "auc": (
-                f"per event, the rated movie against {AUC_NEGATIVES} sampled catalogue movies "
-                "the user never rates (seeded per event), by each method's scores at the "
-                "start of the event's micro-batch; ties count half"
-            ),
-        },
+        "protocol": _protocol(settings, len(ratings), batch, workers, isolated_signals),
         "item_model_version": catalogue.model_version,
         "item_space_fingerprint": catalogue.fingerprint(),
         "user_encoder": {
@@ -135,6 +117,31 @@ async def _run(
         "settings": {name: getattr(settings, name) for name in RANKING_SETTINGS},
         "methods": {name: m.summary(len(catalogue.item_ids)) for name, m in metrics.items()},
         "curves": {name: m.curve for name, m in metrics.items()},
+    }
+
+
+def _protocol(
+    settings: Settings, ratings: int, batch: int, workers: int, isolated_signals: bool
+) -> dict[str, Any]:
+    """How the replay was run and scored (recorded in its JSON)."""
+    return {
+        "dataset": "MovieLens-100K",
+        "ratings": ratings,
+        "warm_up_fraction": TRAIN_FRACTION,
+        "k": settings.recommendations_k,
+        "events_batch_size": batch,
+        "workers": workers,
+        "isolated_signals": isolated_signals,
+        "partitions": settings.topic_partitions,
+        "scored": "held-out ratings except each movie's first",
+        "mrr": "reciprocal rank within the top k (0 beyond)",
+        "precision": "hits / (k * events): one relevant item per event",
+        "f1": "2 * precision * recall / (precision + recall)",
+        "auc": (
+            f"per event, the rated movie against {AUC_NEGATIVES} sampled catalogue movies "
+            "the user never rates (seeded per event), by each method's scores at the "
+            "start of the event's micro-batch; ties count half"
+        ),
     }
 
 
