@@ -133,10 +133,7 @@ def user_state(payload: Mapping[str, Any], vector: np.ndarray | None) -> UserSta
     state = orjson.loads(payload.get("state") or "{}")
     return UserState(
         user_id=str(payload["user_id"]),
-        history=[
-            Interaction(item_id=item_id, type=etype, weight=weight, ts=ts, event_id=event_id)
-            for item_id, etype, weight, ts, event_id in state.get("history", ())
-        ],
+        history=list(map(Interaction._make, state.get("history", ()))),
         seen=state.get("seen", []),
         vector=vector,
         updated_at=float(payload.get("updated_at") or 0.0),

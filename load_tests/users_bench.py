@@ -1,0 +1,145 @@
+"""What long histories and many users cost the events path's user state.
+
+    python -m load_tests users [--users 10000,100000,300000] [--windows 50,200,1000]
+                               [--out results/users.json]
+
+Per users count N, into a fresh `EdgeVectorStore` (the worker's own): N users with short
+states (20 events, a 256-d vector), at upsert items/s. Then, per history window W, 64 of
+them get W-event histories (and W seen items, W event-id digests, as HISTORY_WINDOW =
+SEEN_WINDOW = W would keep), and one micro-batch's user-state work is timed, CPU ms per
+batch of 64 users (medians of 20 rounds):
+- `get_users` (one store call), `apply_events` (one new event each), `upsert_users` (one
+  call): what `load_state` and the checkpoint's save cost;
+- `search_users` for one item (the new-item fan-out's nearest users; the users collection
+  is searched exactly).
+Reading across a row says what the window costs; down a column, what the users count costs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from load_tests.procfs import tree_rss_mb
+from worker.events import UserEvent
+from worker.settings import DEFAULT_EVENT_WEIGHTS
+from worker.store import EdgeVectorStore, Interaction, UserState
+from worker.user_state import apply_events, event_key
+
+DIM = 256
+BATCH = 64
+ROUNDS = 20
+SHORT = 20
+
+
+def _state(user_id: str, events: int, rng: np.random.Generator) -> UserState:
+    items = [str(i) for i in rng.integers(0, 100_000, events)]
+    vector = rng.standard_normal(DIM).astype(np.float32)
+    return UserState(
+        user_id,
+        history=[
+            Interaction(i, "click", 1.0, 1e9 + n, f"{user_id}-{n}") for n, i in enumerate(items)
+        ],
+        seen=list(dict.fromkeys(items)),
+        vector=vector / np.linalg.norm(vector),
+        updated_at=1e9 + events,
+        event_keys=np.array([event_key(f"{user_id}-{n}") for n in range(events)], "<u8").tobytes(),
+        partition=0,
+    )
+
+
+async def _fill(store: EdgeVectorStore, users: int, rng: np.random.Generator) -> float:
+    started = time.perf_counter()
+    for first in range(0, users, 1000):
+        batch = [_state(f"u{n}", SHORT, rng) for n in range(first, min(first + 1000, users))]
+        await store.upsert_users(batch)
+    return users / (time.perf_counter() - started)
+
+
+async def _cpu_ms(step: Callable[[], Any]) -> float:
+    times = []
+    for _ in range(ROUNDS):
+        started = time.process_time()
+        result = step()
+        if asyncio.iscoroutine(result):
+            await result
+        times.append(time.process_time() - started)
+    return round(1000 * statistics.median(times), 3)
+
+
+async def _window(
+    store: EdgeVectorStore, users: int, window: int, rng: np.random.Generator
+) -> dict[str, Any]:
+    ids = [f"u{n}" for n in rng.choice(users, BATCH, replace=False)]
+    states = [_state(user_id, window, rng) for user_id in ids]
+    await store.upsert_users(states)
+    event = [
+        UserEvent(f"new-{n}", user_id, "42", "click", None, 2e9) for n, user_id in enumerate(ids)
+    ]
+
+    def apply() -> None:
+        for state, new in zip(states, event, strict=True):
+            apply_events(
+                state,
+                [new],
+                weights=DEFAULT_EVENT_WEIGHTS,
+                history_window=window,
+                seen_window=window,
+            )
+
+    probe = states[0].vector
+    assert probe is not None
+    return {
+        "window": window,
+        "get_users_ms": await _cpu_ms(lambda: store.get_users(ids)),
+        "apply_events_ms": await _cpu_ms(apply),
+        "upsert_users_ms": await _cpu_ms(lambda: store.upsert_users(states)),
+        "search_users_ms": await _cpu_ms(lambda: store.search_users([probe], 20)),
+    }
+
+
+async def measure(users: int, windows: Sequence[int], work: Path) -> dict[str, Any]:
+    rng = np.random.default_rng(users)
+    store = EdgeVectorStore(work / f"users-{users}", DIM, flush_interval_s=None)
+    await store.open()
+    try:
+        rate = await _fill(store, users, rng)
+        rows = [await _window(store, users, window, rng) for window in windows]
+        return {
+            "users": users,
+            "upsert_users_per_s": round(rate),
+            "rss_mb": round(tree_rss_mb(os.getpid()), 1),
+            "windows": rows,
+        }
+    finally:
+        await store.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m load_tests users", description=__doc__)
+    parser.add_argument("--users", default="10000,100000,300000")
+    parser.add_argument("--windows", default="50,200,1000")
+    parser.add_argument("--out", type=Path, default=Path("results/users.json"))
+    args = parser.parse_args(argv)
+    windows = [int(w) for w in args.windows.split(",")]
+    report = []
+    with tempfile.TemporaryDirectory(prefix="users-bench-") as tmp:
+        for users in (int(n) for n in args.users.split(",")):
+            row = asyncio.run(measure(users, windows, Path(tmp)))
+            print(json.dumps(row), flush=True)
+            report.append(row)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(
+        json.dumps({"batch_users": BATCH, "rounds": ROUNDS, "sizes": report}, indent=2) + "\n"
+    )
+    return 0
