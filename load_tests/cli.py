@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from load_tests.generator import LoadTestError, RunOptions
-from load_tests.report import step_table, summary_table, write_json, write_run_png, write_step_png
+from load_tests.report import (
+    cpu_ratios,
+    step_table,
+    summary_table,
+    write_json,
+    write_run_png,
+    write_step_png,
+)
 from load_tests.schedule import parse_mix
 from load_tests.session import Plan, Session, Workload
 from worker.kafka import KafkaError
@@ -136,6 +143,9 @@ def _run(session: Session, args: argparse.Namespace, config: dict[str, Any]) -> 
     subject = dict(results.get("worker") or results["floor"])
     if "worker" in results and "floor" in results:
         subject["floor"] = results["floor"]
+    if "raw_floor" in results:
+        subject["raw_floor"] = results["raw_floor"]
+        subject["cpu_vs_raw_echo"] = cpu_ratios(results)
     if args.png:
         write_run_png(args.png, results)
     return {"mode": "run", "config": config, **subject}

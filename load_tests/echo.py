@@ -108,18 +108,20 @@ class _NoSignals:
 
 
 class EchoProcess(ManagedProcess):
-    """Runs the echo as a child process: it must not share the generator's event loop or CPU."""
+    """Runs an echo (`module`: this one, or `load_tests.raw_echo`) as a child process: it
+    must not share the generator's event loop or CPU."""
 
     name = "echo"
 
-    def __init__(self, settings: Settings, log_path: Path) -> None:
+    def __init__(self, settings: Settings, log_path: Path, module: str = "load_tests.echo") -> None:
         super().__init__(log_path)
         self.settings = settings
+        self.module = module
 
     def start(self) -> EchoProcess:
         path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
         env = {**os.environ, **settings_env(self.settings), "PYTHONPATH": path}
-        self._spawn([sys.executable, "-m", "load_tests.echo"], env=env)
+        self._spawn([sys.executable, "-m", self.module], env=env)
         return self
 
 

@@ -36,10 +36,25 @@ def _cell(value: object) -> str:
     return str(value)
 
 
+_HEADERS = {"floor": "floor (pipeline echo)", "raw_floor": "raw aiokafka echo"}
+
+
+def cpu_ratios(results: dict[str, Result]) -> dict[str, float]:
+    """Each system's CPU per event (its own process) over the raw aiokafka echo's."""
+    raw = results.get("raw_floor", {}).get("cpu_ms_per_event", {}).get("system")
+    if not raw:
+        return {}
+    return {
+        name: round(result["cpu_ms_per_event"]["system"] / raw, 2)
+        for name, result in results.items()
+        if name != "raw_floor" and result.get("cpu_ms_per_event", {}).get("system") is not None
+    }
+
+
 def summary_table(results: dict[str, Result]) -> str:
     """One column per system ("worker", "floor"), latencies from intended send times."""
     names = list(results)
-    header = ["", *(f"{n} (echo)" if n == "floor" else n for n in names)]
+    header = ["", *(_HEADERS.get(n, n) for n in names)]
     rows = [header]
     rows += [[label, *(_cell(results[n][key]) for n in names)] for label, key in _ROWS]
     rows += [
@@ -56,6 +71,9 @@ def summary_table(results: dict[str, Result]) -> str:
         for name in processes
         if any(name in results[n].get("cpu_ms_per_event", {}) for n in names)
     ]
+    ratios = cpu_ratios(results)
+    if ratios:
+        rows.append(["cpu vs raw echo", *(_cell(ratios.get(n)) for n in names)])
     stages = sorted({stage for n in names for stage in results[n].get("stages_ms", {})})
     rows += [
         [

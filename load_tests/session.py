@@ -92,7 +92,10 @@ class Session:
                 settings = settings.model_copy(update=update)
         self.settings = settings
         if self.plan.floor:
-            self.targets.append(EchoTarget(settings, log_dir, drop_topics=self.external))
+            for raw in (True, False):
+                self.targets.append(
+                    EchoTarget(settings, log_dir, drop_topics=self.external, raw=raw)
+                )
         if self.plan.worker and self.external:
             seed = self.workload.items if self.plan.seed_catalogue else 0
             target = ExternalWorkerTarget(

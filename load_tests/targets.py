@@ -68,21 +68,27 @@ class Target(Protocol):
 
 
 class EchoTarget:
-    label = "floor"
+    """A floor: the worker's pipeline with no model work ("floor"), or a bare aiokafka
+    loop with none of the worker's code ("raw_floor")."""
 
-    def __init__(self, base: Settings, log_dir: Path, *, drop_topics: bool) -> None:
+    def __init__(
+        self, base: Settings, log_dir: Path, *, drop_topics: bool, raw: bool = False
+    ) -> None:
         """`drop_topics`: delete the echo's topics afterwards (on a shared cluster)."""
         self.base = base
         self.log_dir = log_dir
         self.drop_topics = drop_topics
+        self.raw = raw
+        self.label = "raw_floor" if raw else "floor"
         self._settings: Settings | None = None
         self._proc: EchoProcess | None = None
 
     def start(self) -> Settings:
-        settings = self._settings = fresh_settings(self.base, "floor")
+        settings = self._settings = fresh_settings(self.base, self.label.replace("_", "-"))
         asyncio.run(ensure_topics(settings, _echo_topics(settings)))
         log_path = self.log_dir / f"{settings.consumer_group}.log"
-        self._proc = EchoProcess(settings, log_path).start()
+        module = "load_tests.raw_echo" if self.raw else "load_tests.echo"
+        self._proc = EchoProcess(settings, log_path, module).start()
         return settings
 
     def problem(self) -> str | None:
