@@ -57,3 +57,22 @@ def test_memory_is_bounded_by_forgetting_the_least_popular() -> None:
 def test_skips_and_dislikes_are_not_consumption() -> None:
     assert counts_as_consumption("rating") and counts_as_consumption("view")
     assert not counts_as_consumption("skip") and not counts_as_consumption("dislike")
+
+
+def test_top_kept_between_calls_equals_a_full_scan() -> None:
+    import random
+
+    rng = random.Random(7)
+    cached = Trending(half_life_s=DAY, capacity=0)
+    for step in range(300):
+        for _ in range(rng.randrange(1, 8)):
+            cached.add(f"i{rng.randrange(400)}", step * 60.0)
+        n = rng.choice((5, 20, 20, 20))
+        full = Trending(half_life_s=DAY, capacity=0)
+        full.restore(cached.state())  # a fresh tracker scans everything
+        assert cached.top(n) == full.top(n)
+
+
+def test_top_rejects_negative_amounts() -> None:
+    with pytest.raises(ValueError):
+        Trending(half_life_s=DAY, capacity=10).add("a", 0.0, amount=-1.0)

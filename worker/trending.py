@@ -6,6 +6,11 @@ order of items never depends on "now" (every item decays by the same factor). Me
 bounded: beyond 2 x capacity items the least popular are forgotten (capacity 0: unbounded,
 for offline use).
 
+`top(n)` is asked once per micro-batch, so it must not scan every tracked item: it keeps the
+last top and the items added to since. Stored counts only grow, so an item outside the last
+top that was not added to cannot have overtaken it: the new top is among the old top and
+the changed items, O(n + changed) per call, exact.
+
 Every worker holds the same tracker: the updates of every worker reach it through the
 signals changelog, and a restart restores it from a snapshot (worker.changelog.signals).
 """
@@ -14,6 +19,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections.abc import Iterable
 
 # Rebase the stored counts once events are this many half-lives past the reference time,
 # long before 2 ** exponent could overflow a float.
@@ -29,11 +35,16 @@ class Trending:
         self._scaled: dict[str, float] = {}  # count x 2 ** ((t_ref - t_event) / half-life)
         self._reference_ts: float | None = None
         self.latest_ts = 0.0  # the newest event time seen: "now" in event time
+        self._top: list[tuple[str, float]] | None = None  # the last top(n), best first
+        self._top_n = 0
+        self._changed: set[str] = set()  # items added to since the last top
 
     def __len__(self) -> int:
         return len(self._scaled)
 
     def add(self, item_id: str, ts: float, amount: float = 1.0) -> None:
+        if amount < 0:
+            raise ValueError("amounts are counts: never negative")
         if self._reference_ts is None:
             self._reference_ts = ts
         exponent = (ts - self._reference_ts) / self.half_life_s
@@ -41,10 +52,12 @@ class Trending:
             self._rebase(ts)
             exponent = 0.0
         self._scaled[item_id] = self._scaled.get(item_id, 0.0) + amount * math.exp2(exponent)
+        self._changed.add(item_id)
         self.latest_ts = max(self.latest_ts, ts)
         if self.capacity and len(self._scaled) > 2 * self.capacity:
             keep = heapq.nlargest(self.capacity, self._scaled.items(), key=lambda kv: kv[1])
             self._scaled = dict(keep)
+            self._top = None
 
     def score(self, item_id: str, now: float) -> float:
         """The decayed count of one item at event time `now`."""
@@ -57,7 +70,15 @@ class Trending:
         """The n most popular items -> popularity normalised to (0, 1] (the top item is 1)."""
         if n <= 0 or not self._scaled:
             return {}
-        best = heapq.nlargest(n, self._scaled.items(), key=lambda kv: kv[1])
+        if self._top is None or n != self._top_n or len(self._changed) > len(self._scaled) // 2:
+            pool: Iterable[tuple[str, float]] = self._scaled.items()
+        else:
+            scaled = self._scaled
+            pool = {**dict(self._top), **{k: scaled[k] for k in self._changed}}.items()
+        # Ties go by id, so the cached and the full scan always pick the same items.
+        best = heapq.nlargest(n, pool, key=lambda kv: (kv[1], kv[0]))
+        self._top, self._top_n = best, n
+        self._changed.clear()
         peak = best[0][1]
         return {item_id: scaled / peak for item_id, scaled in best if scaled > 0}
 
@@ -74,6 +95,7 @@ class Trending:
         reference = state["reference_ts"]
         self._reference_ts = None if reference is None else float(reference)  # type: ignore[arg-type]
         self.latest_ts = float(state["latest_ts"])  # type: ignore[arg-type]
+        self._top = None
 
     def _rebase(self, ts: float) -> None:
         assert self._reference_ts is not None
@@ -81,6 +103,7 @@ class Trending:
         # Counts that decayed to nothing go: they would only hold memory.
         self._scaled = {k: v * factor for k, v in self._scaled.items() if v * factor > 1e-12}
         self._reference_ts = ts
+        self._top = None
 
 
 def counts_as_consumption(event_type: str) -> bool:
