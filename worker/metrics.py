@@ -5,6 +5,7 @@ Names use base units (`_seconds`, `_total`).
 
 from __future__ import annotations
 
+import collections
 import gc
 import time
 from collections.abc import Callable, Sequence
@@ -257,10 +258,15 @@ class Metrics:
 
     def count_answers(self, answers: Sequence[tuple[str, str, tuple[str, ...]]]) -> None:
         """(variant, strategy, reason kinds) of each published answer."""
+        answers_by = collections.Counter[tuple[str, str]]()
+        reasons_by = collections.Counter[tuple[str, str]]()
         for variant, strategy, kinds in answers:
-            self.answers.labels(variant, strategy).inc()
-            for kind in kinds:
-                self.reasons.labels(variant, kind).inc()
+            answers_by[variant, strategy] += 1
+            reasons_by.update((variant, kind) for kind in kinds)
+        for labels, count in answers_by.items():
+            self.answers.labels(*labels).inc(count)
+        for labels, count in reasons_by.items():
+            self.reasons.labels(*labels).inc(count)
 
     def observe_stages(self, pipeline: str, stage_seconds: dict[str, float]) -> None:
         for stage, seconds in stage_seconds.items():

@@ -22,6 +22,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -228,10 +229,11 @@ class Pipeline(ConsumerRebalanceListener):
 
     def _count(self, outcome: BatchResult) -> None:
         metrics, name = self.metrics, self.spec.name
-        for out in outcome.outputs:
-            metrics.messages_out.labels(out.topic).inc()
-        for letter in outcome.dead_letters:
-            metrics.messages_failed.labels(self.spec.topic, letter.stage).inc()
+        # One increment per label, not per message: labels() is a locked dict lookup.
+        for topic, count in Counter(out.topic for out in outcome.outputs).items():
+            metrics.messages_out.labels(topic).inc(count)
+        for stage, count in Counter(letter.stage for letter in outcome.dead_letters).items():
+            metrics.messages_failed.labels(self.spec.topic, stage).inc(count)
         metrics.items_indexed.inc(outcome.indexed)
         metrics.items_deleted.inc(outcome.deleted)
         metrics.observe_stages(name, outcome.stage_seconds)
