@@ -58,7 +58,8 @@ def create_store(settings: Settings) -> VectorStore:
         items_collection=s.items_collection,
         users_collection=s.users_collection,
         hnsw_ef=s.hnsw_ef,
-        quantized=s.items_quantization == "int8",
+        quantization=s.items_quantization,
+        oversampling=s.items_oversampling,
     )
 
 

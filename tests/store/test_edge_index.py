@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from worker.store import EdgeVectorStore, ItemRecord, SearchRequest
+from worker.store.edge_shards import Quantization
 
 DIM = 16
 ITEMS = 3000
@@ -20,11 +21,11 @@ def vectors(n: int, seed: int = 0) -> np.ndarray:
     return rows / np.linalg.norm(rows, axis=1, keepdims=True)
 
 
-@pytest.mark.parametrize("quantized", [False, True], ids=["float32", "int8"])
+@pytest.mark.parametrize("quantization", ["none", "int8", "turbo4"])
 async def test_an_index_built_in_another_process_keeps_answers_and_every_write(
-    tmp_path: Path, quantized: bool
+    tmp_path: Path, quantization: Quantization
 ) -> None:
-    store = EdgeVectorStore(tmp_path, DIM, item_cache_size=0, quantized=quantized)
+    store = EdgeVectorStore(tmp_path, DIM, item_cache_size=0, quantization=quantization)
     await store.open()
     try:
         rows = vectors(ITEMS + 100)
@@ -57,7 +58,7 @@ async def test_an_index_built_in_another_process_keeps_answers_and_every_write(
     finally:
         await store.close()
 
-    reopened = EdgeVectorStore(tmp_path, DIM, quantized=quantized)
+    reopened = EdgeVectorStore(tmp_path, DIM, quantization=quantization)
     await reopened.open()
     try:
         assert await reopened.count_items() == ITEMS

@@ -42,7 +42,7 @@ from worker.store.edge_cache import ItemCache, warm_cache
 from worker.store.edge_collections import CollectionSwaps, IndexBuild
 from worker.store.edge_query import PointId, edge_query
 from worker.store.edge_rules import ItemRuleUpdates
-from worker.store.edge_shards import close_shard, open_shard
+from worker.store.edge_shards import Quantization, close_shard, open_shard
 from worker.store.payload import (
     SCORED_FIELDS,
     VECTOR_NAME,
@@ -79,14 +79,18 @@ class EdgeVectorStore(CollectionSwaps, ItemRuleUpdates):
         hnsw_ef: int = 256,
         flush_interval_s: float | None = 30.0,
         item_cache_size: int = 100_000,
-        quantized: bool = False,
+        quantization: Quantization = "none",
+        oversampling: float = 2.0,
     ) -> None:
+        """`quantization` of the indexed item vectors; searches then take `oversampling`
+        times the candidates from the compressed index and rescore them."""
         self.dim = dim
         self._path = Path(path)
         self._items_name = items_collection
         self._users_name = users_collection
         self.hnsw_ef = hnsw_ef
-        self.quantized = quantized
+        self.quantization = quantization
+        self.oversampling = oversampling if quantization != "none" else 0.0
         self._flush_interval_s = flush_interval_s
         self._executor: ThreadPoolExecutor | None = None
         self._items: EdgeShard | None = None
@@ -268,7 +272,9 @@ class EdgeVectorStore(CollectionSwaps, ItemRuleUpdates):
         if not requests:
             return []
         shard, _ = self._shards()
-        batch = QueryBatchRequest([edge_query(r, self.hnsw_ef, self.quantized) for r in requests])
+        batch = QueryBatchRequest(
+            [edge_query(r, self.hnsw_ef, self.oversampling) for r in requests]
+        )
         answers = await self._run(shard.query_batch, batch)
         # Ids and scores from the engine; the rest from the item cache.
         scored = [[(hit.id, hit.score) for hit in hits] for hits in answers]
@@ -314,7 +320,7 @@ class EdgeVectorStore(CollectionSwaps, ItemRuleUpdates):
     # -- internals ---------------------------------------------------------------------------
 
     async def _open(self, collection: str, indexed: bool) -> EdgeShard:
-        opener = functools.partial(open_shard, indexed=indexed, quantized=self.quantized)
+        opener = functools.partial(open_shard, indexed=indexed, quantization=self.quantization)
         return await self._run(opener, self._path / collection, self.dim)
 
     async def _flush_periodically(self, interval_s: float) -> None:

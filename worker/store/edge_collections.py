@@ -21,7 +21,7 @@ from qdrant_edge import EdgeShard, Point, UpdateOperation
 from worker.store.base import ItemRecord, StoreError
 from worker.store.edge_cache import ItemCache
 from worker.store.edge_query import PointId
-from worker.store.edge_shards import remove_shard
+from worker.store.edge_shards import Quantization, remove_shard
 from worker.store.payload import VECTOR_NAME, item_point_ids, named_vector, vector_list
 from worker.store.spaces import SpaceCollection, SpaceRegistry, space_collection
 
@@ -32,7 +32,7 @@ class CollectionSwaps:
     """Mixed into EdgeVectorStore, whose state and helpers it uses."""
 
     dim: int
-    quantized: bool
+    quantization: Quantization
     _path: Path
     _items_name: str
     _items: EdgeShard | None
@@ -160,7 +160,7 @@ class CollectionSwaps:
                 raise StoreError("no pending collection to index")
             copy = await self._copy(pending)
             try:
-                await _index_in_another_process(copy, self.dim, self.quantized)
+                await _index_in_another_process(copy, self.dim, self.quantization)
                 await self._swap_in(copy, target.collection, pending)
             except BaseException:
                 self._index_build = None
@@ -210,10 +210,9 @@ class IndexBuild:
     touched: set[str] = field(default_factory=set)  # written or deleted since the copy
 
 
-async def _index_in_another_process(copy: Path, dim: int, quantized: bool) -> None:
+async def _index_in_another_process(copy: Path, dim: int, quantization: Quantization) -> None:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "worker.store.edge_index", str(copy), str(dim),
-        "int8" if quantized else "none",
+        sys.executable, "-m", "worker.store.edge_index", str(copy), str(dim), quantization,
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     _, error = await process.communicate()

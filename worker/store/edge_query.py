@@ -44,12 +44,13 @@ Condition = (
 )
 
 
-# With quantised vectors: twice the candidates from the int8 index, rescored with the originals.
-_RESCORED = QuantizationSearchParams(rescore=True, oversampling=2.0)
-
-
-def edge_query(request: SearchRequest, hnsw_ef: int, quantized: bool = False) -> QueryRequest:
-    """Nearest items to the request's vector, ids and scores only, within its filters."""
+def edge_query(request: SearchRequest, hnsw_ef: int, oversampling: float = 0.0) -> QueryRequest:
+    """Nearest items to the request's vector, ids and scores only, within its filters.
+    `oversampling` > 0: the vectors are quantised; that many times the candidates come from
+    the compressed index and are rescored with the originals."""
+    rescored = (
+        QuantizationSearchParams(rescore=True, oversampling=oversampling) if oversampling else None
+    )
     must: list[Condition] = []
     if request.categories is not None:
         must.append(FieldCondition(CATEGORY_FIELD, match=MatchAny(list(request.categories))))
@@ -66,7 +67,7 @@ def edge_query(request: SearchRequest, hnsw_ef: int, quantized: bool = False) ->
         limit=query_limit(request.limit),
         query=Query.Nearest(vector_list(request.vector), using=VECTOR_NAME),
         filter=Filter(must=must or None, must_not=must_not or None) if must or must_not else None,
-        params=SearchParams(hnsw_ef=hnsw_ef, quantization=_RESCORED if quantized else None),
+        params=SearchParams(hnsw_ef=hnsw_ef, quantization=rescored),
         with_payload=False,
         with_vector=False,
     )
