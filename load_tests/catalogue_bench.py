@@ -28,6 +28,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ import numpy as np
 
 from load_tests.procfs import tree_rss_mb
 from worker.store import EdgeVectorStore, ItemRecord, SearchRequest
+from worker.store.edge_shards import QUANTIZATIONS, Quantization
 
 DIM = 256
 CLUSTERS = 100
@@ -44,6 +46,7 @@ BATCH = 50
 K = 50
 SEEN = 20
 EF_VALUES = (64, 128, 256, 512)
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 class StallWatch:
@@ -70,22 +73,65 @@ class StallWatch:
             self.longest_s = max(self.longest_s, time.perf_counter() - before - 0.001)
 
 
-def clustered(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """-> (unit vectors [n, DIM], cluster per row, the cluster centres)."""
+REFERENCE_ITEMS = REPO_ROOT / "triton_repo/user_encoder/1/assets/reference_items.npy"
+
+
+@dataclass(frozen=True)
+class VectorShape:
+    """How synthetic vectors are drawn: around `centres`, with noise of covariance
+    `scale.T @ scale` (rows: directions times their standard deviation)."""
+
+    centres: np.ndarray  # [clusters, DIM]
+    scale: np.ndarray | None  # [DIM, DIM]; None: the identity
+    spread: float  # item noise; queries get 4/3 of it
+
+    def noise(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        noise = rng.standard_normal((n, DIM)).astype(np.float32)
+        return noise if self.scale is None else noise @ self.scale
+
+
+def isotropic_shape(seed: int = 0) -> VectorShape:
+    """100 random centres, noise alike in every direction: the hardest case for a graph
+    index (a cluster's items have no lower-dimensional structure)."""
+    centres = np.random.default_rng(seed).standard_normal((CLUSTERS, DIM)).astype(np.float32)
+    return VectorShape(centres, None, 0.6)
+
+
+def fusion_shape() -> VectorShape:
+    """Shaped like the trained fusion's item vectors (`make install` exports them): its
+    items are the centres and the noise has their covariance, so the spectrum is theirs
+    (half the variance in 6 directions, 90% in 84) rather than flat."""
+    if not REFERENCE_ITEMS.exists():
+        raise SystemExit(f"{REFERENCE_ITEMS} is missing: run `make install` first")
+    items = np.load(REFERENCE_ITEMS).astype(np.float32)
+    items /= np.linalg.norm(items, axis=1, keepdims=True)
+    centred = items - items.mean(axis=0)
+    _, sigma, directions = np.linalg.svd(centred, full_matrices=False)
+    scale = (sigma[:, None] / np.sqrt(len(items))) * directions
+    return VectorShape(items, scale.astype(np.float32), 0.6)
+
+
+def clustered(n: int, shape: VectorShape, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """-> (unit vectors [n, DIM], cluster per row)."""
     rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((CLUSTERS, DIM)).astype(np.float32)
-    labels = rng.integers(0, CLUSTERS, n)
-    vectors = centres[labels] + 0.6 * rng.standard_normal((n, DIM)).astype(np.float32)
+    labels = rng.integers(0, len(shape.centres), n)
+    vectors = np.empty((n, DIM), dtype=np.float32)
+    for start in range(0, n, 100_000):  # bounded scratch memory at a million rows
+        rows = labels[start : start + 100_000]
+        vectors[start : start + len(rows)] = shape.centres[rows] + shape.spread * shape.noise(
+            rng, len(rows)
+        )
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors, labels, centres
+    return vectors, labels
 
 
-def queries(size: int, centres: np.ndarray, seed: int = 1) -> list[SearchRequest]:
+def queries(size: int, shape: VectorShape, seed: int = 1) -> list[SearchRequest]:
     rng = np.random.default_rng(seed)
     requests = []
     for n in range(QUERIES):
-        cluster = int(rng.integers(0, CLUSTERS))
-        vector = centres[cluster] + 0.8 * rng.standard_normal(DIM).astype(np.float32)
+        cluster = int(rng.integers(0, len(shape.centres)))
+        noise = shape.noise(rng, 1)[0]
+        vector = shape.centres[cluster] + shape.spread * 4 / 3 * noise
         seen = [str(i) for i in rng.integers(0, size, SEEN)]
         categories = [f"c{cluster % CATEGORIES}"] if n % 2 else None
         unit = (vector / np.linalg.norm(vector)).astype(np.float32)
@@ -148,6 +194,15 @@ async def _fill(
         )
 
 
+async def _flush(store: EdgeVectorStore) -> dict[str, float]:
+    """Persist the store's segments: -> seconds and the longest stall meanwhile."""
+    with StallWatch() as watch:
+        started = time.perf_counter()
+        await store.flush()
+        seconds = time.perf_counter() - started
+    return {"seconds": round(seconds, 2), "longest_stall_ms": round(watch.longest_s * 1000)}
+
+
 async def _rebuild_with_searches(
     store: EdgeVectorStore, requests: Sequence[SearchRequest], in_place: bool
 ) -> tuple[list[float], list[float]]:
@@ -178,27 +233,33 @@ async def _recall_by_ef(
     return results
 
 
-async def measure(size: int, work: Path, in_place: bool, quantized: bool) -> dict[str, Any]:
-    vectors, labels, centres = clustered(size)
+async def measure(
+    size: int, work: Path, in_place: bool, quantization: Quantization, shape: VectorShape
+) -> dict[str, Any]:
+    vectors, labels = clustered(size, shape)
     path = work / f"edge-{size}"
-    store = EdgeVectorStore(path, DIM, flush_interval_s=None, quantized=quantized)
+    store = EdgeVectorStore(path, DIM, flush_interval_s=None, quantization=quantization)
     await store.open()
     started = time.perf_counter()
     await _fill(store, vectors, labels)
     upsert_s = time.perf_counter() - started
-    requests = queries(size, centres)
+    flushed = await _flush(store)  # what a worker's periodic flush does, here for them all
+    requests = queries(size, shape)
     exact, exact_ms, exact_stall = await _search(store, requests)
     with StallWatch() as watch:
         started = time.perf_counter()
         await (store.optimize() if in_place else store.build_index())
         build_s = time.perf_counter() - started
+    await _search(store, requests)  # the first pass after a swap pages the index in
     indexed, indexed_ms, indexed_stall = await _search(store, requests)
     by_ef = await _recall_by_ef(store, requests, exact)
     # New items arrive (5% of the catalogue, unindexed); the next build runs while the
     # searches go on, as they do in a worker.
-    fresh, fresh_labels, _ = clustered(size // 20, seed=2)
+    fresh, fresh_labels = clustered(size // 20, shape, seed=2)
     await _fill(store, fresh, fresh_labels, prefix="new-")
-    steady, during = await _rebuild_with_searches(store, requests, in_place)
+    fresh_flushed = await _flush(store)
+    with StallWatch() as rebuild_watch:
+        steady, during = await _rebuild_with_searches(store, requests, in_place)
     rss = tree_rss_mb(os.getpid())
     await store.close()
     started = time.perf_counter()
@@ -207,8 +268,9 @@ async def measure(size: int, work: Path, in_place: bool, quantized: bool) -> dic
     await store.close()
     return {
         "items": size,
-        "quantization": "int8" if quantized else "none",
+        "quantization": quantization,
         "upsert_items_per_s": round(size / upsert_s),
+        "flush": {"all_items": flushed, "five_percent_new": fresh_flushed},
         "exact": {
             "cpu_ms_per_query": round(exact_ms, 2),
             "longest_stall_ms": round(exact_stall * 1000),
@@ -222,6 +284,7 @@ async def measure(size: int, work: Path, in_place: bool, quantized: bool) -> dic
             "batch_ms_steady_p50": round(float(np.median(steady)), 1),
             "batch_ms_during_p50": round(float(np.median(during)), 1) if during else None,
             "batch_ms_during_max": round(max(during), 1) if during else None,
+            "longest_stall_ms": round(rebuild_watch.longest_s * 1000),
         },
         "indexed": {
             "cpu_ms_per_query": round(indexed_ms, 2),
@@ -244,13 +307,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--in-place", action="store_true", help="index in the worker's process (the old way)"
     )
-    parser.add_argument("--quantization", choices=["int8", "none"], default="int8")
+    parser.add_argument("--quantization", choices=QUANTIZATIONS, default="turbo4")
+    parser.add_argument(
+        "--vectors",
+        choices=["isotropic", "fusion"],
+        default="fusion",
+        help="clusters with flat noise (worst case) or shaped like the trained item vectors",
+    )
     args = parser.parse_args(argv)
+    shape = fusion_shape() if args.vectors == "fusion" else isotropic_shape()
     rows = []
     with tempfile.TemporaryDirectory(prefix="catalogue-bench-") as tmp:
         for size in (int(s) for s in args.sizes.split(",")):
-            quantized = args.quantization == "int8"
-            rows.append(asyncio.run(measure(size, Path(tmp), args.in_place, quantized)))
+            row = asyncio.run(measure(size, Path(tmp), args.in_place, args.quantization, shape))
+            rows.append({"vectors": args.vectors, **row})
             print(json.dumps(rows[-1]), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"sizes": rows}, indent=2) + "\n")

@@ -18,27 +18,34 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 
 
-def _series(runs: Sequence[dict[str, Any]], quantization: str, mode: str) -> list[dict[str, Any]]:
-    """The first run of each size with this quantisation and build mode."""
+def _series(
+    runs: Sequence[dict[str, Any]], quantization: str, mode: str, vectors: str = "isotropic"
+) -> list[dict[str, Any]]:
+    """The first run of each size with these vectors, quantisation and build mode (runs
+    before the `vectors` field all drew isotropic clusters)."""
     chosen: dict[int, dict[str, Any]] = {}
     for r in runs:
-        if r["quantization"] == quantization and r["index_build"]["mode"] == mode:
+        if (
+            r.get("vectors", "isotropic") == vectors
+            and r["quantization"] == quantization
+            and r["index_build"]["mode"] == mode
+        ):
             chosen.setdefault(r["items"], r)
     return [chosen[size] for size in sorted(chosen)]
 
 
 def plot(runs: Sequence[dict[str, Any]], path: Path) -> None:
     fig, (search, stall) = plt.subplots(1, 2, figsize=(12, 4.6))
-    for quantization in ("int8", "none"):
-        rows = _series(runs, quantization, "another process")
+    for vectors, quantization in (("fusion", "int8"), ("isotropic", "int8"), ("isotropic", "none")):
+        rows = _series(runs, quantization, "another process", vectors)
         sizes = [r["items"] for r in rows]
-        if quantization == "int8":
+        if (vectors, quantization) == ("isotropic", "int8"):
             search.plot(
                 sizes, [r["exact"]["cpu_ms_per_query"] for r in rows], "o-", label="exact scan"
             )
         search.plot(
             sizes, [r["indexed"]["cpu_ms_per_query"] for r in rows], "o-",
-            label=f"HNSW, {quantization}",
+            label=f"HNSW, {quantization}, {vectors} vectors",
         )  # fmt: skip
     for mode in ("another process", "in place"):
         rows = _series(runs, "int8", mode)

@@ -1,0 +1,29 @@
+from pathlib import Path
+
+import numpy as np
+
+from load_tests.catalogue_bench import clustered, fusion_shape, isotropic_shape, measure
+
+
+def test_fusion_shaped_vectors_keep_the_trained_items_spectrum() -> None:
+    shape = fusion_shape()
+    vectors, labels = clustered(4000, shape)
+    assert vectors.shape == (4000, 256) and labels.max() < len(shape.centres)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+    # Most of the variance in few directions, unlike flat noise.
+    def top10_share(x: np.ndarray) -> float:
+        s = np.linalg.svd(x - x.mean(axis=0), compute_uv=False) ** 2
+        return float(s[:10].sum() / s.sum())
+
+    flat, _ = clustered(4000, isotropic_shape())
+    assert top10_share(vectors) > 0.4 > top10_share(flat)
+
+
+async def test_a_small_catalogue_is_measured_indexed_and_reopened(tmp_path: Path) -> None:
+    row = await measure(2000, tmp_path, in_place=False, quantization="turbo4", shape=fusion_shape())
+    assert row["items"] == 2000 and row["upsert_items_per_s"] > 0
+    assert row["indexed"]["recall_at_50"] >= 0.95
+    assert row["index_build"]["mode"] == "another process"
+    assert set(row["indexed_by_hnsw_ef"]) == {64, 128, 256, 512}
+    assert row["rss_mib"] > 0 and row["open_s"] > 0
