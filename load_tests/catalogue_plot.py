@@ -36,7 +36,11 @@ def _series(
 
 def plot(runs: Sequence[dict[str, Any]], path: Path) -> None:
     fig, (search, stall) = plt.subplots(1, 2, figsize=(12, 4.6))
-    for vectors, quantization in (("fusion", "int8"), ("isotropic", "int8"), ("isotropic", "none")):
+    for vectors, quantization in (
+        ("fusion", "turbo4"),
+        ("isotropic", "int8"),
+        ("isotropic", "none"),
+    ):
         rows = _series(runs, quantization, "another process", vectors)
         sizes = [r["items"] for r in rows]
         if (vectors, quantization) == ("isotropic", "int8"):
@@ -47,13 +51,19 @@ def plot(runs: Sequence[dict[str, Any]], path: Path) -> None:
             sizes, [r["indexed"]["cpu_ms_per_query"] for r in rows], "o-",
             label=f"HNSW, {quantization}, {vectors} vectors",
         )  # fmt: skip
-    for mode in ("another process", "in place"):
-        rows = _series(runs, "int8", mode)
+    for vectors, quantization, mode in (
+        ("isotropic", "int8", "another process"),
+        ("isotropic", "int8", "in place"),
+        ("fusion", "turbo4", "another process"),
+    ):
+        rows = _series(runs, quantization, mode, vectors)
+        where = f"{'in ' if mode != 'in place' else ''}{mode}"
         stall.plot(
             [r["items"] for r in rows],
             [r["index_build"]["longest_stall_ms"] for r in rows],
             "o-",
-            label=f"index built {'in ' if mode != 'in place' else ''}{mode}",
+            label=f"index built {where}, {quantization}"
+            + (" (store flushed first)" if vectors == "fusion" else ""),
         )
     for axes, title, unit in (
         (search, "search CPU per query right after a build (k = 50)", "CPU ms per query"),
