@@ -194,6 +194,28 @@ async def _fill(
         )
 
 
+async def _new_items_then_rebuild(
+    store: EdgeVectorStore,
+    size: int,
+    shape: VectorShape,
+    requests: Sequence[SearchRequest],
+    in_place: bool,
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """New items arrive (5% of the catalogue, unindexed) and are flushed; the next build runs
+    while the searches go on, as they do in a worker. -> (the flush, the searches)."""
+    fresh, fresh_labels = clustered(size // 20, shape, seed=2)
+    await _fill(store, fresh, fresh_labels, prefix="new-")
+    flushed = await _flush(store)
+    with StallWatch() as watch:
+        steady, during = await _rebuild_with_searches(store, requests, in_place)
+    return flushed, {
+        "batch_ms_steady_p50": round(float(np.median(steady)), 1),
+        "batch_ms_during_p50": round(float(np.median(during)), 1) if during else None,
+        "batch_ms_during_max": round(max(during), 1) if during else None,
+        "longest_stall_ms": round(watch.longest_s * 1000),
+    }
+
+
 async def _flush(store: EdgeVectorStore) -> dict[str, float]:
     """Persist the store's segments: -> seconds and the longest stall meanwhile."""
     with StallWatch() as watch:
@@ -253,13 +275,7 @@ async def measure(
     await _search(store, requests)  # the first pass after a swap pages the index in
     indexed, indexed_ms, indexed_stall = await _search(store, requests)
     by_ef = await _recall_by_ef(store, requests, exact)
-    # New items arrive (5% of the catalogue, unindexed); the next build runs while the
-    # searches go on, as they do in a worker.
-    fresh, fresh_labels = clustered(size // 20, shape, seed=2)
-    await _fill(store, fresh, fresh_labels, prefix="new-")
-    fresh_flushed = await _flush(store)
-    with StallWatch() as rebuild_watch:
-        steady, during = await _rebuild_with_searches(store, requests, in_place)
+    fresh_flushed, rebuild = await _new_items_then_rebuild(store, size, shape, requests, in_place)
     rss = tree_rss_mb(os.getpid())
     await store.close()
     started = time.perf_counter()
@@ -280,12 +296,7 @@ async def measure(
             "seconds": round(build_s, 1),
             "longest_stall_ms": round(watch.longest_s * 1000),
         },
-        "searches_during_a_rebuild": {
-            "batch_ms_steady_p50": round(float(np.median(steady)), 1),
-            "batch_ms_during_p50": round(float(np.median(during)), 1) if during else None,
-            "batch_ms_during_max": round(max(during), 1) if during else None,
-            "longest_stall_ms": round(rebuild_watch.longest_s * 1000),
-        },
+        "searches_during_a_rebuild": rebuild,
         "indexed": {
             "cpu_ms_per_query": round(indexed_ms, 2),
             "recall_at_50": round(recall(indexed, exact), 4),
