@@ -182,9 +182,9 @@ class Settings(BaseSettings):
     index_check_interval_s: float = Field(default=30.0, gt=0)
     # Compression of the indexed item vectors, in RAM, the originals memory-mapped: searches
     # walk the graph on the compressed vectors and rescore `items_oversampling` x k
-    # candidates with the originals. At 1M items turbo4 (TurboQuant 4-bit) loaded 2.7x
-    # faster than int8 and searched 15% cheaper at a higher recall; int8 was 1.5x cheaper
-    # to search than none at 100k (results/catalogue.json).
+    # candidates with the originals. At 1M items, engine calls alone, turbo4 (TurboQuant
+    # 4-bit) loaded 2.7x faster than int8 and searched 15% cheaper at a higher recall; int8
+    # was 1.5x cheaper to search than none at 100k (README "Catalogue size").
     items_quantization: Literal["turbo4", "int8", "none"] = "turbo4"
     items_oversampling: float = Field(default=2.0, ge=1.0, le=10.0)
     data_dir: Path = Path(".data")
