@@ -69,7 +69,7 @@ class Target(Protocol):
 
 class EchoTarget:
     """A floor: the worker's pipeline with no model work ("floor"), or a bare aiokafka
-    loop with none of the worker's code ("raw_floor")."""
+    loop with none of the worker's pipeline ("raw_floor")."""
 
     def __init__(
         self, base: Settings, log_dir: Path, *, drop_topics: bool, raw: bool = False
