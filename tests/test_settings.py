@@ -4,7 +4,9 @@ from pathlib import Path
 import pytest
 
 from worker.__main__ import main
+from worker.runtime import create_store
 from worker.settings import SettingsError, load_settings, unknown_variables
+from worker.store import EdgeVectorStore
 
 
 def test_defaults_point_at_local_services(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -37,6 +39,8 @@ def test_environment_overrides_and_json_event_weights(monkeypatch: pytest.Monkey
         ("TRITON_URL", "http://triton:8000", "TRITON_URL"),
         ("TRITON_URL", "not a url", "TRITON_URL"),
         ("QDRANT_URL", "ftp://qdrant:6333", "QDRANT_URL"),
+        ("ITEM_CACHE_SIZE", "-1", "ITEM_CACHE_SIZE"),
+        ("ITEMS_OVERSAMPLING", "0.5", "ITEMS_OVERSAMPLING"),
     ],
 )
 def test_bad_values_fail_with_the_variable_named(
@@ -69,3 +73,15 @@ def test_a_busy_metrics_port_or_an_unwritable_data_dir_stops_with_one_line(
     monkeypatch.setenv("DATA_DIR", str(blocked / "data"))
     assert main(["run"]) == 2
     assert "DATA_DIR=" in capsys.readouterr().err
+
+
+def test_the_embedded_store_takes_its_search_and_cache_settings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("HNSW_EF", "32")
+    monkeypatch.setenv("ITEMS_OVERSAMPLING", "3")
+    monkeypatch.setenv("ITEM_CACHE_SIZE", "7")
+    store = create_store(load_settings())
+    assert isinstance(store, EdgeVectorStore)
+    assert (store.hnsw_ef, store.oversampling, store.item_cache_size) == (32, 3.0, 7)

@@ -184,15 +184,20 @@ class Settings(BaseSettings):
     # walk the graph on the compressed vectors and rescore `items_oversampling` x k
     # candidates with the originals. At 1M items, engine calls alone, turbo4 (TurboQuant
     # 4-bit) loaded 2.7x faster than int8 and searched 15% cheaper at a higher recall; int8
-    # was 1.5x cheaper to search than none at 100k (README "Catalogue size").
+    # was 1.5x cheaper to search than none at 100k. Oversampling 1.5 kept recall@50 at 1M
+    # (0.987, as 2.0 did) where 1.0 lost it (0.929) (README "Catalogue size").
     items_quantization: Literal["turbo4", "int8", "none"] = "turbo4"
-    items_oversampling: float = Field(default=2.0, ge=1.0, le=10.0)
+    items_oversampling: float = Field(default=1.5, ge=1.0, le=10.0)
+    # Embedded store: items kept in memory with their vectors (~1.9 KB each), least recently
+    # used out; a search hit outside it costs the engine's conversion (~20 µs an item).
+    item_cache_size: int = Field(default=100_000, ge=0)
     data_dir: Path = Path(".data")
     embedding_dim: int = Field(default=256, ge=2)
-    # Candidates an HNSW search visits: recall@50 at 300k items measured 0.935 at 128,
-    # 0.982 at 256 and 0.994 at 512, for 0.76, 0.98 and 1.14 CPU ms per query
-    # (results/catalogue.json).
-    hnsw_ef: int = Field(default=256, ge=1)
+    # Candidates an HNSW search visits (at least limit x oversampling: 75 for the pool of
+    # 50). At 1M items shaped like the trained item vectors, recall@50 was 0.987 at 64,
+    # 0.989 at 128 and 0.990 at 256 for 0.62, 0.78 and 0.94 CPU ms per query; flat-noise
+    # vectors (no low-dimensional structure) need 256-512 (README "Catalogue size").
+    hnsw_ef: int = Field(default=64, ge=1)
 
     # --- recommendation behaviour --------------------------------------------------------
     recommendations_k: int = Field(default=10, ge=1, le=1000)

@@ -26,4 +26,6 @@ async def test_a_small_catalogue_is_measured_indexed_and_reopened(tmp_path: Path
     assert row["indexed"]["recall_at_50"] >= 0.95
     assert row["index_build"]["mode"] == "another process"
     assert set(row["indexed_by_hnsw_ef"]) == {64, 128, 256, 512}
+    assert set(row["indexed_by_oversampling"]) == {1.0, 1.5, 2.0, 3.0}
+    assert all(r["recall_at_50"] >= 0.95 for r in row["indexed_by_oversampling"].values())
     assert row["rss_mib"] > 0 and row["open_s"] > 0
