@@ -71,7 +71,7 @@ def negatives_of(state: UserState, vectors: Mapping[str, np.ndarray]) -> np.ndar
     """[m, D] vectors of the catalogue items in the user's history with a negative weight
     (dislikes, skips, low ratings): the ranking keeps their look-alikes down."""
     rows = [vectors[i.item_id] for i in state.history if i.weight < 0 and i.item_id in vectors]
-    return np.stack(rows) if rows else np.zeros((0, 0), dtype=np.float32)
+    return np.array(rows) if rows else np.zeros((0, 0), dtype=np.float32)
 
 
 def consumed_items(state: UserState, n: int) -> list[str]:

@@ -94,7 +94,7 @@ def _scatter(rows: Sequence[Sequence[np.ndarray | None]], width: int, dim: int) 
     ]
     if cells:
         users, cols, vectors = zip(*cells, strict=True)
-        out[list(users), list(cols)] = np.stack(vectors)
+        out[list(users), list(cols)] = np.array(vectors)
     return out
 
 
