@@ -184,8 +184,9 @@ class Settings(BaseSettings):
     # walk the graph on the compressed vectors and rescore `items_oversampling` x k
     # candidates with the originals. At 1M items, engine calls alone, turbo4 (TurboQuant
     # 4-bit) loaded 2.7x faster than int8 and searched 15% cheaper at a higher recall; int8
-    # was 1.5x cheaper to search than none at 100k. Oversampling 1.5 kept recall@50 at 1M
-    # (0.987, as 2.0 did) where 1.0 lost it (0.929) (README "Catalogue size").
+    # was 1.5x cheaper to search than none at 100k. At 1M items, HNSW_EF 64, oversampling
+    # 1.0 / 1.5 / 2.0 gave recall@50 0.898 / 0.964 / 0.979 for 0.59 / 0.64 / 0.69 CPU ms per
+    # query (README "Catalogue size").
     items_quantization: Literal["turbo4", "int8", "none"] = "turbo4"
     items_oversampling: float = Field(default=1.5, ge=1.0, le=10.0)
     # Embedded store: items kept in memory with their vectors (~1.9 KB each), least recently
@@ -194,10 +195,11 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".data")
     embedding_dim: int = Field(default=256, ge=2)
     # Candidates an HNSW search visits (at least limit x oversampling: 75 for the pool of
-    # 50). At 1M items shaped like the trained item vectors, recall@50 was 0.987 at 64,
-    # 0.989 at 128 and 0.990 at 256 for 0.62, 0.78 and 0.94 CPU ms per query; flat-noise
-    # vectors (no low-dimensional structure) need 256-512 (README "Catalogue size").
-    hnsw_ef: int = Field(default=64, ge=1)
+    # 50). At 1M items shaped like the trained item vectors, two builds of the same data gave
+    # recall@50 0.964 and 0.987 at 64, 0.984 and 0.989 at 128, for 0.58-0.62 and 0.72-0.78
+    # CPU ms per query; 128 keeps a margin for a worse build or less structured vectors
+    # (flat-noise ones need 256-512: README "Catalogue size").
+    hnsw_ef: int = Field(default=128, ge=1)
 
     # --- recommendation behaviour --------------------------------------------------------
     recommendations_k: int = Field(default=10, ge=1, le=1000)

@@ -76,7 +76,7 @@ class EdgeVectorStore(CollectionSwaps, ItemRuleUpdates):
         *,
         items_collection: str = "items",
         users_collection: str = "users",
-        hnsw_ef: int = 64,
+        hnsw_ef: int = 128,
         flush_interval_s: float | None = 30.0,
         item_cache_size: int = 100_000,
         quantization: Quantization = "none",

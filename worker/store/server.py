@@ -88,7 +88,7 @@ class QdrantServerStore:
         timeout_s: float = 10.0,
         items_collection: str = "items",
         users_collection: str = "users",
-        hnsw_ef: int = 64,
+        hnsw_ef: int = 128,
     ) -> None:
         self.dim = dim
         self._items = items_collection
