@@ -36,6 +36,8 @@ from typing import Any
 import numpy as np
 
 from load_tests.procfs import tree_rss_mb
+from worker.runtime import create_store
+from worker.settings import Settings
 from worker.store import EdgeVectorStore, ItemRecord, SearchRequest
 from worker.store.edge_shards import QUANTIZATIONS, Quantization
 
@@ -197,6 +199,24 @@ async def _fill(
                 for i in range(start, min(len(vectors), start + 1000))
             ]
         )
+
+
+async def prefill_store(settings: Settings, count: int) -> None:
+    """`count` synthetic items (shaped like the trained item vectors, ids "synthetic-<n>")
+    written straight into the embedded store a worker with these settings opens, flushed
+    and indexed: a catalogue of that size for a worker run, without `count` items messages
+    through Triton. They name no item space: the worker's first items give it theirs."""
+    store = create_store(settings)
+    if not isinstance(store, EdgeVectorStore) or settings.embedding_dim != DIM:
+        raise ValueError(f"synthetic items need the embedded store and {DIM}-d vectors")
+    vectors, labels = clustered(count, fusion_shape(), seed=3)
+    await store.open()
+    try:
+        await _fill(store, vectors, labels, prefix="synthetic-")
+        await store.flush()
+        await store.build_index()
+    finally:
+        await store.close()
 
 
 async def _new_items_then_rebuild(

@@ -35,6 +35,13 @@ def _common(parser: argparse.ArgumentParser) -> None:
     load = parser.add_argument_group("workload")
     load.add_argument("--users", type=int, default=10_000, help="distinct user ids (keys)")
     load.add_argument("--items", type=int, default=1682, help="items events refer to (≤1682)")
+    load.add_argument(
+        "--extra-items",
+        type=int,
+        default=0,
+        help="local runs: synthetic items (shaped like the trained ones, indexed) written into "
+        "the worker's store first, so searches run over a catalogue that much larger",
+    )
     load.add_argument("--mix", default="view=0.6,click=0.3,like=0.1", help="type=weight,...")
     load.add_argument("--zipf-users", type=float, default=0.0, help="user skew; 0 = uniform")
     load.add_argument("--zipf-items", type=float, default=0.0, help="item skew; 0 = uniform")
@@ -195,6 +202,8 @@ def _check(args: argparse.Namespace, external: bool) -> None:
         raise ValueError("--bad-fraction must be within [0, 1]")
     if args.workers < 1 or (external and args.workers != 1):
         raise ValueError("--workers: at least 1, and only for local runs (not with --bootstrap)")
+    if args.extra_items < 0 or (external and args.extra_items):
+        raise ValueError("--extra-items: not negative, and only for local runs")
 
 
 # Subcommands with their own options: the module whose main(argv) runs them.
@@ -232,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         seed_catalogue=args.seed_catalogue,
         worker_metrics_url=args.worker_metrics_url,
         workers=args.workers,
+        extra_items=args.extra_items,
     )
     workload = Workload(
         users=args.users,

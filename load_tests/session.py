@@ -48,6 +48,7 @@ class Plan:
     seed_catalogue: bool  # only consulted for an external cluster; local runs always seed
     worker_metrics_url: str | None = None
     workers: int = 1  # local worker processes in one consumer group
+    extra_items: int = 0  # synthetic items in each local worker's store before it starts
 
 
 class Session:
@@ -105,7 +106,11 @@ class Session:
         elif self.plan.worker:
             self.targets.append(
                 LocalWorkerTarget(
-                    settings, log_dir, items=self.workload.items, workers=self.plan.workers
+                    settings,
+                    log_dir,
+                    items=self.workload.items,
+                    workers=self.plan.workers,
+                    extra_items=self.plan.extra_items,
                 )
             )
 

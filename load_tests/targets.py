@@ -19,6 +19,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from load_tests.catalogue_bench import prefill_store
 from load_tests.echo import EchoProcess
 from load_tests.generator import LoadTestError, Topics, stderr_progress
 from worker.kafka import all_topics, client_kwargs, ensure_topics, prefixed_topics
@@ -117,11 +118,16 @@ class LocalWorkerTarget:
 
     label = "worker"
 
-    def __init__(self, base: Settings, log_dir: Path, *, items: int, workers: int = 1) -> None:
+    def __init__(
+        self, base: Settings, log_dir: Path, *, items: int, workers: int = 1, extra_items: int = 0
+    ) -> None:
+        """`extra_items`: synthetic items written into each worker's store first (see
+        `catalogue_bench.prefill_store`), for runs over a large catalogue."""
         self.base = base
         self.log_dir = log_dir
         self.items = items
         self.workers = workers
+        self.extra_items = extra_items
         self._seeded = False
         self._procs: list[WorkerProcess] = []
 
@@ -136,6 +142,9 @@ class LocalWorkerTarget:
                 else self.base.data_dir.with_name(f"{self.base.data_dir.name}-{n}")
             )
             own = settings.model_copy(update={"data_dir": data_dir, "metrics_port": 0})
+            if self.extra_items and not self._seeded:
+                print(f"writing {self.extra_items} synthetic items", file=sys.stderr)
+                asyncio.run(prefill_store(own, self.extra_items))
             path = log_path.with_name(f"{log_path.stem}-{n}.log") if n else log_path
             self._procs.append(WorkerProcess(own, path).start())
         if not self._seeded:

@@ -2,7 +2,16 @@ from pathlib import Path
 
 import numpy as np
 
-from load_tests.catalogue_bench import clustered, fusion_shape, isotropic_shape, measure
+from load_tests.catalogue_bench import (
+    clustered,
+    fusion_shape,
+    isotropic_shape,
+    measure,
+    prefill_store,
+)
+from worker.runtime import create_store
+from worker.settings import load_settings
+from worker.store import EdgeVectorStore
 
 
 def test_fusion_shaped_vectors_keep_the_trained_items_spectrum() -> None:
@@ -29,3 +38,20 @@ async def test_a_small_catalogue_is_measured_indexed_and_reopened(tmp_path: Path
     assert set(row["indexed_by_oversampling"]) == {1.0, 1.5, 2.0, 3.0}
     assert all(r["recall_at_50"] >= 0.95 for r in row["indexed_by_oversampling"].values())
     assert row["rss_mib"] > 0 and row["open_s"] > 0
+
+
+async def test_a_prefilled_store_opens_with_the_synthetic_items_indexed(tmp_path: Path) -> None:
+    settings = load_settings(data_dir=tmp_path)
+    await prefill_store(settings, 2000)
+
+    store = create_store(settings)
+    assert isinstance(store, EdgeVectorStore)
+    await store.open()
+    try:
+        assert await store.count_items() == 2000
+        assert await store.unindexed_items() == 0
+        assert store.item_space == ""  # the worker's first items name it
+        found = await store.get_items(["synthetic-0", "synthetic-1999"])
+        assert set(found) == {"synthetic-0", "synthetic-1999"}
+    finally:
+        await store.close()

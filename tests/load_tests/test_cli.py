@@ -65,3 +65,9 @@ def test_several_workers_are_for_local_runs_only(capsys: pytest.CaptureFixture[s
     assert main(["run", "--workers", "2", "--bootstrap", "127.0.0.1:1"]) == 2
     assert main(["run", "--workers", "0"]) == 2
     assert "--workers" in capsys.readouterr().err
+
+
+def test_synthetic_items_are_for_local_runs_only(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--extra-items", "1000", "--bootstrap", "127.0.0.1:1"]) == 2
+    assert main(["run", "--extra-items", "-1"]) == 2
+    assert "--extra-items" in capsys.readouterr().err

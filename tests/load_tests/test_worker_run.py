@@ -33,7 +33,8 @@ def test_worker_run_accounts_for_every_event_next_to_the_floor(
         bad_fraction=0.05,
         seed=21,
     )
-    plan = Plan(floor=True, worker=True, seed_catalogue=True)
+    # The worker's store also holds synthetic items (--extra-items): searched, answered.
+    plan = Plan(floor=True, worker=True, seed_catalogue=True, extra_items=500)
     with Session(base, plan, workload, RunOptions(grace_s=60.0)) as session:
         results = session.measure(rate=100.0, duration_s=3.0)
 
