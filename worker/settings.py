@@ -17,8 +17,6 @@ from typing import Literal
 from urllib.parse import urlparse
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
@@ -27,6 +25,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings import SettingsError as PydanticSettingsError
+
+from worker.variant_spec import VariantSpec
 
 EventType = Literal["view", "click", "like", "share", "purchase", "skip", "dislike", "rating"]
 
@@ -40,28 +40,6 @@ DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
     "dislike": -2.0,
     "rating": 1.0,  # scaled by (value - 2.5) / 2.5: 1-2 stars negative, 3-5 positive
 }
-
-
-class RankingOverrides(BaseModel):
-    """The ranking settings an A/B variant may change (a misspelt one is an error)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    popularity_weight: float | None = Field(default=None, ge=0)
-    freshness_boost: float | None = Field(default=None, ge=0)
-    mmr_lambda: float | None = Field(default=None, ge=0, le=1)
-    negative_feedback_weight: float | None = Field(default=None, ge=0)
-    covisitation_weight: float | None = Field(default=None, ge=0)
-
-
-class VariantSpec(BaseModel):
-    """One A/B variant (worker/variants.py)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
-    weight: float = Field(gt=0)
-    ranking: RankingOverrides = Field(default_factory=RankingOverrides)
 
 
 class SettingsError(ValueError):

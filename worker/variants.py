@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from worker.ranking import RankingParams
-from worker.settings import VariantSpec
+from worker.variant_spec import VariantSpec
 
 DEFAULT_VARIANT = "default"
 # Buckets a user id hashes into; weights are resolved to whole buckets.
