@@ -28,7 +28,7 @@ from qdrant_edge import (
     UpdateOperation,
 )
 
-from worker.store import edge_users
+from worker.store import edge_cache, edge_users
 from worker.store.base import (
     ItemRecord,
     ScoredItem,
@@ -38,7 +38,7 @@ from worker.store.base import (
     UserState,
 )
 from worker.store.base import point_id as derive_point_id
-from worker.store.edge_cache import ItemCache, warm_cache
+from worker.store.edge_cache import CachedItem, ItemCache, cached, warm_cache
 from worker.store.edge_collections import CollectionSwaps, IndexBuild
 from worker.store.edge_query import PointId, edge_query
 from worker.store.edge_rules import ItemRuleUpdates
@@ -211,7 +211,9 @@ class EdgeVectorStore(CollectionSwaps, ItemRuleUpdates):
         if cache:
             for item, point in zip(items, points, strict=True):
                 vector = np.asarray(item.vector, dtype=np.float32)
-                self._item_cache.put(int(point.id), scored_item(item_payload(item), 0.0, vector))
+                self._item_cache.put(
+                    int(point.id), cached(scored_item(item_payload(item), 0.0, vector))
+                )
 
     async def delete_items(self, item_ids: Sequence[str]) -> None:
         """Deletes from the active and any pending collection."""
@@ -237,9 +239,9 @@ class EdgeVectorStore(CollectionSwaps, ItemRuleUpdates):
         if not item_ids:
             return {}
         found = await self._cached_items(list(item_point_ids(item_ids)))
-        return {item.item_id: item for item in found.values()}
+        return {item[0]: edge_cache.scored(item, 0.0) for item in found.values()}
 
-    async def _cached_items(self, points: Sequence[int]) -> dict[int, ScoredItem]:
+    async def _cached_items(self, points: Sequence[int]) -> dict[int, CachedItem]:
         """point id -> item (with its vector), from the cache or, for the rest, one retrieve
         call that fills it. Points that do not exist are left out."""
         items, missing = self._item_cache.lookup(points)
@@ -253,7 +255,7 @@ class EdgeVectorStore(CollectionSwaps, ItemRuleUpdates):
             )
             for record in records:
                 if record.payload:
-                    item = scored_item(record.payload, 0.0, named_vector(record.vector))
+                    item = cached(scored_item(record.payload, 0.0, named_vector(record.vector)))
                     items[int(record.id)] = item
                     self._item_cache.put(int(record.id), item)
         return items
@@ -287,7 +289,7 @@ class EdgeVectorStore(CollectionSwaps, ItemRuleUpdates):
         )
         return [
             [
-                found.with_score(score, keep_vector=request.with_vectors)
+                edge_cache.scored(found, score, keep_vector=request.with_vectors)
                 for point, score in hits
                 if (found := items.get(int(point))) is not None
             ][: request.limit]

@@ -1,6 +1,12 @@
 """The embedded store's write-through item cache: point id -> item with its vector, least
 recently used first, bounded. Exact because the embedded store is its collection's only
-writer."""
+writer.
+
+Entries are tuples of plain values (`CachedItem`), not `ScoredItem`s: Python's cyclic GC
+stops tracking such a tuple the first time it looks at it, while it walks every dataclass
+in each full collection, holding the GIL. At 100k cached items a full collection took
+~90 ms and came once per ~1,000 searches; the cache is the bulk of a worker's heap, and
+it churns with the catalogue, so freezing it at start (GC_THRESHOLD) does not keep it out."""
 
 from __future__ import annotations
 
@@ -8,16 +14,53 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+import numpy as np
 from qdrant_edge import ScrollRequest
 
+from worker.rules import DEFAULT_RULES, ItemRules
 from worker.store.base import ScoredItem
 from worker.store.payload import SCORED_FIELDS, VECTOR_NAME, named_vector, scored_item
+
+# (item_id, category, tags, created_at, popularity, vector, rules): a plain tuple, since
+# the GC untracks only exact tuples (not a NamedTuple's). An ndarray is not tracked; rules
+# None stands for DEFAULT_RULES (an object in it would keep the tuple tracked).
+CachedItem = tuple[
+    str, str | None, tuple[str, ...], float, float, np.ndarray | None, ItemRules | None
+]
+
+
+def cached(item: ScoredItem) -> CachedItem:
+    rules = None if item.rules == DEFAULT_RULES else item.rules
+    return (
+        item.item_id,
+        item.category,
+        tuple(item.tags),
+        item.created_at,
+        item.popularity,
+        item.vector,
+        rules,
+    )
+
+
+def scored(item: CachedItem, score: float, *, keep_vector: bool = True) -> ScoredItem:
+    """The cached item as a search hit with `score` (its vector only with `keep_vector`)."""
+    item_id, category, tags, created_at, popularity, vector, rules = item
+    return ScoredItem(
+        item_id,
+        score,
+        category,
+        tags,
+        created_at,
+        popularity,
+        vector if keep_vector else None,
+        DEFAULT_RULES if rules is None else rules,
+    )
 
 
 class ItemCache:
     def __init__(self, size: int) -> None:
         self.size = size
-        self._items: OrderedDict[int, ScoredItem] = OrderedDict()
+        self._items: OrderedDict[int, CachedItem] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._items)
@@ -26,7 +69,7 @@ class ItemCache:
     def full(self) -> bool:
         return len(self._items) >= self.size
 
-    def put(self, point: int, item: ScoredItem) -> None:
+    def put(self, point: int, item: CachedItem) -> None:
         if self.size <= 0:
             return
         self._items[point] = item
@@ -37,9 +80,9 @@ class ItemCache:
     def discard(self, point: int) -> None:
         self._items.pop(point, None)
 
-    def lookup(self, points: Sequence[int]) -> tuple[dict[int, ScoredItem], list[int]]:
+    def lookup(self, points: Sequence[int]) -> tuple[dict[int, CachedItem], list[int]]:
         """-> (the cached items, the points not cached)."""
-        found: dict[int, ScoredItem] = {}
+        found: dict[int, CachedItem] = {}
         missing: list[int] = []
         for point in points:
             cached = self._items.get(point)
@@ -69,9 +112,8 @@ async def warm_cache(
         records, offset = await scroll(request)
         for record in records:
             if record.payload:
-                cache.put(
-                    int(record.id), scored_item(record.payload, 0.0, named_vector(record.vector))
-                )
+                item = scored_item(record.payload, 0.0, named_vector(record.vector))
+                cache.put(int(record.id), cached(item))
         if offset is None:
             break
     return cache
