@@ -13,7 +13,11 @@ vectors (100 clusters, one of 20 categories each), then the searches the events 
   `--in-place`: `optimize` in this process, the old way, for comparison) and the longest
   the process stood still meanwhile;
 - then 5% more items arrive and the next build runs while searches go on: the wall time of
-  search batches during it against before it.
+  search batches during it against before it;
+- last, the smallest and the largest size's search CPU side by side, their passes taking
+  turns (load_tests/catalogue_compare.py): the ratio to read.
+Python's GC runs as in the worker (GC_THRESHOLD; what is alive at the start is frozen out
+of collections).
 "Stood still": a thread that sleeps 1 ms in a loop records its longest gap; the embedded
 engine holds Python's GIL for a whole call, so a gap is the event loop, the Kafka
 heartbeats and every other thread of a worker frozen that long.
@@ -23,35 +27,37 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import tempfile
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from load_tests.catalogue_compare import BATCH, compare_sizes, search_pass
 from load_tests.procfs import tree_rss_mb
+from load_tests.synthetic_items import (
+    CATEGORIES,
+    DIM,
+    VectorShape,
+    clustered,
+    fusion_shape,
+    isotropic_shape,
+    queries,
+)
 from worker.runtime import create_store
-from worker.settings import Settings
+from worker.settings import Settings, load_settings
 from worker.store import EdgeVectorStore, ItemRecord, SearchRequest
 from worker.store.edge_shards import QUANTIZATIONS, Quantization
 
-DIM = 256
-CLUSTERS = 100
-CATEGORIES = 20
-QUERIES = 200
-BATCH = 50
-K = 50
-SEEN = 20
 EF_VALUES = (64, 128, 256, 512)
 OVERSAMPLING_VALUES = (1.0, 1.5, 2.0, 3.0)
 PASSES = 5  # indexed searches: CPU ms/query of the median pass (one pass is ~0.1 s of CPU)
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 class StallWatch:
@@ -78,85 +84,18 @@ class StallWatch:
             self.longest_s = max(self.longest_s, time.perf_counter() - before - 0.001)
 
 
-REFERENCE_ITEMS = REPO_ROOT / "triton_repo/user_encoder/1/assets/reference_items.npy"
-
-
-@dataclass(frozen=True)
-class VectorShape:
-    """How synthetic vectors are drawn: around `centres`, with noise of covariance
-    `scale.T @ scale` (rows: directions times their standard deviation)."""
-
-    centres: np.ndarray  # [clusters, DIM]
-    scale: np.ndarray | None  # [DIM, DIM]; None: the identity
-    spread: float  # item noise; queries get 4/3 of it
-
-    def noise(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        noise = rng.standard_normal((n, DIM)).astype(np.float32)
-        return noise if self.scale is None else noise @ self.scale
-
-
-def isotropic_shape(seed: int = 0) -> VectorShape:
-    """100 random centres, noise alike in every direction: the hardest case for a graph
-    index (a cluster's items have no lower-dimensional structure)."""
-    centres = np.random.default_rng(seed).standard_normal((CLUSTERS, DIM)).astype(np.float32)
-    return VectorShape(centres, None, 0.6)
-
-
-def fusion_shape() -> VectorShape:
-    """Shaped like the trained fusion's item vectors (`make install` exports them): its
-    items are the centres and the noise has their covariance, so the spectrum is theirs
-    (half the variance in 6 directions, 90% in 84) rather than flat."""
-    if not REFERENCE_ITEMS.exists():
-        raise SystemExit(f"{REFERENCE_ITEMS} is missing: run `make install` first")
-    items = np.load(REFERENCE_ITEMS).astype(np.float32)
-    items /= np.linalg.norm(items, axis=1, keepdims=True)
-    centred = items - items.mean(axis=0)
-    _, sigma, directions = np.linalg.svd(centred, full_matrices=False)
-    scale = (sigma[:, None] / np.sqrt(len(items))) * directions
-    return VectorShape(items, scale.astype(np.float32), 0.6)
-
-
-def clustered(n: int, shape: VectorShape, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """-> (unit vectors [n, DIM], cluster per row)."""
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, len(shape.centres), n)
-    vectors = np.empty((n, DIM), dtype=np.float32)
-    for start in range(0, n, 100_000):  # bounded scratch memory at a million rows
-        rows = labels[start : start + 100_000]
-        vectors[start : start + len(rows)] = shape.centres[rows] + shape.spread * shape.noise(
-            rng, len(rows)
-        )
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors, labels
-
-
-def queries(size: int, shape: VectorShape, seed: int = 1) -> list[SearchRequest]:
-    rng = np.random.default_rng(seed)
-    requests = []
-    for n in range(QUERIES):
-        cluster = int(rng.integers(0, len(shape.centres)))
-        noise = shape.noise(rng, 1)[0]
-        vector = shape.centres[cluster] + shape.spread * 4 / 3 * noise
-        seen = [str(i) for i in rng.integers(0, size, SEEN)]
-        categories = [f"c{cluster % CATEGORIES}"] if n % 2 else None
-        unit = (vector / np.linalg.norm(vector)).astype(np.float32)
-        requests.append(SearchRequest(unit, K, exclude_item_ids=seen, categories=categories))
-    return requests
-
-
 async def _search(
     store: EdgeVectorStore, requests: Sequence[SearchRequest], passes: int = 1
 ) -> tuple[list[list[str]], float, float]:
-    """-> (ids per request, CPU ms per query of the median pass, longest stall s)."""
+    """-> (ids per request, CPU ms per query of the median pass, longest stall s). The
+    stall is watched on one more pass: the watching thread's wake-ups cost CPU too."""
     cpu_ms: list[float] = []
+    for _ in range(passes):
+        cpu = time.process_time()
+        answers = await search_pass(store, requests)
+        cpu_ms.append((time.process_time() - cpu) * 1000.0 / len(requests))
     with StallWatch() as watch:
-        for _ in range(passes):
-            answers: list[list[str]] = []
-            cpu = time.process_time()
-            for start in range(0, len(requests), BATCH):
-                hits = await store.search_items(requests[start : start + BATCH])
-                answers += [[h.item_id for h in found] for found in hits]
-            cpu_ms.append((time.process_time() - cpu) * 1000.0 / len(requests))
+        await search_pass(store, requests)
     return answers, float(np.median(cpu_ms)), watch.longest_s
 
 
@@ -376,13 +315,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="clusters with flat noise (worst case) or shaped like the trained item vectors",
     )
     args = parser.parse_args(argv)
+    gc_threshold = load_settings().gc_threshold
+    if gc_threshold:  # as the worker's process runs (worker.__main__, worker/runtime.py)
+        gc.set_threshold(gc_threshold)
+        gc.freeze()
     shape = fusion_shape() if args.vectors == "fusion" else isotropic_shape()
-    rows = []
+    sizes = [int(s) for s in args.sizes.split(",")]
+    result: dict[str, Any] = {"sizes": []}
     with tempfile.TemporaryDirectory(prefix="catalogue-bench-") as tmp:
-        for size in (int(s) for s in args.sizes.split(",")):
+        for size in sizes:
             row = asyncio.run(measure(size, Path(tmp), args.in_place, args.quantization, shape))
-            rows.append({"vectors": args.vectors, **row})
-            print(json.dumps(rows[-1]), flush=True)
+            result["sizes"].append({"vectors": args.vectors, **row})
+            print(json.dumps(result["sizes"][-1]), flush=True)
+        if len(sizes) > 1:
+            small, large = min(sizes), max(sizes)
+            ratio = asyncio.run(
+                compare_sizes(
+                    (Path(tmp) / f"edge-{small}", queries(small, shape)),
+                    (Path(tmp) / f"edge-{large}", queries(large, shape)),
+                    DIM,
+                    args.quantization,
+                    EF_VALUES[:2],
+                )
+            )
+            result["search_ratio"] = {"small": small, "large": large, **ratio}
+            print(json.dumps(result["search_ratio"]), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"sizes": rows}, indent=2) + "\n")
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
     return 0

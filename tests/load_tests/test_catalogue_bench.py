@@ -2,13 +2,8 @@ from pathlib import Path
 
 import numpy as np
 
-from load_tests.catalogue_bench import (
-    clustered,
-    fusion_shape,
-    isotropic_shape,
-    measure,
-    prefill_store,
-)
+from load_tests.catalogue_bench import measure, prefill_store
+from load_tests.synthetic_items import clustered, fusion_shape, isotropic_shape
 from worker.runtime import create_store
 from worker.settings import load_settings
 from worker.store import EdgeVectorStore
