@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from worker.store import EdgeVectorStore, ItemRecord, SearchRequest
-from worker.store.edge_shards import Quantization
+from worker.store.edge_shards import Quantization, edge_config
 
 DIM = 16
 ITEMS = 3000
@@ -99,3 +99,27 @@ async def test_a_re_embedded_collection_is_indexed_before_the_switch_with_its_wr
         assert len(list(tmp_path.glob("items*"))) == 1  # noqa: ASYNC240
     finally:
         await store.close()
+
+
+async def test_every_build_leaves_the_items_in_one_indexed_segment(tmp_path: Path) -> None:
+    # A segment per build would make every search walk one more graph.
+    store = EdgeVectorStore(tmp_path, DIM, quantization="turbo4")
+    await store.open()
+    try:
+        rows = vectors(3 * ITEMS, seed=1)
+        segments = []
+        for build in range(3):
+            batch = range(build * ITEMS, (build + 1) * ITEMS)
+            await store.upsert_items([ItemRecord(str(i), rows[i], category="c") for i in batch])
+            await store.build_index()
+            info = await store._run(store._shards()[0].info)
+            segments.append(info.segments_count)
+            assert info.indexed_vectors_count == info.points_count == (build + 1) * ITEMS
+        assert segments[-1] == segments[0] <= 2  # the indexed one, and one for new writes
+    finally:
+        await store.close()
+    # Qdrant's default caps a segment at 200 MB of vectors per CPU: a million 256-d items
+    # would then never merge with the next build's, so the items config lifts the cap.
+    optimizers = edge_config(256, indexed=True, quantization="turbo4").optimizers
+    assert optimizers is not None and optimizers.default_segment_number == 1
+    assert (optimizers.max_segment_size or 0) >= 10**9  # KB
