@@ -59,6 +59,55 @@ def _inputs(batch: int, length: int, dim: int, seed: int) -> tuple[torch.Tensor,
     return vectors, weights, gaps, lengths
 
 
+def _up_to_date(version_dir: Path, fingerprint: str) -> bool:
+    manifest = version_dir / MANIFEST_FILE
+    return (
+        manifest.is_file()
+        and (version_dir / ONNX_FILE).is_file()
+        and (version_dir / REFERENCE_FILE).is_file()
+        and json.loads(manifest.read_text()).get("fingerprint") == fingerprint
+    )
+
+
+def _export_onnx(model: user_model.SequenceUserEncoder, path: Path) -> None:
+    config = model.config
+    with warnings.catch_warnings(), torch.no_grad():
+        # The TorchScript exporter is deprecated but exports this in a second; the check
+        # below runs the graph on other shapes, so a size frozen into it would fail there.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        torch.onnx.export(
+            model,
+            _inputs(2, config.max_len, config.item_dim, seed=0),
+            str(path),
+            input_names=list(INPUT_NAMES),
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={
+                **{name: {0: "batch", 1: "length"} for name in INPUT_NAMES[:3]},
+                "lengths": {0: "batch"},
+                OUTPUT_NAME: {0: "batch"},
+            },
+            opset_version=OPSET,
+            dynamo=False,
+        )
+
+
+def _max_error(model: user_model.SequenceUserEncoder, path: Path) -> float:
+    """onnxruntime against PyTorch on other shapes than the export's: the largest abs diff."""
+    config = model.config
+    onnx.checker.check_model(str(path))
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    error = 0.0
+    for batch, length in ((5, config.max_len), (3, config.max_len // 2 + 1), (1, 1)):
+        check = _inputs(batch, length, config.item_dim, seed=batch)
+        got = session.run(None, dict(zip(INPUT_NAMES, (t.numpy() for t in check), strict=True)))
+        with torch.no_grad():
+            expected = model(*check).numpy()
+        error = max(error, float(np.abs(got[0] - expected).max()))
+    return error
+
+
 def export_user_encoder(
     repo: Path = REPO_DIR,
     *,
@@ -70,48 +119,15 @@ def export_user_encoder(
     version_dir = repo / MODEL_DIR
     manifest = version_dir / MANIFEST_FILE
     fingerprint = _fingerprint(weights)
-    if (
-        not force
-        and manifest.is_file()
-        and (version_dir / ONNX_FILE).is_file()
-        and (version_dir / REFERENCE_FILE).is_file()
-        and json.loads(manifest.read_text()).get("fingerprint") == fingerprint
-    ):
+    if not force and _up_to_date(version_dir, fingerprint):
         log("user_encoder: up to date")
         return False
     started = time.perf_counter()
     model = user_model.load(weights)
     config = model.config
     tmp = version_dir / (ONNX_FILE + ".tmp")
-    with warnings.catch_warnings(), torch.no_grad():
-        # The TorchScript exporter is deprecated but exports this in a second; the check
-        # below runs the graph on other shapes, so a size frozen into it would fail there.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        warnings.simplefilter("ignore", UserWarning)
-        torch.onnx.export(
-            model,
-            _inputs(2, config.max_len, config.item_dim, seed=0),
-            str(tmp),
-            input_names=list(INPUT_NAMES),
-            output_names=[OUTPUT_NAME],
-            dynamic_axes={
-                **{name: {0: "batch", 1: "length"} for name in INPUT_NAMES[:3]},
-                "lengths": {0: "batch"},
-                OUTPUT_NAME: {0: "batch"},
-            },
-            opset_version=OPSET,
-            dynamo=False,
-        )
-    onnx.checker.check_model(str(tmp))
-    session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
-    error = 0.0
-    for batch, length in ((5, config.max_len), (3, config.max_len // 2 + 1), (1, 1)):
-        check = _inputs(batch, length, config.item_dim, seed=batch)
-        got = session.run(None, dict(zip(INPUT_NAMES, (t.numpy() for t in check), strict=True)))
-        with torch.no_grad():
-            expected = model(*check).numpy()
-        error = max(error, float(np.abs(got[0] - expected).max()))
+    _export_onnx(model, tmp)
+    error = _max_error(model, tmp)
     if error > 1e-4:
         tmp.unlink()
         raise RuntimeError(f"user_encoder: onnxruntime differs from PyTorch by {error:.2e}")

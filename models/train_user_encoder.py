@@ -111,6 +111,26 @@ def batch_tensors(
     return vectors[items], weights, gaps, lengths, targets, seen
 
 
+def _step(
+    model: SequenceUserEncoder,
+    logit_scale: torch.nn.Parameter,
+    optimiser: torch.optim.Optimizer,
+    inputs: tuple[torch.Tensor, ...],
+    vectors: torch.Tensor,
+) -> tuple[float, int]:
+    """One optimiser step on a batch: -> (mean loss per target, targets)."""
+    item_vectors, weights, gaps, lengths, targets, seen = inputs
+    states = model.states(item_vectors, weights, gaps, lengths)
+    scale = logit_scale.exp().clamp(max=MAX_LOGIT_SCALE)
+    logits = (states @ vectors.T * scale).masked_fill(seen, -1e4)
+    valid = targets >= 0
+    loss = F.cross_entropy(logits[valid], targets[valid])
+    optimiser.zero_grad()
+    loss.backward()
+    optimiser.step()
+    return float(loss.detach()), int(valid.sum())
+
+
 def train(
     catalogue: EmbeddedCatalogue,
     ratings: Sequence[Rating],
@@ -149,17 +169,9 @@ def train(
             inputs = batch_tensors(
                 order[first : first + BATCH], sequences, vectors, config.max_len, gaps_from_ages
             )
-            item_vectors, weights, gaps, lengths, targets, seen = inputs
-            states = model.states(item_vectors, weights, gaps, lengths)
-            scale = logit_scale.exp().clamp(max=MAX_LOGIT_SCALE)
-            logits = (states @ vectors.T * scale).masked_fill(seen, -1e4)
-            valid = targets >= 0
-            loss = F.cross_entropy(logits[valid], targets[valid])
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            total += float(loss.detach()) * int(valid.sum())
-            targets_seen += int(valid.sum())
+            loss, count = _step(model, logit_scale, optimiser, inputs, vectors)
+            total += loss * count
+            targets_seen += count
         loss_per_target = total / targets_seen
         log(
             f"epoch {epoch + 1}/{epochs}: loss {loss_per_target:.3f}, logit scale "
