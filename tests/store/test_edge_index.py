@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from worker.store import EdgeVectorStore, ItemRecord, SearchRequest
+from worker.store.edge_index import read_into_page_cache
 from worker.store.edge_shards import Quantization, edge_config
 
 DIM = 16
@@ -123,3 +124,12 @@ async def test_every_build_leaves_the_items_in_one_indexed_segment(tmp_path: Pat
     optimizers = edge_config(256, indexed=True, quantization="turbo4").optimizers
     assert optimizers is not None and optimizers.default_segment_number == 1
     assert (optimizers.max_segment_size or 0) >= 10**9  # KB
+
+
+def test_the_built_copy_is_read_back_whole_for_the_swap_to_load_from_memory(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "segments" / "a").mkdir(parents=True)
+    (tmp_path / "segments" / "a" / "graph.bin").write_bytes(b"x" * 3_000_000)
+    (tmp_path / "edge_config.json").write_text("{}")
+    assert read_into_page_cache(tmp_path) == 3_000_002

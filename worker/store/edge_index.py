@@ -8,8 +8,8 @@ index on a copy of the collection in this module's process (`EdgeVectorStore.bui
     python -m worker.store.edge_index <shard directory> <dim> turbo4|int8|none
 
 loads the shard with the store's items configuration, optimises it (HNSW for the vectors,
-payload-aware links for the category index, the quantisation asked for), flushes, closes
-and exits 0.
+payload-aware links for the category index, the quantisation asked for), flushes, closes,
+reads the shard's files back into the page cache and exits 0.
 """
 
 from __future__ import annotations
@@ -34,6 +34,20 @@ def build(directory: Path, dim: int, quantization: Quantization) -> float:
     return time.perf_counter() - started
 
 
+def read_into_page_cache(directory: Path) -> int:
+    """Read every file under `directory` once; -> the bytes read. Closing a shard drops
+    its files from the page cache, so the worker's load of the copy at the swap (an engine
+    call, holding the worker's GIL) read them from disk: at 1M items 2.9-3.2 s against
+    0.5-0.7 s with them cached. Read here, in the build's process, they cost it nothing."""
+    total, buffer = 0, bytearray(1 << 20)
+    for path in sorted(directory.rglob("*")):
+        if path.is_file():
+            with path.open("rb", buffering=0) as file:
+                while count := file.readinto(buffer):
+                    total += count
+    return total
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 3 or not args[1].isdigit() or args[2] not in QUANTIZATIONS:
@@ -43,7 +57,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     seconds = build(Path(args[0]), int(args[1]), args[2])  # type: ignore[arg-type]
-    print(f"indexed {args[0]} in {seconds:.1f} s")
+    started = time.perf_counter()
+    size = read_into_page_cache(Path(args[0]))
+    print(
+        f"indexed {args[0]} in {seconds:.1f} s; read {size / 1e6:.0f} MB back into the page "
+        f"cache in {time.perf_counter() - started:.1f} s"
+    )
     return 0
 
 
