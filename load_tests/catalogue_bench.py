@@ -86,17 +86,22 @@ class StallWatch:
 
 async def _search(
     store: EdgeVectorStore, requests: Sequence[SearchRequest], passes: int = 1
-) -> tuple[list[list[str]], float, float]:
-    """-> (ids per request, CPU ms per query of the median pass, longest stall s). The
-    stall is watched on one more pass: the watching thread's wake-ups cost CPU too."""
+) -> tuple[list[list[str]], float]:
+    """-> (ids per request, CPU ms per query of the median pass)."""
     cpu_ms: list[float] = []
     for _ in range(passes):
         cpu = time.process_time()
         answers = await search_pass(store, requests)
         cpu_ms.append((time.process_time() - cpu) * 1000.0 / len(requests))
+    return answers, float(np.median(cpu_ms))
+
+
+async def _longest_stall_s(store: EdgeVectorStore, requests: Sequence[SearchRequest]) -> float:
+    """The longest stall during one more pass, watched apart from the timed ones: the
+    watching thread's wake-ups cost CPU too."""
     with StallWatch() as watch:
         await search_pass(store, requests)
-    return answers, float(np.median(cpu_ms)), watch.longest_s
+    return watch.longest_s
 
 
 def recall(found: Sequence[Sequence[str]], exact: Sequence[Sequence[str]]) -> float:
@@ -223,7 +228,7 @@ async def _recall_by(
 async def _cost_and_recall(
     store: EdgeVectorStore, requests: Sequence[SearchRequest], exact: Sequence[Sequence[str]]
 ) -> dict[str, float]:
-    found, cpu_ms, _ = await _search(store, requests, PASSES)
+    found, cpu_ms = await _search(store, requests, PASSES)
     return {"cpu_ms_per_query": round(cpu_ms, 2), "recall_at_50": round(recall(found, exact), 4)}
 
 
@@ -233,8 +238,9 @@ async def _indexed_searches(
     """Search CPU and recall@50 of the freshly built index, as configured."""
     # The first pass after a swap pages the index in and fills the item cache (at 1M items
     # the default cache holds a tenth of them): what a search costs the first time.
-    _, first_ms, _ = await _search(store, requests)
-    found, cpu_ms, stall_s = await _search(store, requests, PASSES)
+    _, first_ms = await _search(store, requests)
+    found, cpu_ms = await _search(store, requests, PASSES)
+    stall_s = await _longest_stall_s(store, requests)
     return {
         "cpu_ms_per_query": round(cpu_ms, 2),
         "first_pass_cpu_ms_per_query": round(first_ms, 2),
@@ -258,7 +264,8 @@ async def measure(
     upsert_s = time.perf_counter() - started
     flushed = await _flush(store)  # what a worker's periodic flush does, here for them all
     requests = queries(size, shape)
-    exact, exact_ms, exact_stall = await _search(store, requests)
+    exact, exact_ms = await _search(store, requests)
+    exact_stall = await _longest_stall_s(store, requests)
     with StallWatch() as watch:
         started = time.perf_counter()
         await (store.optimize() if in_place else store.build_index())
