@@ -158,7 +158,7 @@ class Settings(BaseSettings):
     # and swapped in; checked every `index_check_interval_s`.
     index_after_items: int = Field(default=10_000, ge=100)
     index_check_interval_s: float = Field(default=30.0, gt=0)
-    # Compression of the indexed item vectors, in RAM, the originals memory-mapped: searches
+    # Compression of the indexed item vectors, memory-mapped like the originals: searches
     # walk the graph on the compressed vectors and rescore `items_oversampling` x k
     # candidates with the originals. At 1M items, engine calls alone, turbo4 (TurboQuant
     # 4-bit) loaded 2.7x faster than int8 and searched 15% cheaper at a higher recall; int8
