@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from qdrant_edge import Memory
 
-from worker.store import EdgeVectorStore, ItemRecord, SearchRequest
+from worker.store import EdgeVectorStore, ItemRecord, SearchRequest, edge_collections
 from worker.store.edge_index import read_into_page_cache
 from worker.store.edge_shards import Quantization, edge_config
 
@@ -25,8 +25,10 @@ def vectors(n: int, seed: int = 0) -> np.ndarray:
 
 @pytest.mark.parametrize("quantization", ["none", "int8", "turbo4"])
 async def test_an_index_built_in_another_process_keeps_answers_and_every_write(
-    tmp_path: Path, quantization: Quantization
+    tmp_path: Path, quantization: Quantization, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The ~200 writes made during the build are carried over in many engine calls.
+    monkeypatch.setattr(edge_collections, "CARRY_OVER_CHUNK", 16)
     store = EdgeVectorStore(tmp_path, DIM, item_cache_size=0, quantization=quantization)
     await store.open()
     try:

@@ -21,7 +21,7 @@ from qdrant_edge import EdgeShard, Point, UpdateOperation
 from worker.store.base import ItemRecord, StoreError
 from worker.store.edge_cache import ItemCache
 from worker.store.edge_query import PointId
-from worker.store.edge_shards import Quantization, remove_shard
+from worker.store.edge_shards import Quantization
 from worker.store.payload import VECTOR_NAME, item_point_ids, named_vector, vector_list
 from worker.store.spaces import SpaceCollection, SpaceRegistry, space_collection
 
@@ -101,7 +101,7 @@ class CollectionSwaps:
             directory = self._path / self._spaces.pending.collection
             self._spaces.pending = None
             self._spaces.save()
-            await self._run(remove_shard, shard, directory)
+            await self._remove(shard, directory)
 
     async def switch_item_space(self) -> None:
         """The pending collection becomes the searched one in one step (its item cache warmed
@@ -115,7 +115,7 @@ class CollectionSwaps:
             self._item_cache = cache
             self._spaces.active, self._spaces.pending = self._spaces.pending, None
             self._spaces.save()
-            await self._run(remove_shard, old, old_dir)
+            await self._remove(old, old_dir)
 
     async def upsert_reembedded(self, items: Sequence[ItemRecord]) -> int:
         """A re-embed's writes into the pending collection: items the items path wrote or
@@ -192,8 +192,12 @@ class CollectionSwaps:
                 raise StoreError("the collection changed during the index build")
             indexed = await self._open(copy.name, True)
             build, self._index_build = self._index_build, None
-            if build is not None and build.touched:
-                await self._run(_carry_over, live, indexed, sorted(build.touched))
+            touched = sorted(build.touched) if build is not None else []
+            # A call per chunk: one holds the GIL, and a bulk load's writes during a build
+            # would otherwise be upserted in a single call (at ~10k items/s, seconds).
+            for start in range(0, len(touched), CARRY_OVER_CHUNK):
+                chunk = touched[start : start + CARRY_OVER_CHUNK]
+                await self._run(_carry_over, live, indexed, chunk)
             replaced = SpaceCollection(current.space, copy.name)
             if pending:
                 self._pending, self._spaces.pending = indexed, replaced
@@ -201,7 +205,19 @@ class CollectionSwaps:
                 # The item cache stays valid: the same items.
                 self._items, self._spaces.active = indexed, replaced
             self._spaces.save()
-            await self._run(remove_shard, live, self._path / source)
+            await self._remove(live, self._path / source)
+
+    async def _remove(self, shard: EdgeShard | None, directory: Path) -> None:
+        """Close `shard` (if open) and delete its directory. The files go on another thread
+        than the store's: at a million items that took 0.4 s, which searches would wait
+        behind."""
+        if shard is not None:
+            await self._run(shard.close)
+        await asyncio.to_thread(shutil.rmtree, directory, ignore_errors=True)
+
+
+# Items carried over to an indexed copy per engine call (~25 ms at ~10k items/s).
+CARRY_OVER_CHUNK = 256
 
 
 @dataclass(slots=True)

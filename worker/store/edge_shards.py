@@ -4,7 +4,6 @@ These run on the store's thread (Edge is synchronous)."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Literal, get_args
 
@@ -131,10 +130,3 @@ def open_shard(
 def close_shard(shard: EdgeShard) -> None:
     shard.flush()
     shard.close()
-
-
-def remove_shard(shard: EdgeShard | None, directory: Path) -> None:
-    """Close `shard` (if open) and delete its directory."""
-    if shard is not None:
-        shard.close()
-    shutil.rmtree(directory, ignore_errors=True)
