@@ -4,16 +4,19 @@ answers, and writes made while the index was built are in the indexed collection
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pytest
 from qdrant_edge import Memory
 
-from worker.store import EdgeVectorStore, ItemRecord, SearchRequest, edge_collections
+from worker.store import EdgeVectorStore, ItemRecord, SearchRequest, edge_collections, edge_query
 from worker.store.edge_index import read_into_page_cache
 from worker.store.edge_shards import Quantization, edge_config
 
+T = TypeVar("T")
 DIM = 16
 ITEMS = 3000
 
@@ -143,3 +146,44 @@ def test_the_built_copy_is_read_back_whole_for_the_swap_to_load_from_memory(
     (tmp_path / "segments" / "a" / "graph.bin").write_bytes(b"x" * 3_000_000)
     (tmp_path / "edge_config.json").write_text("{}")
     assert read_into_page_cache(tmp_path) == 3_000_002
+
+
+async def test_searches_over_many_unindexed_items_are_split_into_short_engine_calls(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every query scans every unindexed item in a call that holds the GIL: with 3,000 of them
+    # and room for 7,000 scanned points a call, two queries go in each.
+    store = EdgeVectorStore(tmp_path, DIM, item_cache_size=0)
+    await store.open()
+    calls: list[str] = []
+    run = store._run
+
+    async def counted(fn: Callable[..., T], *args: object, **kwargs: object) -> T:
+        calls.append(getattr(fn, "__name__", ""))
+        return await run(fn, *args, **kwargs)
+
+    monkeypatch.setattr(store, "_run", counted)
+    try:
+        rows = vectors(ITEMS)
+        await store.upsert_items([ItemRecord(str(i), rows[i], category="c") for i in range(ITEMS)])
+        requests = [SearchRequest(rows[i], 10) for i in range(0, 100, 10)]
+
+        async def searched() -> tuple[list[list[tuple[str, float]]], int]:
+            calls.clear()
+            hits = await store.search_items(requests)
+            found = [[(h.item_id, round(h.score, 5)) for h in found] for found in hits]
+            return found, calls.count("query_batch")
+
+        whole, whole_calls = await searched()
+        monkeypatch.setattr(edge_query, "SCAN_POINTS_PER_CALL", 7000)
+        split, split_calls = await searched()
+        assert (whole_calls, split_calls) == (1, 5)
+        assert split == whole and all(
+            found[0][0] == str(r) for found, r in zip(split, range(0, 100, 10), strict=True)
+        )
+
+        await store.build_index()  # nothing left to scan: one call again
+        indexed, indexed_calls = await searched()
+        assert indexed_calls == 1 and [f[0] for f in indexed] == [f[0] for f in whole]
+    finally:
+        await store.close()

@@ -40,7 +40,7 @@ from worker.store.base import (
 from worker.store.base import point_id as derive_point_id
 from worker.store.edge_cache import CachedItem, ItemCache, cached, warm_cache
 from worker.store.edge_collections import CollectionSwaps, IndexBuild
-from worker.store.edge_query import PointId, edge_query
+from worker.store.edge_query import PointId, edge_query, queries_per_call
 from worker.store.edge_rules import ItemRuleUpdates
 from worker.store.edge_shards import Quantization, close_shard, open_shard
 from worker.store.payload import (
@@ -106,6 +106,9 @@ class EdgeVectorStore(CollectionSwaps, ItemRuleUpdates):
         # over to the indexed copy.
         self._index_build: IndexBuild | None = None
         self._build_lock = asyncio.Lock()
+        # At most this many items of the active collection are outside its index: counted at
+        # open and at each check, plus the upserts since (searches are split by it).
+        self._unindexed_bound = 0
         # Routing a write and making it are one step with respect to a switch.
         self._space_lock = asyncio.Lock()
 
@@ -133,6 +136,7 @@ class EdgeVectorStore(CollectionSwaps, ItemRuleUpdates):
         if self._flush_interval_s:
             self._flusher = asyncio.create_task(self._flush_periodically(self._flush_interval_s))
         self._item_cache = await self._warm_cache(self._shards()[0])
+        await self.unindexed_items()
 
     async def _warm_cache(self, shard: EdgeShard) -> ItemCache:
         return await warm_cache(self._item_cache.size, lambda r: self._run(shard.scroll, r))
@@ -190,6 +194,7 @@ class EdgeVectorStore(CollectionSwaps, ItemRuleUpdates):
                     len(items) - len(to_active) - len(to_pending), space,
                 )  # fmt: skip
             await self._upsert(self._shards()[0], to_active, cache=True)
+            self._unindexed_bound += len(to_active)
             self._record_writes(False, [i.item_id for i in to_active])
             if to_pending and self._pending is not None:
                 await self._upsert(self._pending, to_pending, cache=False)
@@ -278,10 +283,14 @@ class EdgeVectorStore(CollectionSwaps, ItemRuleUpdates):
         if not requests:
             return []
         shard, _ = self._shards()
-        batch = QueryBatchRequest(
-            [edge_query(r, self.hnsw_ef, self.oversampling) for r in requests]
-        )
-        answers = await self._run(shard.query_batch, batch)
+        batch = [edge_query(r, self.hnsw_ef, self.oversampling) for r in requests]
+        # Short calls while many items are outside the index (searched exactly): the GIL is
+        # free between them. Under INDEX_AFTER_ITEMS, as in steady state, it is one call.
+        step = queries_per_call(self._unindexed_bound)
+        answers = []
+        for start in range(0, len(batch), step):
+            chunk = QueryBatchRequest(batch[start : start + step])
+            answers += await self._run(shard.query_batch, chunk)
         # Ids and scores from the engine; the rest from the item cache.
         scored = [[(hit.id, hit.score) for hit in hits] for hits in answers]
         items = await self._cached_items(

@@ -43,6 +43,7 @@ class CollectionSwaps:
     _build_lock: asyncio.Lock
     _space_lock: asyncio.Lock
     _item_cache: ItemCache
+    _unindexed_bound: int
 
     if TYPE_CHECKING:
 
@@ -116,6 +117,7 @@ class CollectionSwaps:
             self._spaces.active, self._spaces.pending = self._spaces.pending, None
             self._spaces.save()
             await self._remove(old, old_dir)
+        await self.unindexed_items()
 
     async def upsert_reembedded(self, items: Sequence[ItemRecord]) -> int:
         """A re-embed's writes into the pending collection: items the items path wrote or
@@ -145,7 +147,10 @@ class CollectionSwaps:
         if shard is None:
             return 0
         info = await self._run(shard.info)
-        return int(info.points_count) - int(info.indexed_vectors_count)
+        unindexed = int(info.points_count) - int(info.indexed_vectors_count)
+        if not pending:
+            self._unindexed_bound = unindexed
+        return unindexed
 
     async def build_index(self, pending: bool = False) -> None:
         """Index a copy of the active (or pending) collection in another process, then swap
@@ -162,6 +167,7 @@ class CollectionSwaps:
             try:
                 await _index_in_another_process(copy, self.dim, self.quantization)
                 await self._swap_in(copy, target.collection, pending)
+                await self.unindexed_items()
             except BaseException:
                 self._index_build = None
                 shutil.rmtree(copy, ignore_errors=True)

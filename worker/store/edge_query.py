@@ -44,6 +44,17 @@ Condition = (
 )
 
 
+# Points one engine call may scan exactly, ~50 ms of it: items outside the HNSW index are
+# scanned by every query (1M of them: 27.6 ms a query), and a call holds the GIL throughout,
+# so a batch of 50 in one call froze the worker for 1.3 s.
+SCAN_POINTS_PER_CALL = 2_000_000
+
+
+def queries_per_call(unindexed: int) -> int:
+    """How many searches one engine call may take with `unindexed` items to scan each."""
+    return max(1, SCAN_POINTS_PER_CALL // max(1, unindexed))
+
+
 def edge_query(request: SearchRequest, hnsw_ef: int, oversampling: float = 0.0) -> QueryRequest:
     """Nearest items to the request's vector, ids and scores only, within its filters.
     `oversampling` > 0: the vectors are quantised; that many times the candidates come from
