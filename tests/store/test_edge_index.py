@@ -187,3 +187,25 @@ async def test_searches_over_many_unindexed_items_are_split_into_short_engine_ca
         assert indexed_calls == 1 and [f[0] for f in indexed] == [f[0] for f in whole]
     finally:
         await store.close()
+
+
+async def test_a_swap_waits_for_the_split_searches_reading_the_collection_it_replaces(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = EdgeVectorStore(tmp_path, DIM, item_cache_size=0)
+    await store.open()
+    monkeypatch.setattr(edge_query, "SCAN_POINTS_PER_CALL", 3000)  # a call per query
+    try:
+        rows = vectors(ITEMS)
+        await store.upsert_items([ItemRecord(str(i), rows[i], category="c") for i in range(ITEMS)])
+        requests = [SearchRequest(rows[i], 10) for i in range(0, 100, 10)]
+        build = asyncio.create_task(store.build_index())
+        searches = 0
+        while not build.done():
+            hits = await store.search_items(requests)  # spans the swap at some point
+            assert [found[0].item_id for found in hits] == [str(i) for i in range(0, 100, 10)]
+            searches += 1
+        await build
+        assert searches > 1 and await store.unindexed_items() == 0
+    finally:
+        await store.close()

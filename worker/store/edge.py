@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -109,6 +110,10 @@ class EdgeVectorStore(CollectionSwaps, ItemRuleUpdates):
         # At most this many items of the active collection are outside its index: counted at
         # open and at each check, plus the upserts since (searches are split by it).
         self._unindexed_bound = 0
+        # Searches under way per shard (by id): a swap closes the shard it replaces only
+        # once they are done, since a split search spans several calls.
+        self._readers: Counter[int] = Counter()
+        self._reader_left = asyncio.Event()
         # Routing a write and making it are one step with respect to a switch.
         self._space_lock = asyncio.Lock()
 
@@ -288,9 +293,10 @@ class EdgeVectorStore(CollectionSwaps, ItemRuleUpdates):
         # free between them. Under INDEX_AFTER_ITEMS, as in steady state, it is one call.
         step = queries_per_call(self._unindexed_bound)
         answers = []
-        for start in range(0, len(batch), step):
-            chunk = QueryBatchRequest(batch[start : start + step])
-            answers += await self._run(shard.query_batch, chunk)
+        with self._reading(shard):
+            for start in range(0, len(batch), step):
+                chunk = QueryBatchRequest(batch[start : start + step])
+                answers += await self._run(shard.query_batch, chunk)
         # Ids and scores from the engine; the rest from the item cache.
         scored = [[(hit.id, hit.score) for hit in hits] for hits in answers]
         items = await self._cached_items(

@@ -9,9 +9,11 @@ until the swap, and writes made meanwhile reach the new collection too.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -44,6 +46,8 @@ class CollectionSwaps:
     _space_lock: asyncio.Lock
     _item_cache: ItemCache
     _unindexed_bound: int
+    _readers: Counter[int]
+    _reader_left: asyncio.Event
 
     if TYPE_CHECKING:
 
@@ -213,11 +217,25 @@ class CollectionSwaps:
             self._spaces.save()
             await self._remove(live, self._path / source)
 
+    @contextlib.contextmanager
+    def _reading(self, shard: EdgeShard) -> Iterator[None]:
+        """`shard` stays open meanwhile (see `_remove`)."""
+        self._readers[id(shard)] += 1
+        try:
+            yield
+        finally:
+            self._readers[id(shard)] -= 1
+            self._reader_left.set()
+
     async def _remove(self, shard: EdgeShard | None, directory: Path) -> None:
-        """Close `shard` (if open) and delete its directory. The files go on another thread
-        than the store's: at a million items that took 0.4 s, which searches would wait
-        behind."""
+        """Close `shard` (if open) once no search is reading it, and delete its directory.
+        The files go on another thread than the store's: at a million items that took 0.4 s,
+        which searches would wait behind."""
         if shard is not None:
+            while self._readers[id(shard)] > 0:
+                self._reader_left.clear()
+                await self._reader_left.wait()
+            del self._readers[id(shard)]
             await self._run(shard.close)
         await asyncio.to_thread(shutil.rmtree, directory, ignore_errors=True)
 
