@@ -209,3 +209,33 @@ async def test_a_swap_waits_for_the_split_searches_reading_the_collection_it_rep
         assert searches > 1 and await store.unindexed_items() == 0
     finally:
         await store.close()
+
+
+async def test_a_build_cancelled_after_its_swap_keeps_the_indexed_collection(
+    tmp_path: Path,
+) -> None:
+    # The swap is the commit point: the old collection's removal may wait (for a search
+    # reading it) and be cancelled there, and must not take the new one with it.
+    store = EdgeVectorStore(tmp_path, DIM)
+    await store.open()
+    try:
+        rows = vectors(ITEMS)
+        await store.upsert_items([ItemRecord(str(i), rows[i], category="c") for i in range(ITEMS)])
+        before = store._spaces.active.collection
+        with store._reading(store._shards()[0]):  # a search still reading the old one
+            build = asyncio.create_task(store.build_index())
+            while store._spaces.active.collection == before:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+            build.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await build
+        assert await store.unindexed_items() == 0 and await store.count_items() == ITEMS
+    finally:
+        await store.close()
+    reopened = EdgeVectorStore(tmp_path, DIM)
+    await reopened.open()
+    try:
+        assert await reopened.count_items() == ITEMS and await reopened.unindexed_items() == 0
+        assert len(list(tmp_path.glob("items*"))) == 1  # noqa: ASYNC240
+    finally:
+        await reopened.close()

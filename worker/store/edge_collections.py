@@ -170,12 +170,15 @@ class CollectionSwaps:
             copy = await self._copy(pending)
             try:
                 await _index_in_another_process(copy, self.dim, self.quantization)
-                await self._swap_in(copy, target.collection, pending)
-                await self.unindexed_items()
+                replaced, replaced_dir = await self._swap_in(copy, target.collection, pending)
             except BaseException:
                 self._index_build = None
                 shutil.rmtree(copy, ignore_errors=True)
                 raise
+            # Out of the try: the copy is the collection now, whatever happens to the old
+            # one (a restart deletes what is left of it).
+            await self._remove(replaced, replaced_dir)
+        await self.unindexed_items()
 
     def _collection(self, pending: bool) -> tuple[SpaceCollection | None, EdgeShard | None]:
         if pending:
@@ -194,7 +197,8 @@ class CollectionSwaps:
             self._index_build = IndexBuild(pending)
             return copy
 
-    async def _swap_in(self, copy: Path, source: str, pending: bool) -> None:
+    async def _swap_in(self, copy: Path, source: str, pending: bool) -> tuple[EdgeShard, Path]:
+        """-> the collection replaced, to remove."""
         async with self._space_lock:
             current, live = self._collection(pending)
             if current is None or live is None or current.collection != source:
@@ -215,7 +219,7 @@ class CollectionSwaps:
                 # The item cache stays valid: the same items.
                 self._items, self._spaces.active = indexed, replaced
             self._spaces.save()
-            await self._remove(live, self._path / source)
+            return live, self._path / source
 
     @contextlib.contextmanager
     def _reading(self, shard: EdgeShard) -> Iterator[None]:

@@ -45,7 +45,8 @@ class SpaceRegistry:
         """Delete item collections neither active nor pending: what a process stopped in the
         middle of an index build or a switch left behind."""
         kept = {self.active.collection, *([self.pending.collection] if self.pending else [])}
-        for path in directory.glob(f"{self.base}-*"):
+        # The first collection has the bare name; every later one a suffixed name.
+        for path in [directory / self.base, *directory.glob(f"{self.base}-*")]:
             if path.is_dir() and path.name not in kept:
                 shutil.rmtree(path, ignore_errors=True)
 
