@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from load_tests.catalogue_compare import BATCH, compare_sizes, search_pass
+from load_tests.catalogue_compare import BATCH, compare_sizes, cpu_s, search_pass
 from load_tests.procfs import tree_rss_mb
 from load_tests.synthetic_items import (
     CATEGORIES,
@@ -90,9 +90,9 @@ async def _search(
     """-> (ids per request, CPU ms per query of the median pass)."""
     cpu_ms: list[float] = []
     for _ in range(passes):
-        cpu = time.process_time()
+        cpu = await cpu_s(store)
         answers = await search_pass(store, requests)
-        cpu_ms.append((time.process_time() - cpu) * 1000.0 / len(requests))
+        cpu_ms.append((await cpu_s(store) - cpu) * 1000.0 / len(requests))
     return answers, float(np.median(cpu_ms))
 
 
@@ -253,11 +253,14 @@ async def _indexed_searches(
 
 
 async def measure(
-    size: int, work: Path, in_place: bool, quantization: Quantization, shape: VectorShape
-) -> dict[str, Any]:
+    size: int, work: Path, in_place: bool, quantization: Quantization, shape: VectorShape,
+    items_process: bool = False,
+) -> dict[str, Any]:  # fmt: skip
     vectors, labels = clustered(size, shape)
     path = work / f"edge-{size}"
-    store = EdgeVectorStore(path, DIM, flush_interval_s=None, quantization=quantization)
+    store = EdgeVectorStore(
+        path, DIM, flush_interval_s=None, quantization=quantization, items_process=items_process
+    )
     await store.open()
     started = time.perf_counter()
     await _fill(store, vectors, labels)
@@ -287,6 +290,7 @@ async def measure(
     return {
         "items": size,
         "quantization": quantization,
+        "items_process": items_process,
         "upsert_items_per_s": round(size / upsert_s),
         "flush": {"all_items": flushed, "five_percent_new": fresh_flushed},
         "exact": {
@@ -316,6 +320,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--quantization", choices=QUANTIZATIONS, default="turbo4")
     parser.add_argument(
+        "--items-process",
+        action="store_true",
+        help="items collections in processes of their own (ITEMS_PROCESS)",
+    )
+    parser.add_argument(
         "--vectors",
         choices=["isotropic", "fusion"],
         default="fusion",
@@ -331,7 +340,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     result: dict[str, Any] = {"sizes": []}
     with tempfile.TemporaryDirectory(prefix="catalogue-bench-") as tmp:
         for size in sizes:
-            row = asyncio.run(measure(size, Path(tmp), args.in_place, args.quantization, shape))
+            row = asyncio.run(
+                measure(
+                    size, Path(tmp), args.in_place, args.quantization, shape, args.items_process
+                )
+            )
             result["sizes"].append({"vectors": args.vectors, **row})
             print(json.dumps(result["sizes"][-1]), flush=True)
         if len(sizes) > 1:
@@ -343,6 +356,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     DIM,
                     args.quantization,
                     EF_VALUES[:2],
+                    args.items_process,
                 )
             )
             result["search_ratio"] = {"small": small, "large": large, **ratio}

@@ -60,6 +60,7 @@ def create_store(settings: Settings) -> VectorStore:
         hnsw_ef=s.hnsw_ef,
         quantization=s.items_quantization,
         oversampling=s.items_oversampling,
+        items_process=s.items_process,
         item_cache_size=s.item_cache_size,
     )
 

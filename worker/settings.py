@@ -167,6 +167,11 @@ class Settings(BaseSettings):
     # query (README "Catalogue size").
     items_quantization: Literal["turbo4", "int8", "none"] = "turbo4"
     items_oversampling: float = Field(default=1.5, ge=1.0, le=10.0)
+    # Embedded store: each items collection in a process of its own, served over a socket.
+    # The engine holds the GIL for a whole call, and a swap's load of the indexed copy
+    # (0.4-0.5 s at a million items) froze the worker; in a child it does not, at the cost
+    # of pickling each batch's calls. For catalogues of a few hundred thousand items up.
+    items_process: bool = False
     # Embedded store: items kept in memory with their vectors (~1.9 KB each), least recently
     # used out; a search hit outside it costs the engine's conversion (~20 µs an item).
     item_cache_size: int = Field(default=100_000, ge=0)

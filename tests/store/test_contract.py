@@ -39,13 +39,15 @@ def item(item_id: str, vector: np.ndarray, **fields: object) -> ItemRecord:
     return ItemRecord(item_id=item_id, vector=vector, **fields)  # type: ignore[arg-type]
 
 
-@pytest.fixture(params=["edge", "server"])
+@pytest.fixture(params=["edge", "edge-process", "server"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[VectorStore]:
     suffix = uuid.uuid4().hex[:8]
     names = {"items_collection": f"items_{suffix}", "users_collection": f"users_{suffix}"}
     impl: VectorStore
-    if request.param == "edge":
-        impl = EdgeVectorStore(tmp_path / "edge", DIM, **names)
+    if request.param.startswith("edge"):
+        # edge-process: the items collections in processes of their own (ITEMS_PROCESS)
+        process = request.param == "edge-process"
+        impl = EdgeVectorStore(tmp_path / "edge", DIM, items_process=process, **names)
     else:
         impl = QdrantServerStore(DIM, location=":memory:", **names)
     await impl.open()

@@ -26,13 +26,18 @@ def vectors(n: int, seed: int = 0) -> np.ndarray:
     return rows / np.linalg.norm(rows, axis=1, keepdims=True)
 
 
-@pytest.mark.parametrize("quantization", ["none", "int8", "turbo4"])
+@pytest.mark.parametrize(
+    ("quantization", "items_process"),
+    [("none", False), ("int8", False), ("turbo4", False), ("turbo4", True)],
+)
 async def test_an_index_built_in_another_process_keeps_answers_and_every_write(
-    tmp_path: Path, quantization: Quantization, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, quantization: Quantization, items_process: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The ~200 writes made during the build are carried over in many engine calls.
     monkeypatch.setattr(edge_collections, "CARRY_OVER_CHUNK", 16)
-    store = EdgeVectorStore(tmp_path, DIM, item_cache_size=0, quantization=quantization)
+    store = EdgeVectorStore(
+        tmp_path, DIM, item_cache_size=0, quantization=quantization, items_process=items_process
+    )
     await store.open()
     try:
         rows = vectors(ITEMS + 100)
@@ -73,10 +78,11 @@ async def test_an_index_built_in_another_process_keeps_answers_and_every_write(
         await reopened.close()
 
 
+@pytest.mark.parametrize("items_process", [False, True])
 async def test_a_re_embedded_collection_is_indexed_before_the_switch_with_its_writes(
-    tmp_path: Path,
+    tmp_path: Path, items_process: bool
 ) -> None:
-    store = EdgeVectorStore(tmp_path, DIM, item_cache_size=0)
+    store = EdgeVectorStore(tmp_path, DIM, item_cache_size=0, items_process=items_process)
     await store.open()
     try:
         rows = vectors(ITEMS + 50)
@@ -119,7 +125,7 @@ async def test_every_build_leaves_the_items_in_one_indexed_segment(tmp_path: Pat
             batch = range(build * ITEMS, (build + 1) * ITEMS)
             await store.upsert_items([ItemRecord(str(i), rows[i], category="c") for i in batch])
             await store.build_index()
-            info = await store._run(store._shards()[0].info)
+            info = await store._run(store._shards()[0].shard.info)  # type: ignore[attr-defined]
             segments.append(info.segments_count)
             assert info.indexed_vectors_count == info.points_count == (build + 1) * ITEMS
         assert segments[-1] == segments[0] <= 2  # the indexed one, and one for new writes
@@ -172,7 +178,7 @@ async def test_searches_over_many_unindexed_items_are_split_into_short_engine_ca
             calls.clear()
             hits = await store.search_items(requests)
             found = [[(h.item_id, round(h.score, 5)) for h in found] for found in hits]
-            return found, calls.count("query_batch")
+            return found, calls.count("search")
 
         whole, whole_calls = await searched()
         monkeypatch.setattr(edge_query, "SCAN_POINTS_PER_CALL", 7000)
@@ -189,10 +195,11 @@ async def test_searches_over_many_unindexed_items_are_split_into_short_engine_ca
         await store.close()
 
 
+@pytest.mark.parametrize("items_process", [False, True])
 async def test_a_swap_waits_for_the_split_searches_reading_the_collection_it_replaces(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, items_process: bool
 ) -> None:
-    store = EdgeVectorStore(tmp_path, DIM, item_cache_size=0)
+    store = EdgeVectorStore(tmp_path, DIM, item_cache_size=0, items_process=items_process)
     await store.open()
     monkeypatch.setattr(edge_query, "SCAN_POINTS_PER_CALL", 3000)  # a call per query
     try:

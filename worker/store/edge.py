@@ -15,19 +15,13 @@ import contextlib
 import functools
 import logging
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
-from qdrant_edge import (
-    CountRequest,
-    EdgeShard,
-    Point,
-    QueryBatchRequest,
-    UpdateOperation,
-)
+from qdrant_edge import EdgeShard
 
 from worker.store import edge_cache, edge_users
 from worker.store.base import (
@@ -41,15 +35,15 @@ from worker.store.base import (
 from worker.store.base import point_id as derive_point_id
 from worker.store.edge_cache import CachedItem, ItemCache, cached, warm_cache
 from worker.store.edge_collections import CollectionSwaps, IndexBuild
-from worker.store.edge_query import PointId, edge_query, queries_per_call
+from worker.store.edge_items import Items, ItemsShard, NewPoint, Record, Scroll, SearchParams
+from worker.store.edge_items_process import ItemsProcess
+from worker.store.edge_query import PointId, queries_per_call
 from worker.store.edge_rules import ItemRuleUpdates
 from worker.store.edge_shards import Quantization, close_shard, open_shard
 from worker.store.payload import (
     SCORED_FIELDS,
-    VECTOR_NAME,
     item_payload,
     item_point_ids,
-    named_vector,
     scored_item,
     vector_list,
 )
@@ -82,9 +76,11 @@ class EdgeVectorStore(CollectionSwaps, ItemRuleUpdates):
         item_cache_size: int = 100_000,
         quantization: Quantization = "none",
         oversampling: float = 1.5,
+        items_process: bool = False,
     ) -> None:
         """`quantization` of the indexed item vectors; searches then take `oversampling`
-        times the candidates from the compressed index and rescore them."""
+        times the candidates from the compressed index and rescore them. `items_process`:
+        each items collection in a process of its own (edge_items_process.py)."""
         self.dim = dim
         self._path = Path(path)
         self._items_name = items_collection
@@ -92,11 +88,12 @@ class EdgeVectorStore(CollectionSwaps, ItemRuleUpdates):
         self.hnsw_ef = hnsw_ef
         self.quantization = quantization
         self.oversampling = oversampling if quantization != "none" else 0.0
+        self.items_process = items_process
         self._flush_interval_s = flush_interval_s
         self._executor: ThreadPoolExecutor | None = None
-        self._items: EdgeShard | None = None
+        self._items: Items | None = None
         self._users: EdgeShard | None = None
-        self._pending: EdgeShard | None = None
+        self._pending: Items | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._item_cache = ItemCache(item_cache_size)
         self._spaces = SpaceRegistry(self._path / "item-spaces.json", items_collection)
@@ -131,10 +128,11 @@ class EdgeVectorStore(CollectionSwaps, ItemRuleUpdates):
         self._spaces = SpaceRegistry(self._path / "item-spaces.json", self._items_name)
         await asyncio.to_thread(self._spaces.remove_strays, self._path)
         try:
-            self._items = await self._open(self._spaces.active.collection, True)
-            self._users = await self._open(self._users_name, False)
+            self._items = await self._open_items(self._spaces.active.collection)
+            users = functools.partial(open_shard, indexed=False)
+            self._users = await self._run(users, self._path / self._users_name, self.dim)
             if self._spaces.pending is not None:
-                self._pending = await self._open(self._spaces.pending.collection, True)
+                self._pending = await self._open_items(self._spaces.pending.collection)
         except StoreError:
             await self.close()
             raise
@@ -143,8 +141,11 @@ class EdgeVectorStore(CollectionSwaps, ItemRuleUpdates):
         self._item_cache = await self._warm_cache(self._shards()[0])
         await self.unindexed_items()
 
-    async def _warm_cache(self, shard: EdgeShard) -> ItemCache:
-        return await warm_cache(self._item_cache.size, lambda r: self._run(shard.scroll, r))
+    async def _warm_cache(self, items: Items) -> ItemCache:
+        def page(offset: PointId | None, limit: int) -> Awaitable[tuple[list[Record], object]]:
+            return self._run(items.scroll, Scroll("all", limit, SCORED_FIELDS, True, offset))
+
+        return await warm_cache(self._item_cache.size, page)
 
     async def close(self) -> None:
         if self._executor is None:
@@ -154,14 +155,26 @@ class EdgeVectorStore(CollectionSwaps, ItemRuleUpdates):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._flusher
             self._flusher = None
-        shards = [s for s in (self._items, self._users, self._pending) if s is not None]
-        self._items = self._users = self._pending = None
+        items = [s for s in (self._items, self._pending) if s is not None]
+        users, self._users = self._users, None
+        self._items = self._pending = None
         try:
-            for shard in shards:
-                await self._run(close_shard, shard)
+            closes = [functools.partial(c.close) for c in items]
+            closes += [functools.partial(close_shard, users)] if users is not None else []
+            # Each closed even if one fails (e.g. a dead items process); the first error wins.
+            errors = [e for close in closes if (e := await self._try(close)) is not None]
+            if errors:
+                raise errors[0]
         finally:
             self._executor.shutdown(wait=True)
             self._executor = None
+
+    async def _try(self, fn: Callable[[], object]) -> StoreError | None:
+        try:
+            await self._run(fn)
+        except StoreError as exc:
+            return exc
+        return None
 
     async def flush(self) -> None:
         """Persist segments now (the WAL already holds every acknowledged update)."""
@@ -206,24 +219,18 @@ class EdgeVectorStore(CollectionSwaps, ItemRuleUpdates):
                 self._pending_touched.update(i.item_id for i in to_pending)
                 self._record_writes(True, [i.item_id for i in to_pending])
 
-    async def _upsert(self, shard: EdgeShard, items: Sequence[ItemRecord], *, cache: bool) -> None:
+    async def _upsert(self, shard: Items, items: Sequence[ItemRecord], *, cache: bool) -> None:
         if not items:
             return
-        points = [
-            Point(
-                derive_point_id("item", item.item_id),
-                {VECTOR_NAME: vector_list(item.vector)},
-                item_payload(item),
-            )
+        points: list[NewPoint] = [
+            (derive_point_id("item", item.item_id), vector_list(item.vector), item_payload(item))
             for item in items
         ]
-        await self._run(shard.update, UpdateOperation.upsert_points(points))
+        await self._run(shard.upsert, points)
         if cache:
-            for item, point in zip(items, points, strict=True):
+            for item, (point, _, payload) in zip(items, points, strict=True):
                 vector = np.asarray(item.vector, dtype=np.float32)
-                self._item_cache.put(
-                    int(point.id), cached(scored_item(item_payload(item), 0.0, vector))
-                )
+                self._item_cache.put(point, cached(scored_item(payload, 0.0, vector)))
 
     async def delete_items(self, item_ids: Sequence[str]) -> None:
         """Deletes from the active and any pending collection."""
@@ -231,13 +238,12 @@ class EdgeVectorStore(CollectionSwaps, ItemRuleUpdates):
             return
         async with self._space_lock:
             ids = list(item_point_ids(item_ids))
-            delete = UpdateOperation.delete_points(list[PointId](ids))
-            await self._run(self._shards()[0].update, delete)
+            await self._run(self._shards()[0].delete, ids)
             for point in ids:
                 self._item_cache.discard(point)
             self._record_writes(False, item_ids)
             if self._pending is not None:
-                await self._run(self._pending.update, delete)
+                await self._run(self._pending.delete, ids)
                 self._pending_touched.update(item_ids)
                 self._record_writes(True, item_ids)
 
@@ -257,17 +263,12 @@ class EdgeVectorStore(CollectionSwaps, ItemRuleUpdates):
         items, missing = self._item_cache.lookup(points)
         if missing:
             shard, _ = self._shards()
-            records = await self._run(
-                shard.retrieve,
-                list[PointId](missing),
-                with_payload=SCORED_FIELDS,
-                with_vector=[VECTOR_NAME],
-            )
-            for record in records:
-                if record.payload:
-                    item = cached(scored_item(record.payload, 0.0, named_vector(record.vector)))
-                    items[int(record.id)] = item
-                    self._item_cache.put(int(record.id), item)
+            records = await self._run(shard.retrieve, missing, SCORED_FIELDS, True)
+            for point, payload, vector in records:
+                if payload:
+                    item = cached(scored_item(payload, 0.0, vector))
+                    items[point] = item
+                    self._item_cache.put(point, item)
         return items
 
     async def count_items(self, pending: bool = False) -> int:
@@ -275,12 +276,12 @@ class EdgeVectorStore(CollectionSwaps, ItemRuleUpdates):
         shard = self._pending if pending else self._shards()[0]
         if shard is None:
             return 0
-        return await self._run(shard.count, CountRequest(exact=True))
+        return await self._run(shard.count, True)
 
     async def probe(self) -> None:
         # Embedded: the store is up while it is open; an engine error here is not the data's.
         try:
-            await self._run(self._shards()[0].count, CountRequest(exact=False))
+            await self._run(self._shards()[0].count, False)
         except StoreError as exc:
             raise StoreUnavailable(str(exc)) from exc
 
@@ -288,28 +289,30 @@ class EdgeVectorStore(CollectionSwaps, ItemRuleUpdates):
         if not requests:
             return []
         shard, _ = self._shards()
-        batch = [edge_query(r, self.hnsw_ef, self.oversampling) for r in requests]
+        params = SearchParams(self.hnsw_ef, self.oversampling)
         # Short calls while many items are outside the index (searched exactly): the GIL is
         # free between them. Under INDEX_AFTER_ITEMS, as in steady state, it is one call.
         step = queries_per_call(self._unindexed_bound)
-        answers = []
+        scored: list[list[tuple[int, float]]] = []
         with self._reading(shard):
-            for start in range(0, len(batch), step):
-                chunk = QueryBatchRequest(batch[start : start + step])
-                answers += await self._run(shard.query_batch, chunk)
+            for start in range(0, len(requests), step):
+                scored += await self._run(shard.search, requests[start : start + step], params)
         # Ids and scores from the engine; the rest from the item cache.
-        scored = [[(hit.id, hit.score) for hit in hits] for hits in answers]
-        items = await self._cached_items(
-            sorted({int(point) for hits in scored for point, _ in hits})
-        )
+        items = await self._cached_items(sorted({point for hits in scored for point, _ in hits}))
         return [
             [
                 edge_cache.scored(found, score, keep_vector=request.with_vectors)
                 for point, score in hits
-                if (found := items.get(int(point))) is not None
+                if (found := items.get(point)) is not None
             ][: request.limit]
             for request, hits in zip(requests, scored, strict=True)
         ]
+
+    async def items_process_cpu_s(self) -> float:
+        """CPU seconds of the items collections' processes so far (ITEMS_PROCESS; else 0):
+        benchmarks count them with the worker's own."""
+        children = [c for c in (self._items, self._pending) if isinstance(c, ItemsProcess)]
+        return sum([await self._run(c.cpu_s) for c in children])
 
     # -- users -------------------------------------------------------------------------------
 
@@ -346,9 +349,19 @@ class EdgeVectorStore(CollectionSwaps, ItemRuleUpdates):
 
     # -- internals ---------------------------------------------------------------------------
 
-    async def _open(self, collection: str, indexed: bool) -> EdgeShard:
-        opener = functools.partial(open_shard, indexed=indexed, quantization=self.quantization)
-        return await self._run(opener, self._path / collection, self.dim)
+    async def _open_items(self, collection: str) -> Items:
+        directory = self._path / collection
+        if not self.items_process:
+            return await self._run(ItemsShard.open, directory, self.dim, self.quantization)
+        # Not on the store's thread: searches go on while the child loads the collection.
+        try:
+            return await asyncio.to_thread(
+                ItemsProcess.start, directory, self.dim, self.quantization
+            )
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise StoreUnavailable(f"the items process did not start: {exc}") from exc
 
     async def _flush_periodically(self, interval_s: float) -> None:
         while True:
@@ -359,7 +372,7 @@ class EdgeVectorStore(CollectionSwaps, ItemRuleUpdates):
                 # Retried next tick; the WAL still holds every acknowledged update.
                 log.warning("periodic edge flush failed", exc_info=True)
 
-    def _shards(self) -> tuple[EdgeShard, EdgeShard]:
+    def _shards(self) -> tuple[Items, EdgeShard]:
         if self._items is None or self._users is None:
             raise StoreUnavailable("EdgeVectorStore is not open")
         return self._items, self._users
@@ -372,5 +385,7 @@ class EdgeVectorStore(CollectionSwaps, ItemRuleUpdates):
             return await loop.run_in_executor(
                 self._executor, functools.partial(fn, *args, **kwargs)
             )
+        except StoreError:
+            raise  # the items process's, already classified
         except Exception as exc:  # Edge raises bare Exception for every engine error
             raise StoreError(f"qdrant edge: {exc}") from exc

@@ -15,11 +15,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import numpy as np
-from qdrant_edge import ScrollRequest
 
 from worker.rules import DEFAULT_RULES, ItemRules
 from worker.store.base import ScoredItem
-from worker.store.payload import SCORED_FIELDS, VECTOR_NAME, named_vector, scored_item
+from worker.store.payload import scored_item
 
 # (item_id, category, tags, created_at, popularity, vector, rules): a plain tuple, since
 # the GC untracks only exact tuples (not a NamedTuple's). An ndarray is not tracked; rules
@@ -94,26 +93,22 @@ class ItemCache:
         return found, missing
 
 
-async def warm_cache(
-    size: int, scroll: Callable[[ScrollRequest], Awaitable[tuple[list[Any], Any]]], page: int = 1000
-) -> ItemCache:
-    """A cache of `size` filled from a collection (`scroll` pages through it): otherwise the
-    first searches after a restart each pay the engine's slow conversion of payloads and
-    vectors (the start pays it once instead, ~20 µs per item)."""
+# (offset, limit) -> a page of records (point id, payload, vector) and the next offset
+Pages = Callable[[Any, int], Awaitable[tuple[list[tuple[int, Any, np.ndarray | None]], Any]]]
+
+
+async def warm_cache(size: int, scroll: Pages, page: int = 1000) -> ItemCache:
+    """A cache of `size` filled from a collection (`scroll` pages through it, with the
+    scored fields and vectors): otherwise the first searches after a restart each pay the
+    engine's slow conversion of payloads and vectors (the start pays it once instead, ~20
+    µs per item)."""
     cache = ItemCache(size)
     offset = None
     while not cache.full:
-        request = ScrollRequest(
-            offset=offset,
-            limit=min(page, cache.size - len(cache)),
-            with_payload=SCORED_FIELDS,
-            with_vector=[VECTOR_NAME],
-        )
-        records, offset = await scroll(request)
-        for record in records:
-            if record.payload:
-                item = scored_item(record.payload, 0.0, named_vector(record.vector))
-                cache.put(int(record.id), cached(item))
+        records, offset = await scroll(offset, min(page, cache.size - len(cache)))
+        for point, payload, vector in records:
+            if payload:
+                cache.put(point, cached(scored_item(payload, 0.0, vector)))
         if offset is None:
             break
     return cache

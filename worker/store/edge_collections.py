@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from qdrant_edge import EdgeShard, Point, UpdateOperation
+from qdrant_edge import EdgeShard
 
 from worker.store.base import ItemRecord, StoreError
 from worker.store.edge_cache import ItemCache
-from worker.store.edge_query import PointId
+from worker.store.edge_items import Items, NewPoint
 from worker.store.edge_shards import Quantization
-from worker.store.payload import VECTOR_NAME, item_point_ids, named_vector, vector_list
+from worker.store.payload import item_point_ids, vector_list
 from worker.store.spaces import SpaceCollection, SpaceRegistry, space_collection
 
 T = TypeVar("T")
@@ -37,8 +37,8 @@ class CollectionSwaps:
     quantization: Quantization
     _path: Path
     _items_name: str
-    _items: EdgeShard | None
-    _pending: EdgeShard | None
+    _items: Items | None
+    _pending: Items | None
     _spaces: SpaceRegistry
     _pending_touched: set[str]
     _index_build: IndexBuild | None
@@ -52,13 +52,12 @@ class CollectionSwaps:
     if TYPE_CHECKING:
 
         async def _run(self, fn: Callable[..., T], *args: object, **kwargs: object) -> T: ...
-        async def _open(self, collection: str, indexed: bool) -> EdgeShard: ...
-
-        async def _warm_cache(self, shard: EdgeShard) -> ItemCache: ...
+        async def _open_items(self, collection: str) -> Items: ...
+        async def _warm_cache(self, items: Items) -> ItemCache: ...
         async def _upsert(
-            self, shard: EdgeShard, items: Sequence[ItemRecord], *, cache: bool
+            self, shard: Items, items: Sequence[ItemRecord], *, cache: bool
         ) -> None: ...
-        def _shards(self) -> tuple[EdgeShard, EdgeShard]: ...
+        def _shards(self) -> tuple[Items, EdgeShard]: ...
 
     # -- item spaces -------------------------------------------------------------------------
 
@@ -92,7 +91,7 @@ class CollectionSwaps:
         await self.abandon_item_space()
         async with self._space_lock:
             pending = SpaceCollection(space, space_collection(self._items_name, space))
-            self._pending = await self._open(pending.collection, True)
+            self._pending = await self._open_items(pending.collection)
             self._spaces.pending = pending
             self._spaces.save()
             self._pending_touched = set()
@@ -150,8 +149,8 @@ class CollectionSwaps:
         shard = self._pending if pending else self._shards()[0]
         if shard is None:
             return 0
-        info = await self._run(shard.info)
-        unindexed = int(info.points_count) - int(info.indexed_vectors_count)
+        points, indexed = await self._run(shard.indexing)
+        unindexed = points - indexed
         if not pending:
             self._unindexed_bound = unindexed
         return unindexed
@@ -180,7 +179,7 @@ class CollectionSwaps:
             await self._remove(replaced, replaced_dir)
         await self.unindexed_items()
 
-    def _collection(self, pending: bool) -> tuple[SpaceCollection | None, EdgeShard | None]:
+    def _collection(self, pending: bool) -> tuple[SpaceCollection | None, Items | None]:
         if pending:
             return self._spaces.pending, self._pending
         return self._spaces.active, self._shards()[0]
@@ -197,14 +196,25 @@ class CollectionSwaps:
             self._index_build = IndexBuild(pending)
             return copy
 
-    async def _swap_in(self, copy: Path, source: str, pending: bool) -> tuple[EdgeShard, Path]:
+    async def _swap_in(self, copy: Path, source: str, pending: bool) -> tuple[Items, Path]:
         """-> the collection replaced, to remove."""
+        # Loaded before the lock: with ITEMS_PROCESS in a child, while writes go on.
+        indexed = await self._open_items(copy.name)
+        try:
+            return await self._carry_over_and_swap(indexed, copy, source, pending)
+        except BaseException:
+            if indexed not in (self._items, self._pending):
+                await self._remove(indexed, None)
+            raise
+
+    async def _carry_over_and_swap(
+        self, indexed: Items, copy: Path, source: str, pending: bool
+    ) -> tuple[Items, Path]:
         async with self._space_lock:
             current, live = self._collection(pending)
             if current is None or live is None or current.collection != source:
                 # A switch or an abandoned upgrade replaced the collection copied.
                 raise StoreError("the collection changed during the index build")
-            indexed = await self._open(copy.name, True)
             build, self._index_build = self._index_build, None
             touched = sorted(build.touched) if build is not None else []
             # A call per chunk: one holds the GIL, and a bulk load's writes during a build
@@ -222,7 +232,7 @@ class CollectionSwaps:
             return live, self._path / source
 
     @contextlib.contextmanager
-    def _reading(self, shard: EdgeShard) -> Iterator[None]:
+    def _reading(self, shard: Items) -> Iterator[None]:
         """`shard` stays open meanwhile (see `_remove`)."""
         self._readers[id(shard)] += 1
         try:
@@ -231,17 +241,18 @@ class CollectionSwaps:
             self._readers[id(shard)] -= 1
             self._reader_left.set()
 
-    async def _remove(self, shard: EdgeShard | None, directory: Path) -> None:
-        """Close `shard` (if open) once no search is reading it, and delete its directory.
-        The files go on another thread than the store's: at a million items that took 0.4 s,
-        which searches would wait behind."""
+    async def _remove(self, shard: Items | None, directory: Path | None) -> None:
+        """Close `shard` (if open) once no search is reading it, and delete its directory
+        (if given). The files go on another thread than the store's: at a million items
+        that took 0.4 s, which searches would wait behind."""
         if shard is not None:
             while self._readers[id(shard)] > 0:
                 self._reader_left.clear()
                 await self._reader_left.wait()
             del self._readers[id(shard)]
-            await self._run(shard.close)
-        await asyncio.to_thread(shutil.rmtree, directory, ignore_errors=True)
+            await self._run(shard.close, False)
+        if directory is not None:
+            await asyncio.to_thread(shutil.rmtree, directory, ignore_errors=True)
 
 
 # Items carried over to an indexed copy per engine call (~25 ms at ~10k items/s).
@@ -264,17 +275,14 @@ async def _index_in_another_process(copy: Path, dim: int, quantization: Quantiza
         raise StoreError(f"index build failed: {error.decode(errors='replace')[-500:]}")
 
 
-def _carry_over(source: EdgeShard, target: EdgeShard, item_ids: Sequence[str]) -> None:
+def _carry_over(source: Items, target: Items, item_ids: Sequence[str]) -> None:
     """Make `target` hold what `source` holds of these items (upserted or deleted)."""
     points = list(item_point_ids(item_ids))
-    records = source.retrieve(list[PointId](points), with_payload=True, with_vector=[VECTOR_NAME])
-    if records:
-        kept = [
-            Point(r.id, {VECTOR_NAME: vector_list(vector)}, r.payload or {})
-            for r in records
-            if (vector := named_vector(r.vector)) is not None
-        ]
-        target.update(UpdateOperation.upsert_points(kept))
-    gone = set(points) - {int(r.id) for r in records}
-    if gone:
-        target.update(UpdateOperation.delete_points(list[PointId](gone)))
+    records = source.retrieve(points, True, True)
+    kept: list[NewPoint] = [
+        (point, vector_list(vector), payload or {})
+        for point, payload, vector in records
+        if vector is not None
+    ]
+    target.upsert(kept)
+    target.delete(sorted(set(points) - {point for point, _, _ in records}))

@@ -1,0 +1,123 @@
+"""Items collections in processes of their own (ITEMS_PROCESS): failures, exits, and
+searches going on while an indexed copy loads."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from worker.store import EdgeVectorStore, ItemRecord, SearchRequest, StoreError, StoreUnavailable
+from worker.store.edge_items import ItemsShard
+from worker.store.edge_items_process import ItemsProcess
+
+DIM = 16
+ITEMS = 500
+
+
+def vectors(n: int) -> np.ndarray:
+    rows = np.random.default_rng(3).standard_normal((n, DIM)).astype(np.float32)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def child(store: EdgeVectorStore) -> ItemsProcess:
+    items = store._shards()[0]
+    assert isinstance(items, ItemsProcess)
+    return items
+
+
+async def test_a_dead_items_process_makes_the_store_unavailable_not_the_data_bad(
+    tmp_path: Path,
+) -> None:
+    store = EdgeVectorStore(tmp_path, DIM, items_process=True)
+    await store.open()
+    try:
+        rows = vectors(10)
+        await store.upsert_items([ItemRecord(str(i), rows[i]) for i in range(10)])
+        child(store)._process.kill()
+        with pytest.raises(StoreUnavailable, match="items process exited"):
+            await store.search_items([SearchRequest(rows[0], 3)])
+    finally:
+        with pytest.raises(StoreUnavailable):
+            await store.close()
+
+
+async def test_an_engine_error_in_the_items_process_is_a_store_error(tmp_path: Path) -> None:
+    store = EdgeVectorStore(tmp_path, DIM, items_process=True)
+    await store.open()
+    try:
+        wrong = np.ones(DIM + 1, dtype=np.float32)
+        with pytest.raises(StoreError, match="qdrant edge") as raised:
+            await store.upsert_items([ItemRecord("x", wrong)])
+        assert not isinstance(raised.value, StoreUnavailable)
+        assert await store.count_items() == 0  # and it still serves
+    finally:
+        await store.close()
+
+
+def test_the_items_process_exits_when_the_worker_is_gone_and_keeps_its_writes(
+    tmp_path: Path,
+) -> None:
+    items = ItemsProcess.start(tmp_path, DIM, "none")
+    items.upsert([(7, [1.0] + [0.0] * (DIM - 1), {"item_id": "7"})])
+    items._connection.close()  # as when the worker is killed: no close message
+    assert items._process.wait(timeout=10) == 0
+
+    reopened = ItemsShard.open(tmp_path, DIM, "none")
+    try:
+        assert reopened.count(True) == 1  # from the write-ahead log
+    finally:
+        reopened.close()
+
+
+async def test_a_replaced_items_process_exits_after_an_index_build(tmp_path: Path) -> None:
+    store = EdgeVectorStore(tmp_path, DIM, items_process=True)
+    await store.open()
+    try:
+        rows = vectors(ITEMS)
+        await store.upsert_items([ItemRecord(str(i), rows[i]) for i in range(ITEMS)])
+        before = child(store)
+        await store.build_index()
+        assert before._process.poll() == 0 and child(store)._process.poll() is None
+        assert await store.unindexed_items() == 0 and await store.count_items() == ITEMS
+    finally:
+        await store.close()
+    assert len(list(tmp_path.glob("items*"))) == 1  # noqa: ASYNC240
+
+
+async def test_searches_go_on_while_the_indexed_copy_loads_in_its_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # In the worker's process the load is an engine call on the store's thread, holding the
+    # GIL: no search could run meanwhile. Here the load is made to last 0.5 s.
+    loading = threading.Event()
+    start = ItemsProcess.start
+
+    def slow_start(*args: object) -> ItemsProcess:
+        loading.set()
+        time.sleep(0.5)
+        items = start(*args)  # type: ignore[arg-type]
+        loading.clear()
+        return items
+
+    store = EdgeVectorStore(tmp_path, DIM, items_process=True)
+    await store.open()
+    monkeypatch.setattr(ItemsProcess, "start", slow_start)
+    try:
+        rows = vectors(ITEMS)
+        await store.upsert_items([ItemRecord(str(i), rows[i]) for i in range(ITEMS)])
+        build = asyncio.create_task(store.build_index())
+        during_load = 0
+        while not build.done():
+            hits = await store.search_items([SearchRequest(rows[1], 1)])
+            assert hits[0][0].item_id == "1"
+            during_load += loading.is_set()
+            await asyncio.sleep(0.005)
+        await build
+        assert during_load >= 10
+    finally:
+        await store.close()

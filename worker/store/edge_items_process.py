@@ -1,0 +1,128 @@
+"""An items collection in a process of its own (`ITEMS_PROCESS`).
+
+The embedded engine holds Python's GIL for a whole call. Two calls stay long whatever the
+store does: the load of an indexed copy at a swap (0.4-0.5 s at a million items) and the
+close of the collection it replaces (1.3 s for an unindexed million). In the worker's
+process either freezes every search, heartbeat and thread. Here each collection lives in a
+child process that serves `Items` calls over a socket: the child loading a copy holds its
+own GIL while the worker's searches go on against the old child, and the replaced child
+exits without freeing its memory at all.
+
+The child is `python -m worker.store.edge_items_child` (see there).
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from worker.store.base import SearchRequest, StoreError, StoreUnavailable
+from worker.store.edge_items import (
+    Fields,
+    NewPoint,
+    Record,
+    Scroll,
+    SearchParams,
+    unpack_hits,
+)
+from worker.store.edge_query import PointId
+from worker.store.edge_shards import Quantization
+
+CHILD = "worker.store.edge_items_child"
+CLOSE = "close"
+
+
+class ItemsProcess:
+    """`Items` forwarded to a child process; a call at a time (a lock orders them)."""
+
+    def __init__(self, process: subprocess.Popen[bytes], connection: Connection) -> None:
+        self._process = process
+        self._connection = connection
+        self._lock = threading.Lock()
+
+    @classmethod
+    def start(cls, directory: Path, dim: int, quantization: Quantization) -> ItemsProcess:
+        """Start a child that opens (or creates) the shard; returns once it has. Blocking:
+        run it on a thread other than the store's, so searches go on meanwhile."""
+        ours, theirs = socket.socketpair()
+        with ours, theirs:
+            process = subprocess.Popen(
+                [sys.executable, "-m", CHILD, str(theirs.fileno()), str(directory), str(dim),
+                 quantization],
+                pass_fds=[theirs.fileno()],
+            )  # fmt: skip
+            items = cls(process, Connection(ours.detach()))
+        try:
+            items._call("ready")
+        except BaseException:
+            items._connection.close()
+            process.kill()
+            process.wait()
+            raise
+        return items
+
+    def _call(self, method: str, *args: Any) -> Any:
+        with self._lock:
+            try:
+                self._connection.send((method, args))
+                ok, result = self._connection.recv()
+            except (EOFError, OSError) as exc:
+                code = self._process.poll()
+                raise StoreUnavailable(f"the items process exited ({code}): {exc}") from exc
+        if not ok:
+            raise StoreError(result)
+        return result
+
+    def upsert(self, points: Sequence[NewPoint]) -> None:
+        self._call("upsert", points)
+
+    def delete(self, points: Sequence[int]) -> None:
+        self._call("delete", points)
+
+    def set_payloads(self, payloads: Sequence[tuple[int, dict[str, Any]]], lenient: bool) -> None:
+        self._call("set_payloads", payloads, lenient)
+
+    def retrieve(self, points: Sequence[int], fields: Fields, with_vector: bool) -> list[Record]:
+        records: list[Record] = self._call("retrieve", points, fields, with_vector)
+        return records
+
+    def scroll(self, request: Scroll) -> tuple[list[Record], PointId | None]:
+        page: tuple[list[Record], PointId | None] = self._call("scroll", request)
+        return page
+
+    def search(
+        self, requests: Sequence[SearchRequest], params: SearchParams
+    ) -> list[list[tuple[int, float]]]:
+        return unpack_hits(self._call("search_packed", requests, params))
+
+    def count(self, exact: bool) -> int:
+        return int(self._call("count", exact))
+
+    def indexing(self) -> tuple[int, int]:
+        points, indexed = self._call("indexing")
+        return int(points), int(indexed)
+
+    def flush(self) -> None:
+        self._call("flush")
+
+    def optimize(self) -> bool:
+        return bool(self._call("optimize"))
+
+    def cpu_s(self) -> float:
+        """The child's CPU seconds so far (benchmarks add it to the worker's)."""
+        return float(self._call("cpu"))
+
+    def close(self, flush: bool = True) -> None:
+        """The child flushes (if asked) and exits without freeing the collection's memory:
+        the operating system takes it back at once."""
+        try:
+            self._call(CLOSE, flush)
+        finally:
+            self._connection.close()
+            self._process.wait()
