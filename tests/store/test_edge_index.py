@@ -4,9 +4,9 @@ answers, and writes made while the index was built are in the indexed collection
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import pytest
@@ -14,6 +14,7 @@ from qdrant_edge import Memory
 
 from worker.store import EdgeVectorStore, ItemRecord, SearchRequest, edge_collections, edge_query
 from worker.store.edge_index import read_into_page_cache
+from worker.store.edge_items import ItemsShard, SearchParams
 from worker.store.edge_shards import Quantization, edge_config
 
 T = TypeVar("T")
@@ -246,3 +247,28 @@ async def test_a_build_cancelled_after_its_swap_keeps_the_indexed_collection(
         assert len(list(tmp_path.glob("items*"))) == 1  # noqa: ASYNC240
     finally:
         await reopened.close()
+
+
+async def test_an_indexed_copy_answers_the_latest_searches_before_its_swap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Its first searches fault the mapped files in: better in an untimed warm-up.
+    answered: list[tuple[int, int]] = []  # (collection, searches)
+    search = ItemsShard.search
+
+    def recorded(self: ItemsShard, requests: Sequence[SearchRequest], params: SearchParams) -> Any:
+        answered.append((id(self), len(requests)))
+        return search(self, requests, params)
+
+    monkeypatch.setattr(ItemsShard, "search", recorded)
+    store = EdgeVectorStore(tmp_path, DIM)
+    await store.open()
+    try:
+        rows = vectors(ITEMS)
+        await store.upsert_items([ItemRecord(str(i), rows[i], category="c") for i in range(ITEMS)])
+        await store.search_items([SearchRequest(rows[i], 10) for i in range(7)])
+        answered.clear()
+        await store.build_index()
+        assert answered == [(id(store._shards()[0]), 7)]
+    finally:
+        await store.close()

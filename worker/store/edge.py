@@ -111,6 +111,8 @@ class EdgeVectorStore(CollectionSwaps, ItemRuleUpdates):
         # once they are done, since a split search spans several calls.
         self._readers: Counter[int] = Counter()
         self._reader_left = asyncio.Event()
+        # The latest batch of searches: an indexed copy answers it once before its swap.
+        self._last_searches: Sequence[SearchRequest] = ()
         # Routing a write and making it are one step with respect to a switch.
         self._space_lock = asyncio.Lock()
 
@@ -289,6 +291,7 @@ class EdgeVectorStore(CollectionSwaps, ItemRuleUpdates):
         if not requests:
             return []
         shard, _ = self._shards()
+        self._last_searches = requests
         params = SearchParams(self.hnsw_ef, self.oversampling)
         # Short calls while many items are outside the index (searched exactly): the GIL is
         # free between them. Under INDEX_AFTER_ITEMS, as in steady state, it is one call.
