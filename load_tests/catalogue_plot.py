@@ -19,16 +19,22 @@ import matplotlib.pyplot as plt
 
 
 def _series(
-    runs: Sequence[dict[str, Any]], quantization: str, mode: str, vectors: str = "isotropic"
+    runs: Sequence[dict[str, Any]],
+    quantization: str,
+    mode: str,
+    vectors: str = "isotropic",
+    items_process: bool = False,
 ) -> list[dict[str, Any]]:
-    """The first run of each size with these vectors, quantisation and build mode (runs
-    before the `vectors` field all drew isotropic clusters)."""
+    """The first run of each size with these vectors, quantisation, build mode and items
+    process (runs before the `vectors` field all drew isotropic clusters, and before the
+    `items_process` field all kept the items in the benchmark's process)."""
     chosen: dict[int, dict[str, Any]] = {}
     for r in runs:
         if (
             r.get("vectors", "isotropic") == vectors
             and r["quantization"] == quantization
             and r["index_build"]["mode"] == mode
+            and r.get("items_process", False) == items_process
         ):
             chosen.setdefault(r["items"], r)
     return [chosen[size] for size in sorted(chosen)]
@@ -51,19 +57,21 @@ def plot(runs: Sequence[dict[str, Any]], path: Path) -> None:
             sizes, [r["indexed"]["cpu_ms_per_query"] for r in rows], "o-",
             label=f"HNSW, {quantization}, {vectors} vectors",
         )  # fmt: skip
-    for vectors, quantization, mode in (
-        ("isotropic", "int8", "another process"),
-        ("isotropic", "int8", "in place"),
-        ("fusion", "turbo4", "another process"),
+    for vectors, quantization, mode, items_process in (
+        ("isotropic", "int8", "another process", False),
+        ("isotropic", "int8", "in place", False),
+        ("fusion", "turbo4", "another process", False),
+        ("fusion", "turbo4", "another process", True),
     ):
-        rows = _series(runs, quantization, mode, vectors)
+        rows = _series(runs, quantization, mode, vectors, items_process)
         where = f"{'in ' if mode != 'in place' else ''}{mode}"
         stall.plot(
             [r["items"] for r in rows],
             [r["index_build"]["longest_stall_ms"] for r in rows],
             "o-",
             label=f"index built {where}, {quantization}"
-            + (" (store flushed first)" if vectors == "fusion" else ""),
+            + (" (store flushed first)" if vectors == "fusion" else "")
+            + (", ITEMS_PROCESS" if items_process else ""),
         )
     for axes, title, unit in (
         (search, "search CPU per query right after a build (k = 50)", "CPU ms per query"),

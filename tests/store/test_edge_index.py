@@ -266,9 +266,10 @@ async def test_an_indexed_copy_answers_the_latest_searches_before_its_swap(
     try:
         rows = vectors(ITEMS)
         await store.upsert_items([ItemRecord(str(i), rows[i], category="c") for i in range(ITEMS)])
-        await store.search_items([SearchRequest(rows[i], 10) for i in range(7)])
+        for batch in range(1, 7):  # the first two fall out of the latest four
+            await store.search_items([SearchRequest(rows[i], 10) for i in range(batch)])
         answered.clear()
         await store.build_index()
-        assert answered == [(id(store._shards()[0]), 7)]
+        assert answered == [(id(store._shards()[0]), n) for n in (3, 4, 5, 6)]
     finally:
         await store.close()

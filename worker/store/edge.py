@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -34,7 +34,7 @@ from worker.store.base import (
 )
 from worker.store.base import point_id as derive_point_id
 from worker.store.edge_cache import CachedItem, ItemCache, cached, warm_cache
-from worker.store.edge_collections import CollectionSwaps, IndexBuild
+from worker.store.edge_collections import WARM_UP_BATCHES, CollectionSwaps, IndexBuild
 from worker.store.edge_items import Items, ItemsShard, NewPoint, Record, Scroll, SearchParams
 from worker.store.edge_items_process import ItemsProcess
 from worker.store.edge_query import PointId, queries_per_call
@@ -111,8 +111,8 @@ class EdgeVectorStore(CollectionSwaps, ItemRuleUpdates):
         # once they are done, since a split search spans several calls.
         self._readers: Counter[int] = Counter()
         self._reader_left = asyncio.Event()
-        # The latest batch of searches: an indexed copy answers it once before its swap.
-        self._last_searches: Sequence[SearchRequest] = ()
+        # The latest batches of searches: an indexed copy answers them before its swap.
+        self._last_searches: deque[Sequence[SearchRequest]] = deque(maxlen=WARM_UP_BATCHES)
         # Routing a write and making it are one step with respect to a switch.
         self._space_lock = asyncio.Lock()
 
@@ -291,7 +291,7 @@ class EdgeVectorStore(CollectionSwaps, ItemRuleUpdates):
         if not requests:
             return []
         shard, _ = self._shards()
-        self._last_searches = requests
+        self._last_searches.append(requests)
         params = SearchParams(self.hnsw_ef, self.oversampling)
         # Short calls while many items are outside the index (searched exactly): the GIL is
         # free between them. Under INDEX_AFTER_ITEMS, as in steady state, it is one call.

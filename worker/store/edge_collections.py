@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import shutil
 import sys
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,7 +49,7 @@ class CollectionSwaps:
     _unindexed_bound: int
     _readers: Counter[int]
     _reader_left: asyncio.Event
-    _last_searches: Sequence[SearchRequest]
+    _last_searches: deque[Sequence[SearchRequest]]
     hnsw_ef: int
     oversampling: float
 
@@ -216,16 +216,15 @@ class CollectionSwaps:
             raise
 
     async def _warm_up(self, indexed: Items) -> None:
-        """Answer the latest searches once on the loaded copy, untimed: a fresh process's
-        first searches fault the mapped files in (at 300k items the first batch after a
-        swap took 4x a steady one)."""
-        if not self._last_searches:
-            return
+        """Answer the latest searches on the loaded copy, untimed: a freshly loaded
+        collection's first few batches are slow, whatever they ask (300k items, a fresh
+        process: 43, 48, 32, 30 ms, then 21-22)."""
         params = SearchParams(self.hnsw_ef, self.oversampling)
-        if isinstance(indexed, ItemsProcess):  # no one else calls it yet: off the store thread
-            await asyncio.to_thread(indexed.search, self._last_searches, params)
-        else:
-            await self._run(indexed.search, self._last_searches, params)
+        for requests in list(self._last_searches):
+            if isinstance(indexed, ItemsProcess):  # no one else calls it yet: not the store's
+                await asyncio.to_thread(indexed.search, requests, params)  # thread
+            else:
+                await self._run(indexed.search, requests, params)
 
     async def _carry_over_and_swap(
         self, indexed: Items, copy: Path, source: str, pending: bool
@@ -275,6 +274,8 @@ class CollectionSwaps:
             await asyncio.to_thread(shutil.rmtree, directory, ignore_errors=True)
 
 
+# Latest search batches an indexed copy answers before its swap (`_warm_up`).
+WARM_UP_BATCHES = 4
 # Items carried over to an indexed copy per engine call (~25 ms at ~10k items/s).
 CARRY_OVER_CHUNK = 256
 
