@@ -124,11 +124,16 @@ async def _batch_ms(
 
 async def _batch_ms_until(
     store: EdgeVectorStore, requests: Sequence[SearchRequest], task: asyncio.Task[None]
-) -> list[float]:
-    """Wall ms of search batches run back to back (20 ms apart) until `task` is done."""
-    times: list[float] = []
+) -> list[tuple[float, float, bool]]:
+    """Search batches run back to back (20 ms apart) until `task` is done: -> (seconds
+    since the first began, wall ms, whether the active collection had been swapped by its
+    end) of each."""
+    began, before = time.perf_counter(), store.active_collection
+    times: list[tuple[float, float, bool]] = []
     while not task.done():
-        times += await _batch_ms(store, requests, 1)
+        at = time.perf_counter() - began
+        (ms,) = await _batch_ms(store, requests, 1)
+        times.append((round(at, 2), ms, store.active_collection != before))
         await asyncio.sleep(0.02)
     return times
 
@@ -177,10 +182,19 @@ async def _new_items_then_rebuild(
     flushed = await _flush(store)
     with StallWatch() as watch:
         steady, during = await _rebuild_with_searches(store, requests, in_place)
+    slowest = max(during, key=lambda batch: batch[1], default=None)
+    swapped = next((at for at, _, after in during if after), None)
     return flushed, {
         "batch_ms_steady_p50": round(float(np.median(steady)), 1),
-        "batch_ms_during_p50": round(float(np.median(during)), 1) if during else None,
-        "batch_ms_during_max": round(max(during), 1) if during else None,
+        "batch_ms_during_p50": (
+            round(float(np.median([ms for _, ms, _ in during])), 1) if during else None
+        ),
+        "batch_ms_during_max": round(slowest[1], 1) if slowest else None,
+        # When the slowest batch began and the first one to end after the swap began, in
+        # seconds from the build's start: which step of it slowed the searches down.
+        "slowest_batch_at_s": slowest[0] if slowest else None,
+        "swap_by_batch_at_s": swapped,
+        "build_s": round(during[-1][0], 1) if during else None,
         "longest_stall_ms": round(watch.longest_s * 1000),
     }
 
@@ -196,8 +210,9 @@ async def _flush(store: EdgeVectorStore) -> dict[str, float]:
 
 async def _rebuild_with_searches(
     store: EdgeVectorStore, requests: Sequence[SearchRequest], in_place: bool
-) -> tuple[list[float], list[float]]:
-    """-> (wall ms of search batches before, during the next index build)."""
+) -> tuple[list[float], list[tuple[float, float, bool]]]:
+    """-> (wall ms of search batches before, batches during the next index build as
+    `_batch_ms_until` gives them)."""
     steady = await _batch_ms(store, requests, 10)
     if in_place:
         await store.optimize()

@@ -72,6 +72,12 @@ class CollectionSwaps:
         return self._spaces.active.space
 
     @property
+    def active_collection(self) -> str:
+        """The directory name of the searched items collection (an index build's swap or
+        a switch changes it)."""
+        return self._spaces.active.collection
+
+    @property
     def pending_space(self) -> str | None:
         return None if self._spaces.pending is None else self._spaces.pending.space
 
