@@ -20,10 +20,18 @@ ITEMS = 150
 BUILDS = 'streamrec_index_builds_total{outcome="swapped"}'
 
 
+@pytest.mark.parametrize("items_process", [False, True])
 async def test_a_worker_indexes_its_catalogue_in_another_process_and_answers_from_it(
-    producer: AIOKafkaProducer, stack_settings: Settings, tmp_path: Path
+    producer: AIOKafkaProducer, stack_settings: Settings, tmp_path: Path, items_process: bool
 ) -> None:
-    s = stack_settings.model_copy(update={"index_after_items": 100, "index_check_interval_s": 0.5})
+    # items_process: the items collections in processes of their own (ITEMS_PROCESS)
+    s = stack_settings.model_copy(
+        update={
+            "index_after_items": 100,
+            "index_check_interval_s": 0.5,
+            "items_process": items_process,
+        }
+    )
     worker = WorkerProcess(s, tmp_path / "worker.log").start()
     recs = await TopicReader(s.kafka_bootstrap_servers or "", s.recommendations_topic).start()
     try:
