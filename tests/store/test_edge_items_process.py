@@ -30,20 +30,25 @@ def child(store: EdgeVectorStore) -> ItemsProcess:
     return items
 
 
-async def test_a_dead_items_process_makes_the_store_unavailable_not_the_data_bad(
+async def test_a_dead_items_process_is_unavailable_once_then_restarted_with_its_writes(
     tmp_path: Path,
 ) -> None:
-    store = EdgeVectorStore(tmp_path, DIM, items_process=True)
+    store = EdgeVectorStore(tmp_path, DIM, items_process=True, item_cache_size=0)
     await store.open()
     try:
         rows = vectors(10)
         await store.upsert_items([ItemRecord(str(i), rows[i]) for i in range(10)])
-        child(store)._process.kill()
+        dead = child(store)._process
+        assert dead is not None
+        dead.kill()
         with pytest.raises(StoreUnavailable, match="items process exited"):
-            await store.search_items([SearchRequest(rows[0], 3)])
+            await store.search_items([SearchRequest(rows[0], 3)])  # retried by the worker
+
+        (hits,) = await store.search_items([SearchRequest(rows[0], 3)])
+        assert hits[0].item_id == "0" and await store.count_items() == 10
+        assert child(store)._process is not dead
     finally:
-        with pytest.raises(StoreUnavailable):
-            await store.close()
+        await store.close()
 
 
 async def test_an_engine_error_in_the_items_process_is_a_store_error(tmp_path: Path) -> None:
@@ -64,6 +69,7 @@ def test_the_items_process_exits_when_the_worker_is_gone_and_keeps_its_writes(
 ) -> None:
     items = ItemsProcess.start(tmp_path, DIM, "none")
     items.upsert([(7, [1.0] + [0.0] * (DIM - 1), {"item_id": "7"})])
+    assert items._connection is not None and items._process is not None
     items._connection.close()  # as when the worker is killed: no close message
     assert items._process.wait(timeout=10) == 0
 
@@ -80,9 +86,10 @@ async def test_a_replaced_items_process_exits_after_an_index_build(tmp_path: Pat
     try:
         rows = vectors(ITEMS)
         await store.upsert_items([ItemRecord(str(i), rows[i]) for i in range(ITEMS)])
-        before = child(store)
+        before = child(store)._process
         await store.build_index()
-        assert before._process.poll() == 0 and child(store)._process.poll() is None
+        assert before is not None and before.poll() == 0
+        assert child(store)._process is not None and child(store)._process.poll() is None
         assert await store.unindexed_items() == 0 and await store.count_items() == ITEMS
     finally:
         await store.close()

@@ -39,42 +39,71 @@ CLOSE = "close"
 
 
 class ItemsProcess:
-    """`Items` forwarded to a child process; a call at a time (a lock orders them)."""
+    """`Items` forwarded to a child process; a call at a time (a lock orders them). A child
+    that died is started again by the next call (the collection reopened from its files and
+    write-ahead log); the call that found it dead raises StoreUnavailable, to be retried."""
 
-    def __init__(self, process: subprocess.Popen[bytes], connection: Connection) -> None:
-        self._process = process
-        self._connection = connection
+    def __init__(self, directory: Path, dim: int, quantization: Quantization) -> None:
+        self._args = (str(directory), str(dim), quantization)
+        self._process: subprocess.Popen[bytes] | None = None
+        self._connection: Connection | None = None
         self._lock = threading.Lock()
+        self._closed = False
 
     @classmethod
     def start(cls, directory: Path, dim: int, quantization: Quantization) -> ItemsProcess:
         """Start a child that opens (or creates) the shard; returns once it has. Blocking:
         run it on a thread other than the store's, so searches go on meanwhile."""
+        items = cls(directory, dim, quantization)
+        with items._lock:
+            items._spawn()
+        return items
+
+    def _spawn(self) -> None:
         ours, theirs = socket.socketpair()
         with ours, theirs:
-            process = subprocess.Popen(
-                [sys.executable, "-m", CHILD, str(theirs.fileno()), str(directory), str(dim),
-                 quantization],
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", CHILD, str(theirs.fileno()), *self._args],
                 pass_fds=[theirs.fileno()],
-            )  # fmt: skip
-            items = cls(process, Connection(ours.detach()))
+            )
+            self._connection = Connection(ours.detach())
         try:
-            items._call("ready")
+            self._exchange("ready")
         except BaseException:
-            items._connection.close()
-            process.kill()
-            process.wait()
+            self._end()
             raise
-        return items
 
     def _call(self, method: str, *args: Any) -> Any:
         with self._lock:
-            try:
-                self._connection.send((method, args))
-                ok, result = self._connection.recv()
-            except (EOFError, OSError) as exc:
-                code = self._process.poll()
-                raise StoreUnavailable(f"the items process exited ({code}): {exc}") from exc
+            if self._closed:
+                raise StoreUnavailable("the items collection is closed")
+            if self._connection is None:  # the last child died
+                try:
+                    self._spawn()
+                except StoreError as exc:  # whatever it says, not the request's fault
+                    raise StoreUnavailable(f"the items process did not restart: {exc}") from exc
+            return self._exchange(method, *args)
+
+    def _end(self) -> None:
+        """Close our end and reap the child (killed unless it is exiting already)."""
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+        if self._process is not None:
+            if self._process.poll() is None and not self._closed:
+                self._process.kill()
+            self._process.wait()
+
+    def _exchange(self, method: str, *args: Any) -> Any:
+        assert self._connection is not None and self._process is not None
+        try:
+            self._connection.send((method, args))
+            ok, result = self._connection.recv()
+        except (EOFError, OSError) as exc:
+            self._end()
+            raise StoreUnavailable(
+                f"the items process exited ({self._process.returncode}): {exc}"
+            ) from exc
         if not ok:
             raise StoreError(result)
         return result
@@ -120,9 +149,14 @@ class ItemsProcess:
 
     def close(self, flush: bool = True) -> None:
         """The child flushes (if asked) and exits without freeing the collection's memory:
-        the operating system takes it back at once."""
-        try:
-            self._call(CLOSE, flush)
-        finally:
-            self._connection.close()
-            self._process.wait()
+        the operating system takes it back at once. A dead child is left dead."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            if self._connection is None:
+                return
+            try:
+                self._exchange(CLOSE, flush)
+            finally:
+                self._end()
