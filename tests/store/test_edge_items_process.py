@@ -4,6 +4,7 @@ searches going on while an indexed copy loads."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import threading
 import time
 from pathlib import Path
@@ -64,12 +65,15 @@ async def test_an_engine_error_in_the_items_process_is_a_store_error(tmp_path: P
         await store.close()
 
 
-def test_the_items_process_exits_when_the_worker_is_gone_and_keeps_its_writes(
+def test_the_items_process_ignores_signals_exits_when_the_worker_is_gone_keeps_its_writes(
     tmp_path: Path,
 ) -> None:
     items = ItemsProcess.start(tmp_path, DIM, "none")
     items.upsert([(7, [1.0] + [0.0] * (DIM - 1), {"item_id": "7"})])
     assert items._connection is not None and items._process is not None
+    items._process.send_signal(signal.SIGINT)  # a Ctrl-C to the worker's process group
+    items._process.send_signal(signal.SIGTERM)
+    assert items.count(True) == 1  # its life is the socket's
     items._connection.close()  # as when the worker is killed: no close message
     assert items._process.wait(timeout=10) == 0
 

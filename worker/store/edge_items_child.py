@@ -10,6 +10,7 @@ kill -9: the write-ahead log holds every acknowledged write).
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -52,6 +53,10 @@ def main(argv: Sequence[str]) -> int:
         usage = f"usage: python -m worker.store.edge_items_child <fd> <dir> <dim> {kinds}"
         print(usage, file=sys.stderr)
         return 2
+    # Its life is the socket's: a Ctrl-C or a SIGTERM to the worker's process group would
+    # otherwise end it before the worker's own shutdown asks it to flush and exit.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     connection = Connection(int(argv[0]))
     try:
         items = ItemsShard.open(Path(argv[1]), int(argv[2]), argv[3])  # type: ignore[arg-type]
