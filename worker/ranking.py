@@ -289,24 +289,7 @@ def mmr(
     width = max((len(r) for r in ranked), default=0)
     if lambda_ >= 1.0 or width <= 1:
         return [r[:k] for r in ranked]
-    cells = [
-        (row, col, item.vector)
-        for row, items in enumerate(ranked)
-        for col, item in enumerate(items)
-        if item.vector is not None
-    ]
-    dim = max((len(vector) for _, _, vector in cells), default=1)
-    vectors = np.zeros((len(ranked), width, dim), dtype=np.float32)
-    if cells:  # one scatter, not a copy per item
-        rows_of, cols_of, found = zip(*cells, strict=True)
-        vectors[list(rows_of), list(cols_of)] = np.array(found)
-    scores = np.full((len(ranked), width), -np.inf)
-    for row, items in enumerate(ranked):
-        scores[row, : len(items)] = [c.score for c in items]
-    vectors /= np.maximum(np.linalg.norm(vectors, axis=2, keepdims=True), 1e-6)
-    # einsum, not @: BLAS hands even small products to its thread pool, and waking it
-    # costs milliseconds on a busy machine.
-    similarity = np.einsum("bnd,bmd->bnm", vectors, vectors)
+    vectors, scores = _padded(ranked, width)
     relevance = lambda_ * scores  # -inf marks padding
     closest = np.zeros_like(relevance)  # cosine to the nearest picked item
     rows = np.arange(len(ranked))
@@ -316,8 +299,31 @@ def mmr(
         best = np.argmax(gain, axis=1)  # the first of equal gains, like a sorted scan
         picks.append(np.where(np.isfinite(gain[rows, best]), best, -1))
         relevance[rows, best] = -np.inf
-        picked = similarity[rows, best]
+        # Cosines to this step's picks only: k products of [users, shortlist] rather than
+        # the whole [users, shortlist, shortlist] matrix, most of which is never read.
+        # einsum, not @: BLAS hands even small products to its thread pool, and waking it
+        # costs milliseconds on a busy machine.
+        picked = np.einsum("bnd,bd->bn", vectors, vectors[rows, best])
         # The first pick sets the similarities (they may be negative); later ones raise them.
         closest = picked if step == 0 else np.maximum(closest, picked)
     order = np.stack(picks, axis=1).tolist()
     return [[items[i] for i in row if i >= 0] for items, row in zip(ranked, order, strict=True)]
+
+
+def _padded(ranked: Sequence[Sequence[ScoredItem]], width: int) -> tuple[np.ndarray, np.ndarray]:
+    """-> ([users, width, dim] unit vectors, zero where an item has none or for padding;
+    [users, width] scores, -inf for padding), filled by one scatter each."""
+    flat = [item for items in ranked for item in items]
+    lengths = [len(items) for items in ranked]
+    rows = np.repeat(np.arange(len(ranked)), lengths)
+    cols = np.arange(len(flat)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    scores = np.full((len(ranked), width), -np.inf)
+    scores[rows, cols] = [item.score for item in flat]
+    with_vector = [i for i, item in enumerate(flat) if item.vector is not None]
+    found = np.array([flat[i].vector for i in with_vector], dtype=np.float32)
+    dim = found.shape[1] if len(with_vector) else 1
+    vectors = np.zeros((len(ranked), width, dim), dtype=np.float32)
+    if with_vector:
+        found /= np.maximum(np.sqrt(np.einsum("nd,nd->n", found, found)), 1e-6)[:, None]
+        vectors[rows[with_vector], cols[with_vector]] = found
+    return vectors, scores
