@@ -195,6 +195,12 @@ async def _new_items_then_rebuild(
         "slowest_batch_at_s": slowest[0] if slowest else None,
         "swap_by_batch_at_s": swapped,
         "build_s": round(during[-1][0], 1) if during else None,
+        # The five slowest batches (began at s, ms) and when each step of the build ended.
+        "slowest_batches": sorted(((at, round(ms)) for at, ms, _ in during), key=lambda b: -b[1])[
+            :5
+        ],
+        "build_steps_s": phases.ends if (phases := store.last_index_build) else None,
+        "warm_up_batch_ms": phases.warm_up_ms if phases else None,
         "longest_stall_ms": round(watch.longest_s * 1000),
     }
 

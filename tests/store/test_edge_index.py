@@ -271,5 +271,11 @@ async def test_an_indexed_copy_answers_the_latest_searches_before_its_swap(
         answered.clear()
         await store.build_index()
         assert answered == [(id(store._shards()[0]), n) for n in (3, 4, 5, 6)]
+        # Each step's end and each warm-up batch are on record (and in the log).
+        phases = store.last_index_build
+        assert phases is not None and len(phases.warm_up_ms) == 4
+        steps = ["copied", "indexed", "loaded", "warmed", "swapped", "removed"]
+        assert list(phases.ends) == steps
+        assert list(phases.ends.values()) == sorted(phases.ends.values())
     finally:
         await store.close()

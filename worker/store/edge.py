@@ -34,7 +34,12 @@ from worker.store.base import (
 )
 from worker.store.base import point_id as derive_point_id
 from worker.store.edge_cache import CachedItem, ItemCache, cached, warm_cache
-from worker.store.edge_collections import WARM_UP_BATCHES, CollectionSwaps, IndexBuild
+from worker.store.edge_collections import (
+    WARM_UP_BATCHES,
+    BuildPhases,
+    CollectionSwaps,
+    IndexBuild,
+)
 from worker.store.edge_items import Items, ItemsShard, NewPoint, Record, Scroll, SearchParams
 from worker.store.edge_items_process import ItemsProcess
 from worker.store.edge_query import PointId, queries_per_call
@@ -104,6 +109,7 @@ class EdgeVectorStore(CollectionSwaps, ItemRuleUpdates):
         # over to the indexed copy.
         self._index_build: IndexBuild | None = None
         self._build_lock = asyncio.Lock()
+        self.last_index_build: BuildPhases | None = None
         # At most this many items of the active collection are outside its index: counted at
         # open and at each check, plus the upserts since (searches are split by it).
         self._unindexed_bound = 0

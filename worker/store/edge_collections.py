@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import shutil
 import sys
+import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +31,7 @@ from worker.store.payload import item_point_ids, vector_list
 from worker.store.spaces import SpaceCollection, SpaceRegistry, space_collection
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class CollectionSwaps:
@@ -50,6 +53,7 @@ class CollectionSwaps:
     _readers: Counter[int]
     _reader_left: asyncio.Event
     _last_searches: deque[Sequence[SearchRequest]]
+    last_index_build: BuildPhases | None
     hnsw_ef: int
     oversampling: float
 
@@ -176,10 +180,15 @@ class CollectionSwaps:
             target = self._spaces.pending if pending else self._spaces.active
             if target is None:
                 raise StoreError("no pending collection to index")
+            phases = BuildPhases(time.perf_counter())
             copy = await self._copy(pending)
+            phases.mark("copied")
             try:
                 await _index_in_another_process(copy, self.dim, self.quantization)
-                replaced, replaced_dir = await self._swap_in(copy, target.collection, pending)
+                phases.mark("indexed")
+                replaced, replaced_dir = await self._swap_in(
+                    copy, target.collection, pending, phases
+                )
             except BaseException:
                 self._index_build = None
                 shutil.rmtree(copy, ignore_errors=True)
@@ -187,6 +196,9 @@ class CollectionSwaps:
             # Out of the try: the copy is the collection now, whatever happens to the old
             # one (a restart deletes what is left of it).
             await self._remove(replaced, replaced_dir)
+            phases.mark("removed")
+            self.last_index_build = phases
+            log.info("index build of %s: %s", target.collection, phases)
         await self.unindexed_items()
 
     def _collection(self, pending: bool) -> tuple[SpaceCollection | None, Items | None]:
@@ -209,28 +221,36 @@ class CollectionSwaps:
             self._index_build = IndexBuild(pending)
             return copy
 
-    async def _swap_in(self, copy: Path, source: str, pending: bool) -> tuple[Items, Path]:
+    async def _swap_in(
+        self, copy: Path, source: str, pending: bool, phases: BuildPhases
+    ) -> tuple[Items, Path]:
         """-> the collection replaced, to remove."""
         # Loaded before the lock: with ITEMS_PROCESS in a child, while writes go on.
         indexed = await self._open_items(copy.name)
+        phases.mark("loaded")
         try:
-            await self._warm_up(indexed)
-            return await self._carry_over_and_swap(indexed, copy, source, pending)
+            await self._warm_up(indexed, phases)
+            phases.mark("warmed")
+            swapped = await self._carry_over_and_swap(indexed, copy, source, pending)
+            phases.mark("swapped")
+            return swapped
         except BaseException:
             if indexed not in (self._items, self._pending):
                 await self._remove(indexed, None)
             raise
 
-    async def _warm_up(self, indexed: Items) -> None:
+    async def _warm_up(self, indexed: Items, phases: BuildPhases) -> None:
         """Answer the latest searches on the loaded copy, untimed: a freshly loaded
         collection's first few batches are slow, whatever they ask (300k items, a fresh
         process: 43, 48, 32, 30 ms, then 21-22)."""
         params = SearchParams(self.hnsw_ef, self.oversampling)
         for requests in list(self._last_searches):
+            began = time.perf_counter()
             if isinstance(indexed, ItemsProcess):  # no one else calls it yet: not the store's
                 await asyncio.to_thread(indexed.search, requests, params)  # thread
             else:
                 await self._run(indexed.search, requests, params)
+            phases.warm_up_ms.append(round((time.perf_counter() - began) * 1000.0, 1))
 
     async def _carry_over_and_swap(
         self, indexed: Items, copy: Path, source: str, pending: bool
@@ -284,6 +304,24 @@ class CollectionSwaps:
 WARM_UP_BATCHES = 4
 # Items carried over to an indexed copy per engine call (~25 ms at ~10k items/s).
 CARRY_OVER_CHUNK = 256
+
+
+@dataclass(slots=True)
+class BuildPhases:
+    """When each step of an index build ended, in seconds from its start: copied, indexed
+    (the other process done), loaded, warmed, swapped, removed; and the wall ms of each
+    warm-up batch. Logged once per build, kept as the store's `last_index_build`."""
+
+    started: float  # perf_counter
+    ends: dict[str, float] = field(default_factory=dict)
+    warm_up_ms: list[float] = field(default_factory=list)
+
+    def mark(self, step: str) -> None:
+        self.ends[step] = round(time.perf_counter() - self.started, 2)
+
+    def __str__(self) -> str:
+        steps = ", ".join(f"{step} at {s:.2f} s" for step, s in self.ends.items())
+        return f"{steps}; warm-up batches {self.warm_up_ms} ms"
 
 
 @dataclass(slots=True)
