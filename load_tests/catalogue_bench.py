@@ -201,6 +201,7 @@ async def _new_items_then_rebuild(
         ],
         "build_steps_s": phases.ends if (phases := store.last_index_build) else None,
         "warm_up_batch_ms": phases.warm_up_ms if phases else None,
+        "build_process_s": phases.build if phases else None,
         "longest_stall_ms": round(watch.longest_s * 1000),
     }
 

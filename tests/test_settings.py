@@ -41,6 +41,7 @@ def test_environment_overrides_and_json_event_weights(monkeypatch: pytest.Monkey
         ("QDRANT_URL", "ftp://qdrant:6333", "QDRANT_URL"),
         ("ITEM_CACHE_SIZE", "-1", "ITEM_CACHE_SIZE"),
         ("ITEMS_OVERSAMPLING", "0.5", "ITEMS_OVERSAMPLING"),
+        ("ITEMS_PROCESS", "sometimes", "ITEMS_PROCESS"),
     ],
 )
 def test_bad_values_fail_with_the_variable_named(
@@ -85,3 +86,22 @@ def test_the_embedded_store_takes_its_search_and_cache_settings(
     store = create_store(load_settings())
     assert isinstance(store, EdgeVectorStore)
     assert (store.hnsw_ef, store.oversampling, store.item_cache_size) == (32, 3.0, 7)
+
+
+@pytest.mark.parametrize(
+    ("value", "always", "from_items"),
+    [(None, False, 100_000), ("auto", False, 100_000), ("true", True, None), ("0", False, None)],
+)
+def test_items_process_is_auto_from_a_size_unless_set(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    value: str | None,
+    always: bool,
+    from_items: int | None,
+) -> None:
+    monkeypatch.setenv("DATA_DIR", str(tmp_path))
+    if value is not None:
+        monkeypatch.setenv("ITEMS_PROCESS", value)
+    store = create_store(load_settings())
+    assert isinstance(store, EdgeVectorStore)
+    assert (store.items_process, store.items_process_from) == (always, from_items)

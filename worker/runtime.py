@@ -60,7 +60,8 @@ def create_store(settings: Settings) -> VectorStore:
         hnsw_ef=s.hnsw_ef,
         quantization=s.items_quantization,
         oversampling=s.items_oversampling,
-        items_process=s.items_process,
+        items_process=s.items_process is True,
+        items_process_from=s.items_process_from_items if s.items_process == "auto" else None,
         item_cache_size=s.item_cache_size,
     )
 

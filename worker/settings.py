@@ -170,8 +170,11 @@ class Settings(BaseSettings):
     # Embedded store: each items collection in a process of its own, served over a socket.
     # The engine holds the GIL for a whole call, and a swap's load of the indexed copy
     # (0.4-0.5 s at a million items) froze the worker; in a child it does not, at the cost
-    # of pickling each batch's calls. For catalogues of a few hundred thousand items up.
-    items_process: bool = False
+    # of pickling each batch's calls (10-25% more CPU per search at 2,000 items). "auto":
+    # the collections counted at `items_process_from_items` items or more when opened (at
+    # start, and each index build's copy), so a growing catalogue moves at its next build.
+    items_process: bool | Literal["auto"] = "auto"
+    items_process_from_items: int = Field(default=100_000, ge=0)
     # Embedded store: items kept in memory with their vectors (~1.9 KB each), least recently
     # used out; a search hit outside it costs the engine's conversion (~20 µs an item).
     item_cache_size: int = Field(default=100_000, ge=0)

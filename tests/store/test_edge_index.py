@@ -15,6 +15,7 @@ from qdrant_edge import Memory
 from worker.store import EdgeVectorStore, ItemRecord, SearchRequest, edge_collections, edge_query
 from worker.store.edge_index import read_into_page_cache
 from worker.store.edge_items import ItemsShard, SearchParams
+from worker.store.edge_items_process import ItemsProcess
 from worker.store.edge_shards import Quantization, edge_config
 
 T = TypeVar("T")
@@ -277,5 +278,40 @@ async def test_an_indexed_copy_answers_the_latest_searches_before_its_swap(
         steps = ["copied", "indexed", "loaded", "warmed", "swapped", "removed"]
         assert list(phases.ends) == steps
         assert list(phases.ends.values()) == sorted(phases.ends.values())
+        assert set(phases.build) == {
+            "load_s", "optimize_s", "flush_s", "close_s", "read_back_s", "read_back_mb"
+        }  # fmt: skip
     finally:
         await store.close()
+
+
+async def test_a_collection_that_grows_past_items_process_from_moves_to_a_process_at_its_build(
+    tmp_path: Path,
+) -> None:
+    # ITEMS_PROCESS=auto: where a collection opens follows its latest count.
+    store = EdgeVectorStore(tmp_path, DIM, item_cache_size=0, items_process_from=ITEMS)
+    await store.open()
+    rows = vectors(ITEMS)
+    try:
+        half = ITEMS // 2
+        await store.upsert_items([ItemRecord(str(i), rows[i], category="c") for i in range(half)])
+        await store.build_index()
+        assert isinstance(store._shards()[0], ItemsShard)  # counted at 0 when the build began
+        await store.upsert_items(
+            [ItemRecord(str(i), rows[i], category="c") for i in range(half, ITEMS)]
+        )
+        assert await store.unindexed_items() == ITEMS - half  # counts ITEMS
+        await store.build_index()
+        assert isinstance(store._shards()[0], ItemsProcess)
+        assert await store.count_items() == ITEMS
+    finally:
+        await store.close()
+    for items_process_from, kind in ((ITEMS, ItemsProcess), (ITEMS + 1, ItemsShard)):
+        reopened = EdgeVectorStore(tmp_path, DIM, items_process_from=items_process_from)
+        await reopened.open()
+        try:
+            assert isinstance(reopened._shards()[0], kind)
+            hits = await reopened.search_items([SearchRequest(rows[7], 1)])
+            assert [h.item_id for h in hits[0]] == ["7"]
+        finally:
+            await reopened.close()

@@ -34,12 +34,7 @@ from worker.store.base import (
 )
 from worker.store.base import point_id as derive_point_id
 from worker.store.edge_cache import CachedItem, ItemCache, cached, warm_cache
-from worker.store.edge_collections import (
-    WARM_UP_BATCHES,
-    BuildPhases,
-    CollectionSwaps,
-    IndexBuild,
-)
+from worker.store.edge_collections import WARM_UP_BATCHES, BuildPhases, CollectionSwaps, IndexBuild
 from worker.store.edge_items import Items, ItemsShard, NewPoint, Record, Scroll, SearchParams
 from worker.store.edge_items_process import ItemsProcess
 from worker.store.edge_query import PointId, queries_per_call
@@ -52,7 +47,7 @@ from worker.store.payload import (
     scored_item,
     vector_list,
 )
-from worker.store.spaces import SpaceRegistry
+from worker.store.spaces import SpaceCollection, SpaceRegistry
 
 T = TypeVar("T")
 
@@ -82,10 +77,12 @@ class EdgeVectorStore(CollectionSwaps, ItemRuleUpdates):
         quantization: Quantization = "none",
         oversampling: float = 1.5,
         items_process: bool = False,
+        items_process_from: int | None = None,
     ) -> None:
         """`quantization` of the indexed item vectors; searches then take `oversampling`
         times the candidates from the compressed index and rescore them. `items_process`:
-        each items collection in a process of its own (edge_items_process.py)."""
+        each items collection in a process of its own (edge_items_process.py); else
+        `items_process_from`: those of at least that many items when opened (None: none)."""
         self.dim = dim
         self._path = Path(path)
         self._items_name = items_collection
@@ -94,6 +91,7 @@ class EdgeVectorStore(CollectionSwaps, ItemRuleUpdates):
         self.quantization = quantization
         self.oversampling = oversampling if quantization != "none" else 0.0
         self.items_process = items_process
+        self.items_process_from = items_process_from
         self._flush_interval_s = flush_interval_s
         self._executor: ThreadPoolExecutor | None = None
         self._items: Items | None = None
@@ -136,11 +134,11 @@ class EdgeVectorStore(CollectionSwaps, ItemRuleUpdates):
         self._spaces = SpaceRegistry(self._path / "item-spaces.json", self._items_name)
         await asyncio.to_thread(self._spaces.remove_strays, self._path)
         try:
-            self._items = await self._open_items(self._spaces.active.collection)
+            self._items = await self._open_items(self._spaces.active)
             users = functools.partial(open_shard, indexed=False)
             self._users = await self._run(users, self._path / self._users_name, self.dim)
             if self._spaces.pending is not None:
-                self._pending = await self._open_items(self._spaces.pending.collection)
+                self._pending = await self._open_items(self._spaces.pending)
         except StoreError:
             await self.close()
             raise
@@ -358,9 +356,10 @@ class EdgeVectorStore(CollectionSwaps, ItemRuleUpdates):
 
     # -- internals ---------------------------------------------------------------------------
 
-    async def _open_items(self, collection: str) -> Items:
-        directory = self._path / collection
-        if not self.items_process:
+    async def _open_items(self, collection: SpaceCollection) -> Items:
+        directory = self._path / collection.collection
+        least = self.items_process_from  # a collection never counted (-1) stays here
+        if not self.items_process and (least is None or collection.items < least):
             return await self._run(ItemsShard.open, directory, self.dim, self.quantization)
         # Not on the store's thread: searches go on while the child loads the collection.
         try:

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import shutil
 import sys
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -60,7 +61,7 @@ class CollectionSwaps:
     if TYPE_CHECKING:
 
         async def _run(self, fn: Callable[..., T], *args: object, **kwargs: object) -> T: ...
-        async def _open_items(self, collection: str) -> Items: ...
+        async def _open_items(self, collection: SpaceCollection) -> Items: ...
         async def _warm_cache(self, items: Items) -> ItemCache: ...
         async def _upsert(
             self, shard: Items, items: Sequence[ItemRecord], *, cache: bool
@@ -93,7 +94,7 @@ class CollectionSwaps:
         """Name the space of a store that does not know its own (an empty one, at start)."""
         if self.item_space and self.item_space != space:
             raise StoreError(f"the store's items are in {self.item_space}, not {space}")
-        self._spaces.active = SpaceCollection(space, self._spaces.active.collection)
+        self._spaces.active = replace(self._spaces.active, space=space)
         self._spaces.save()
 
     async def begin_item_space(self, space: str) -> None:
@@ -105,7 +106,7 @@ class CollectionSwaps:
         await self.abandon_item_space()
         async with self._space_lock:
             pending = SpaceCollection(space, space_collection(self._items_name, space))
-            self._pending = await self._open_items(pending.collection)
+            self._pending = await self._open_items(pending)
             self._spaces.pending = pending
             self._spaces.save()
             self._pending_touched = set()
@@ -161,13 +162,27 @@ class CollectionSwaps:
         """Items of the active (or pending) collection outside its HNSW index: searched
         exactly."""
         shard = self._pending if pending else self._shards()[0]
-        if shard is None:
+        collection = self._spaces.pending if pending else self._spaces.active
+        if shard is None or collection is None:
             return 0
         points, indexed = await self._run(shard.indexing)
         unindexed = points - indexed
         if not pending:
             self._unindexed_bound = unindexed
+        self._record_count(collection, points)
         return unindexed
+
+    def _record_count(self, counted: SpaceCollection, points: int) -> None:
+        """Keep `counted`'s size in the registry, unless a swap replaced it meanwhile."""
+        if counted.items == points:
+            return
+        if self._spaces.active is counted:
+            self._spaces.active = replace(counted, items=points)
+        elif self._spaces.pending is counted:
+            self._spaces.pending = replace(counted, items=points)
+        else:
+            return
+        self._spaces.save()
 
     async def build_index(self, pending: bool = False) -> None:
         """Index a copy of the active (or pending) collection in another process, then swap
@@ -184,10 +199,11 @@ class CollectionSwaps:
             copy = await self._copy(pending)
             phases.mark("copied")
             try:
-                await _index_in_another_process(copy, self.dim, self.quantization)
+                phases.build = await _index_in_another_process(copy, self.dim, self.quantization)
                 phases.mark("indexed")
+                indexed = SpaceCollection(target.space, copy.name, target.items)
                 replaced, replaced_dir = await self._swap_in(
-                    copy, target.collection, pending, phases
+                    indexed, target.collection, pending, phases
                 )
             except BaseException:
                 self._index_build = None
@@ -222,11 +238,11 @@ class CollectionSwaps:
             return copy
 
     async def _swap_in(
-        self, copy: Path, source: str, pending: bool, phases: BuildPhases
+        self, copy: SpaceCollection, source: str, pending: bool, phases: BuildPhases
     ) -> tuple[Items, Path]:
         """-> the collection replaced, to remove."""
-        # Loaded before the lock: with ITEMS_PROCESS in a child, while writes go on.
-        indexed = await self._open_items(copy.name)
+        # Loaded before the lock: in a process of its own, while writes go on.
+        indexed = await self._open_items(copy)
         phases.mark("loaded")
         try:
             await self._warm_up(indexed, phases)
@@ -253,7 +269,7 @@ class CollectionSwaps:
             phases.warm_up_ms.append(round((time.perf_counter() - began) * 1000.0, 1))
 
     async def _carry_over_and_swap(
-        self, indexed: Items, copy: Path, source: str, pending: bool
+        self, indexed: Items, copy: SpaceCollection, source: str, pending: bool
     ) -> tuple[Items, Path]:
         async with self._space_lock:
             current, live = self._collection(pending)
@@ -267,7 +283,7 @@ class CollectionSwaps:
             for start in range(0, len(touched), CARRY_OVER_CHUNK):
                 chunk = touched[start : start + CARRY_OVER_CHUNK]
                 await self._run(_carry_over, live, indexed, chunk)
-            replaced = SpaceCollection(current.space, copy.name)
+            replaced = SpaceCollection(current.space, copy.collection, copy.items)
             if pending:
                 self._pending, self._spaces.pending = indexed, replaced
             else:
@@ -309,19 +325,21 @@ CARRY_OVER_CHUNK = 256
 @dataclass(slots=True)
 class BuildPhases:
     """When each step of an index build ended, in seconds from its start: copied, indexed
-    (the other process done), loaded, warmed, swapped, removed; and the wall ms of each
-    warm-up batch. Logged once per build, kept as the store's `last_index_build`."""
+    (the other process done), loaded, warmed, swapped, removed; the seconds of the other
+    process's own steps; and the wall ms of each warm-up batch. Logged once per build,
+    kept as the store's `last_index_build`."""
 
     started: float  # perf_counter
     ends: dict[str, float] = field(default_factory=dict)
     warm_up_ms: list[float] = field(default_factory=list)
+    build: dict[str, float] = field(default_factory=dict)  # the build process's own steps
 
     def mark(self, step: str) -> None:
         self.ends[step] = round(time.perf_counter() - self.started, 2)
 
     def __str__(self) -> str:
         steps = ", ".join(f"{step} at {s:.2f} s" for step, s in self.ends.items())
-        return f"{steps}; warm-up batches {self.warm_up_ms} ms"
+        return f"{steps}; the build's steps {self.build}; warm-up batches {self.warm_up_ms} ms"
 
 
 @dataclass(slots=True)
@@ -330,14 +348,21 @@ class IndexBuild:
     touched: set[str] = field(default_factory=set)  # written or deleted since the copy
 
 
-async def _index_in_another_process(copy: Path, dim: int, quantization: Quantization) -> None:
+async def _index_in_another_process(
+    copy: Path, dim: int, quantization: Quantization
+) -> dict[str, float]:
+    """-> the seconds each of the build's steps took (edge_index.py)."""
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "worker.store.edge_index", str(copy), str(dim), quantization,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
-    _, error = await process.communicate()
+    out, error = await process.communicate()
     if process.returncode != 0:
         raise StoreError(f"index build failed: {error.decode(errors='replace')[-500:]}")
+    try:
+        return dict(json.loads(out.decode().splitlines()[-1]))
+    except (ValueError, IndexError):
+        return {}  # the timings are for the record only
 
 
 def _carry_over(source: Items, target: Items, item_ids: Sequence[str]) -> None:

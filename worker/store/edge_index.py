@@ -9,11 +9,13 @@ index on a copy of the collection in this module's process (`EdgeVectorStore.bui
 
 loads the shard with the store's items configuration, optimises it (HNSW for the vectors,
 payload-aware links for the category index, the quantisation asked for), flushes, closes,
-reads the shard's files back into the page cache and exits 0.
+reads the shard's files back into the page cache, prints the seconds each step took as one
+JSON line and exits 0.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -23,16 +25,30 @@ from pathlib import Path
 from worker.store.edge_shards import QUANTIZATIONS, Quantization, open_shard
 
 
-def build(directory: Path, dim: int, quantization: Quantization) -> float:
-    """Optimise the shard in `directory`; returns the seconds it took."""
-    started = time.perf_counter()
+def build(directory: Path, dim: int, quantization: Quantization) -> dict[str, float]:
+    """Optimise the shard in `directory`; -> the seconds each step took."""
+    steps = Steps()
     shard = open_shard(directory, dim, indexed=True, quantization=quantization)
     try:
+        steps.done("load_s")
         shard.optimize()
+        steps.done("optimize_s")
         shard.flush()
+        steps.done("flush_s")
     finally:
         shard.close()
-    return time.perf_counter() - started
+        steps.done("close_s")
+    return steps.seconds
+
+
+class Steps:
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def done(self, step: str) -> None:
+        now = time.perf_counter()
+        self.seconds[step], self._last = round(now - self._last, 2), now
 
 
 def read_into_page_cache(directory: Path) -> int:
@@ -66,10 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     seconds = build(Path(args[0]), int(args[1]), args[2])  # type: ignore[arg-type]
     started = time.perf_counter()
     size = read_into_page_cache(Path(args[0]))
-    print(
-        f"indexed {args[0]} in {seconds:.1f} s; read {size / 1e6:.0f} MB back into the page "
-        f"cache in {time.perf_counter() - started:.1f} s"
-    )
+    seconds["read_back_s"] = round(time.perf_counter() - started, 2)
+    print(json.dumps({**seconds, "read_back_mb": round(size / 1e6)}))
     return 0
 
 

@@ -22,6 +22,9 @@ from pathlib import Path
 class SpaceCollection:
     space: str  # e.g. "item_embedder:1+text_encoder:1+...+fusion:2"; "" = not known yet
     collection: str  # the shard's directory name
+    # Its items at the latest count (every index check), -1 if never counted: chooses where
+    # the collection is opened next (EdgeVectorStore's `items_process_from`).
+    items: int = -1
 
 
 def space_collection(base: str, space: str) -> str:
