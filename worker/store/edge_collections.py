@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from qdrant_edge import EdgeShard
 
+from worker.store.background import at_low_priority
 from worker.store.base import ItemRecord, SearchRequest, StoreError
 from worker.store.edge_cache import ItemCache
 from worker.store.edge_items import Items, NewPoint, SearchParams
@@ -233,7 +234,7 @@ class CollectionSwaps:
             assert collection is not None and shard is not None
             copy = self._path / space_collection(self._items_name, collection.space)
             # Another thread than the store's: searches go on meanwhile, writes wait.
-            await asyncio.to_thread(shutil.copytree, self._path / collection.collection, copy)
+            await at_low_priority(shutil.copytree, self._path / collection.collection, copy)
             self._index_build = IndexBuild(pending)
             return copy
 
@@ -313,7 +314,7 @@ class CollectionSwaps:
             del self._readers[id(shard)]
             await self._run(shard.close, False)
         if directory is not None:
-            await asyncio.to_thread(shutil.rmtree, directory, ignore_errors=True)
+            await at_low_priority(shutil.rmtree, directory, ignore_errors=True)
 
 
 # Latest search batches an indexed copy answers before its swap (`_warm_up`).
