@@ -4,7 +4,6 @@ answers, and writes made while the index was built are in the indexed collection
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -155,10 +154,6 @@ def test_the_built_copy_is_read_back_whole_for_the_swap_to_load_from_memory(
     (tmp_path / "segments" / "a" / "graph.bin").write_bytes(b"x" * 3_000_000)
     (tmp_path / "edge_config.json").write_text("{}")
     assert read_into_page_cache(tmp_path) == 3_000_002
-    # At a capped rate: 3 MB at 30 MB/s take at least ~0.1 s (1 MiB reads, paced).
-    started = time.perf_counter()
-    assert read_into_page_cache(tmp_path, bytes_per_s=30e6) == 3_000_002
-    assert time.perf_counter() - started >= 0.08
 
 
 async def test_searches_over_many_unindexed_items_are_split_into_short_engine_calls(

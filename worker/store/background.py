@@ -1,10 +1,11 @@
 """Background file work of the embedded store (an index build's copy of a collection, the
 removal of the one it replaced) at a lower CPU priority than the worker's own threads.
 
-At a million items the copy and the removal each move ~2-3 GB; on a machine with few cores
-the search batches running meanwhile were up to 3.7x slower than steady ones. Linux's nice
-value is per thread, so the work gets a thread of its own, niced by BUILD_NICENESS like the
-build's process (edge_index.py); a new thread each time, so no pooled thread stays niced.
+At a million items the copy and the removal each move ~2 GB; on a machine with few cores a
+search batch running meanwhile took up to 3.7x its steady time (the copy) and 2.8x (the
+removal). Linux's nice value is per thread, so the work gets a thread of its own, niced by
+BUILD_NICENESS like the build's process (edge_index.py), and yields the CPU to the worker's
+own threads; a new thread each time, so no pooled thread stays niced.
 """
 
 from __future__ import annotations

@@ -51,27 +51,21 @@ class Steps:
         self.seconds[step], self._last = round(now - self._last, 2), now
 
 
-# How fast the build's process reads its copy back (read_into_page_cache).
-READ_BACK_BYTES_PER_S = 400e6
-
-
-def read_into_page_cache(directory: Path, bytes_per_s: float = READ_BACK_BYTES_PER_S) -> int:
+def read_into_page_cache(directory: Path) -> int:
     """Read every file under `directory` once; -> the bytes read. Closing a shard drops
     its files from the page cache, so the worker's load of the copy at the swap (an engine
     call, holding the worker's GIL) read them from disk: at 1M items 2.9-3.2 s against
     0.5-0.7 s with them cached. Read here, in the build's process, they cost it nothing.
-    At most `bytes_per_s`: at 1M items the search batch that ran across the end of the
-    flush and the start of these reads at full speed (~1.1 GB/s) took 3.9x its steady
-    time, nice 10 or not (the disk and the memory bus are shared)."""
-    total, buffer, started = 0, bytearray(1 << 20), time.perf_counter()
+    The reads come from the disk (~1.1 GB/s at 1M items): the engine leaves none of the
+    files it wrote in the page cache. Capped at 400 MB/s they took 5.4 s instead of 1.9,
+    and the slowest search batch meanwhile was no faster (574 against 312 ms), so they run
+    at full speed."""
+    total, buffer = 0, bytearray(1 << 20)
     for path in sorted(directory.rglob("*")):
         if path.is_file():
             with path.open("rb", buffering=0) as file:
                 while count := file.readinto(buffer):
                     total += count
-                    ahead = total / bytes_per_s - (time.perf_counter() - started)
-                    if ahead > 0.01:
-                        time.sleep(ahead)
     return total
 
 
