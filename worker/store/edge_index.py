@@ -56,10 +56,10 @@ def read_into_page_cache(directory: Path) -> int:
     its files from the page cache, so the worker's load of the copy at the swap (an engine
     call, holding the worker's GIL) read them from disk: at 1M items 2.9-3.2 s against
     0.5-0.7 s with them cached. Read here, in the build's process, they cost it nothing.
-    The reads come from the disk (~1.1 GB/s at 1M items): the engine leaves none of the
-    files it wrote in the page cache. Capped at 400 MB/s they took 5.4 s instead of 1.9,
-    and the slowest search batch meanwhile was no faster (574 against 312 ms), so they run
-    at full speed."""
+    The reads come from the disk (~1.1 GB/s at 1M items): none of the files the build
+    wrote are still in the page cache by then (fincore). Capped at 400 MB/s they took
+    5.4 s instead of 1.9, and the slowest search batch meanwhile was no faster (574
+    against 312 ms), so they run at full speed."""
     total, buffer = 0, bytearray(1 << 20)
     for path in sorted(directory.rglob("*")):
         if path.is_file():
