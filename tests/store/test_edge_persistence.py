@@ -72,7 +72,8 @@ async def test_each_collection_lives_in_its_own_directory(tmp_path: Path) -> Non
     await store.open()
     await store.close()
 
-    assert set(await asyncio.to_thread(os.listdir, tmp_path)) == {"it", "us"}
+    # Beside them, the registry of item spaces (and their latest counts).
+    assert set(await asyncio.to_thread(os.listdir, tmp_path)) == {"it", "us", "item-spaces.json"}
 
 
 async def test_reopening_with_another_dimension_is_refused(tmp_path: Path) -> None:
