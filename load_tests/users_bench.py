@@ -11,7 +11,8 @@ batch of 64 users (medians of 20 rounds):
 - `get_users` (one store call), `apply_events` (one new event each), `upsert_users` (one
   call): what `load_state` and the checkpoint's save cost;
 - `search_users` for one item (the new-item fan-out's nearest users; the users collection
-  is searched exactly).
+  is searched exactly): with no filter, and as the fan-out asks, for the users of the
+  events partitions a worker owns (all 4, or 1 of 4) in the current item space.
 Reading across a row says what the window costs; down a column, what the users count costs.
 """
 
@@ -38,6 +39,8 @@ from worker.user_state import apply_events, event_key
 
 DIM = 256
 BATCH = 64
+PARTITIONS = 4  # the events topic's default (TOPIC_PARTITIONS); users spread evenly
+SPACE = "bench-space"
 ROUNDS = 20
 SHORT = 20
 
@@ -54,7 +57,8 @@ def _state(user_id: str, events: int, rng: np.random.Generator) -> UserState:
         vector=vector / np.linalg.norm(vector),
         updated_at=1e9 + events,
         event_keys=np.array([event_key(f"{user_id}-{n}") for n in range(events)], "<u8").tobytes(),
-        partition=0,
+        partition=int(user_id[1:]) % PARTITIONS,
+        item_space=SPACE,
     )
 
 
@@ -105,6 +109,12 @@ async def _window(
         "apply_events_ms": await _cpu_ms(apply),
         "upsert_users_ms": await _cpu_ms(lambda: store.upsert_users(states)),
         "search_users_ms": await _cpu_ms(lambda: store.search_users([probe], 20)),
+        "fanout_all_partitions_ms": await _cpu_ms(
+            lambda: store.search_users([probe], 20, list(range(PARTITIONS)), SPACE)
+        ),
+        "fanout_one_partition_ms": await _cpu_ms(
+            lambda: store.search_users([probe], 20, [0], SPACE)
+        ),
     }
 
 

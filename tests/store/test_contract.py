@@ -333,8 +333,10 @@ async def test_search_users_within_partitions_finds_only_users_of_those_partitio
 
     [mine] = await store.search_users([unit(1)], 10, partitions=[1, 2])
     [none] = await store.search_users([unit(1)], 10, partitions=[])
+    [best_two] = await store.search_users([unit(1)], 2, partitions=[2, 1, 0])
 
     assert [user for user, _ in mine] == ["p1", "p2"]
+    assert [user for user, _ in best_two] == ["p0", "p1"]
     assert none == []
     assert (await store.get_users(["p2"]))["p2"].partition == 2
 

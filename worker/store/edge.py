@@ -346,13 +346,8 @@ class EdgeVectorStore(CollectionSwaps, ItemRuleUpdates):
         if not vectors:
             return []
         query = edge_users.UserQuery(limit, partitions, item_space, self.hnsw_ef)
-        # One engine call per item: the users collection is searched exactly, so one call
-        # holds the GIL for a scan of every user (28 ms at 300k users); a burst of new
-        # items in one call would hold it that long for each of them.
-        answers: list[list[tuple[str, float]]] = []
-        for vector in vectors:
-            answers += await self._run(edge_users.search_users, self._shards()[1], [vector], query)
-        return answers
+        users = self._shards()[1]
+        return await edge_users.search_users_in_steps(self._run, users, vectors, query)
 
     # -- internals ---------------------------------------------------------------------------
 

@@ -3,8 +3,9 @@ These run on the store's thread (Edge is synchronous)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 from qdrant_edge import (
@@ -71,6 +72,28 @@ def delete_users(shard: EdgeShard, user_ids: Sequence[str]) -> None:
     """Delete the users' points (unknown ids are no error)."""
     points = list[PointId](user_point_ids(user_ids))
     shard.update(UpdateOperation.delete_points(points))
+
+
+async def search_users_in_steps(
+    run: Callable[..., Awaitable[Any]],
+    shard: EdgeShard,
+    vectors: Sequence[np.ndarray],
+    query: UserQuery,
+) -> list[list[tuple[str, float]]]:
+    """`search_users` in one engine call (`run` on the store's thread) per item and per
+    partition asked for, merged: the users collection is searched exactly, so a call holds
+    the GIL while it scans the users it filters to (with the payload indexes, at 300k users
+    35 CPU ms for one partition of 4); a burst of new items, or every partition, in one call
+    would hold it that long for each."""
+    steps = [None] if query.partitions is None else [[p] for p in query.partitions]
+    answers: list[list[tuple[str, float]]] = []
+    for vector in vectors:
+        found: list[tuple[str, float]] = []
+        for partitions in steps:
+            step = replace(query, partitions=partitions)
+            found += (await run(search_users, shard, [vector], step))[0]
+        answers.append(sorted(found, key=lambda hit: -hit[1])[: query.limit])
+    return answers
 
 
 def search_users(

@@ -1,0 +1,74 @@
+"""The embedded users collection: the fan-out's filters are indexed, and its exact search
+holds the store's thread one partition at a time."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+import pytest
+from qdrant_edge import EdgeShard
+
+from worker.store import EdgeVectorStore, UserState
+from worker.store.edge_shards import edge_config
+from worker.store.payload import ITEM_SPACE_FIELD, PARTITION_FIELD
+
+T = TypeVar("T")
+DIM = 8
+
+
+def unit(*components: float) -> np.ndarray:
+    v = np.zeros(DIM, dtype=np.float32)
+    v[: len(components)] = components
+    return v / np.linalg.norm(v)
+
+
+async def test_the_fan_out_filters_are_indexed_in_a_new_and_in_an_older_users_collection(
+    tmp_path: Path,
+) -> None:
+    # Unindexed, a filter is checked against each user's stored payload, history and all.
+    # An older version's collection, made before the indexes.
+    (tmp_path / "users").mkdir()
+    older = EdgeShard.create(str(tmp_path / "users"), edge_config(DIM))
+    assert not older.info().payload_schema
+    older.close()
+    store = EdgeVectorStore(tmp_path, DIM, flush_interval_s=None)
+    await store.open()
+    try:
+        schema = await store._run(lambda: store._shards()[1].info().payload_schema)
+        assert {PARTITION_FIELD, ITEM_SPACE_FIELD} <= set(schema)
+    finally:
+        await store.close()
+
+
+async def test_a_fan_out_search_makes_one_engine_call_per_item_and_partition(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = EdgeVectorStore(tmp_path, DIM, flush_interval_s=None)
+    await store.open()
+    calls: list[str] = []
+    run = store._run
+
+    async def counted(fn: Callable[..., T], *args: object, **kwargs: object) -> T:
+        calls.append(getattr(fn, "__name__", ""))
+        return await run(fn, *args, **kwargs)
+
+    try:
+        await store.upsert_users(
+            [
+                UserState(f"u{n}", vector=unit(1, n / 10), partition=n % 3, item_space="s")
+                for n in range(9)
+            ]
+        )
+        monkeypatch.setattr(store, "_run", counted)
+        near, far = await store.search_users([unit(1), unit(0, 1)], 4, [0, 1, 2], "s")
+        assert calls == ["search_users"] * 6
+        assert [user for user, _ in near] == ["u0", "u1", "u2", "u3"]
+        assert [user for user, _ in far] == ["u8", "u7", "u6", "u5"]
+        calls.clear()
+        assert len((await store.search_users([unit(1)], 4))[0]) == 4
+        assert calls == ["search_users"]  # no partitions asked for: one call
+    finally:
+        await store.close()
