@@ -124,6 +124,14 @@ class QdrantServerStore:
             ):
                 if field not in indexed:
                     await self._client.create_payload_index(self._items, field, schema, wait=True)
+            # The fan-out's filters: unindexed, each is checked against the users' payloads.
+            indexed = (await self._client.get_collection(self._users)).payload_schema
+            for field, schema in (
+                (PARTITION_FIELD, m.PayloadSchemaType.INTEGER),
+                (ITEM_SPACE_FIELD, m.PayloadSchemaType.KEYWORD),
+            ):
+                if field not in indexed:
+                    await self._client.create_payload_index(self._users, field, schema, wait=True)
 
     async def close(self) -> None:
         with _store_errors("close"):
