@@ -14,11 +14,12 @@ def _own_niceness() -> tuple[int, str]:
     ), threading.current_thread().name
 
 
-@pytest.mark.skipif(sys.platform != "linux", reason="per-thread nice values are Linux's")
 async def test_background_work_runs_on_a_thread_of_its_own_niced_below_the_callers() -> None:
     before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
     niceness, name = await at_low_priority(_own_niceness)
-    assert niceness == min(before + BUILD_NICENESS, 19)
+    # Per-thread nice values are Linux's; elsewhere the work runs at the usual priority.
+    lowered = min(before + BUILD_NICENESS, 19) if sys.platform == "linux" else before
+    assert niceness == lowered
     assert name.startswith("edge-background")
     # The caller's thread, and the next background thread, start from the usual priority.
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before

@@ -157,20 +157,15 @@ def test_the_built_copy_is_read_back_whole_for_the_swap_to_load_from_memory(
 
 
 async def test_searches_over_many_unindexed_items_are_split_into_short_engine_calls(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    engine_calls: Callable[[EdgeVectorStore], list[str]],
 ) -> None:
     # Every query scans every unindexed item in a call that holds the GIL: with 3,000 of them
     # and room for 7,000 scanned points a call, two queries go in each.
     store = EdgeVectorStore(tmp_path, DIM, item_cache_size=0)
     await store.open()
-    calls: list[str] = []
-    run = store._run
-
-    async def counted(fn: Callable[..., T], *args: object, **kwargs: object) -> T:
-        calls.append(getattr(fn, "__name__", ""))
-        return await run(fn, *args, **kwargs)
-
-    monkeypatch.setattr(store, "_run", counted)
+    calls = engine_calls(store)
     try:
         rows = vectors(ITEMS)
         await store.upsert_items([ItemRecord(str(i), rows[i], category="c") for i in range(ITEMS)])

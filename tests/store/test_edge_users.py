@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
-import pytest
 from qdrant_edge import EdgeShard
 
 from worker.store import EdgeVectorStore, UserState
@@ -44,17 +43,10 @@ async def test_the_fan_out_filters_are_indexed_in_a_new_and_in_an_older_users_co
 
 
 async def test_a_fan_out_search_makes_one_engine_call_per_item_and_partition(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, engine_calls: Callable[[EdgeVectorStore], list[str]]
 ) -> None:
     store = EdgeVectorStore(tmp_path, DIM, flush_interval_s=None)
     await store.open()
-    calls: list[str] = []
-    run = store._run
-
-    async def counted(fn: Callable[..., T], *args: object, **kwargs: object) -> T:
-        calls.append(getattr(fn, "__name__", ""))
-        return await run(fn, *args, **kwargs)
-
     try:
         await store.upsert_users(
             [
@@ -62,7 +54,7 @@ async def test_a_fan_out_search_makes_one_engine_call_per_item_and_partition(
                 for n in range(9)
             ]
         )
-        monkeypatch.setattr(store, "_run", counted)
+        calls = engine_calls(store)
         near, far = await store.search_users([unit(1), unit(0, 1)], 4, [0, 1, 2], "s")
         assert calls == ["search_users"] * 6
         assert [user for user, _ in near] == ["u0", "u1", "u2", "u3"]
