@@ -242,7 +242,8 @@ class CollectionSwaps:
         self, copy: SpaceCollection, source: str, pending: bool, phases: BuildPhases
     ) -> tuple[Items, Path]:
         """-> the collection replaced, to remove."""
-        # Loaded before the lock: in a process of its own, while writes go on.
+        # Loaded before the lock, while writes go on (in a process of its own if it is
+        # large enough: edge.py's `_open_items`).
         indexed = await self._open_items(copy)
         phases.mark("loaded")
         try:
