@@ -12,7 +12,8 @@ batch of 64 users (medians of 20 rounds):
   call): what `load_state` and the checkpoint's save cost;
 - `search_users` for one item (the new-item fan-out's nearest users; the users collection
   is searched exactly): with no filter, and as the fan-out asks, for the users of the
-  events partitions a worker owns (all 4, or 1 of 4) in the current item space.
+  events partitions a worker owns (all 4, or 1 of 4) in the current item space, and as a
+  worker that owns every partition asks (the item space only).
 Reading across a row says what the window costs; down a column, what the users count costs.
 """
 
@@ -111,6 +112,10 @@ async def _window(
         "search_users_ms": await _cpu_ms(lambda: store.search_users([probe], 20)),
         "fanout_all_partitions_ms": await _cpu_ms(
             lambda: store.search_users([probe], 20, list(range(PARTITIONS)), SPACE)
+        ),
+        # What a worker that owns every partition asks (worker/fanout.py): no partition filter.
+        "fanout_owning_every_partition_ms": await _cpu_ms(
+            lambda: store.search_users([probe], 20, None, SPACE)
         ),
         "fanout_one_partition_ms": await _cpu_ms(
             lambda: store.search_users([probe], 20, [0], SPACE)

@@ -30,6 +30,8 @@ class Context:
     # The user-events partitions this worker owns, when its users live in its own embedded
     # store (new items are pushed to those users only); None: every user (a shared store).
     owned_partitions: set[int] | None = None
+    # Every partition of the user-events topic, with `owned_partitions` (empty: not known).
+    event_partitions: set[int] = field(default_factory=set)
     # The item-rules topic's rules and the pinned items (worker/item_rules.py).
     rules: RuleBook = field(default_factory=RuleBook)
     # The A/B variants of VARIANTS (one, "default", when unset), with their ranking params.

@@ -104,6 +104,8 @@ class Pipeline(ConsumerRebalanceListener):
         self.changelog = changelog
         self.on_assigned = on_assigned
         self.assigned: set[int] = set()
+        # Every partition of the topic, owned or not, as of the latest assignment.
+        self.topic_partitions: set[int] = set()
 
     # -- consumer group callbacks ------------------------------------------------------------
 
@@ -120,6 +122,8 @@ class Pipeline(ConsumerRebalanceListener):
             async with self.in_flight:
                 await self.retrier.until_done("restore", lambda: self.on_assigned(partitions))  # type: ignore[misc]
         self.assigned |= set(partitions)
+        self.topic_partitions.clear()
+        self.topic_partitions |= self.source.partitions()
         self.health.joined(self.spec.name)
 
     # -- the loop ------------------------------------------------------------------------------

@@ -93,6 +93,7 @@ class Runtime:
         if self.state.embedded:
             # The events pipeline's own set, kept up to date by its rebalance callbacks.
             self.ctx.owned_partitions = self.pipelines[0].assigned
+            self.ctx.event_partitions = self.pipelines[0].topic_partitions
         store = self.ctx.store
         self.rules_feed = ItemRulesFeed(
             settings, self.ctx.rules, store, metrics, self._between_item_writes

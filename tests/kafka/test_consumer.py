@@ -60,3 +60,27 @@ async def test_a_committed_offset_beyond_the_log_end_is_reported_and_resumed_fro
         assert await source.commit({(topic, 0): 3})
     finally:
         await source.stop()
+
+
+async def test_the_source_knows_every_partition_of_its_topic_once_it_has_joined(
+    broker: LocalBroker, tmp_path: Path
+) -> None:
+    # The fan-out reads them: a worker that owns them all searches its users unfiltered.
+    run = uuid.uuid4().hex[:8]
+    topic, group = f"parts-{run}", f"parts-group-{run}"
+    settings = load_settings(
+        kafka_bootstrap_servers=broker.bootstrap_servers, topic_partitions=3,
+        data_dir=tmp_path / "data", session_timeout_s=2.0, heartbeat_interval_s=0.5,
+    )  # fmt: skip
+    await ensure_topics(settings, [topic])
+    source = KafkaSource(settings, topic, group, listener=_Listener())
+    assert source.partitions() == set()  # not started
+    await source.start()
+    try:
+        for _ in range(100):
+            await source.batch(10, 0.05)
+            if source.partitions():
+                break
+        assert source.partitions() == {0, 1, 2}
+    finally:
+        await source.stop()

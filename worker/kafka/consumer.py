@@ -76,6 +76,12 @@ class KafkaSource:
         if consumer is not None:
             await consumer.stop()
 
+    def partitions(self) -> set[int]:
+        """The topic's partitions in the latest metadata (empty before the first)."""
+        consumer = self._consumer
+        found = consumer.partitions_for_topic(self.topic) if consumer is not None else None
+        return set(found or ())
+
     async def batch(self, size: int, within_s: float) -> list[RawMessage]:
         return await collect_batch(self._fetch, size=size, within_s=within_s, idle_s=IDLE_POLL_S)
 
