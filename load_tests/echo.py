@@ -88,6 +88,7 @@ async def run_echo(settings: Settings) -> None:
         settings.events_dlq_topic,
         settings.events_batch_size,
         settings.events_batch_wait_s,
+        settings.fetch_max_wait_ms,
         handle,
     )
     ctx = Context(settings, triton=None, store=None, media=None, signals=_NoSignals())  # type: ignore[arg-type]

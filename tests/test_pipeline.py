@@ -24,7 +24,7 @@ def _pipeline(on_assigned: object, tmp_path: Path) -> Pipeline:
     async def handler(messages: object, carried: object) -> BatchResult:
         return BatchResult()
 
-    spec = PipelineSpec("events", "user-events", "user-events.dlq", 8, 0.01, handler)
+    spec = PipelineSpec("events", "user-events", "user-events.dlq", 8, 0.01, 10, handler)
     return Pipeline(
         spec, ctx, MagicMock(), Health(metrics, ("events",)), metrics, asyncio.Event(),
         on_assigned=on_assigned,  # type: ignore[arg-type]

@@ -83,7 +83,13 @@ class ItemRulesFeed:
         self.store = store
         self.metrics = metrics
         self._between = between_item_batches
-        self.reader = ChangelogReader(settings, settings.item_rules_topic, self._apply, metrics)
+        self.reader = ChangelogReader(
+            settings,
+            settings.item_rules_topic,
+            self._apply,
+            metrics,
+            fetch_max_wait_ms=settings.feeds_fetch_max_wait_ms,
+        )
 
     async def start(self) -> None:
         """Every rule up to the topic's end, applied before the first batch; items the

@@ -47,6 +47,7 @@ class PipelineSpec:
     dlq_topic: str
     batch_size: int
     batch_wait_s: float
+    fetch_max_wait_ms: int
     handler: Handler
 
 
@@ -85,6 +86,7 @@ class Pipeline(ConsumerRebalanceListener):
             spec.topic,
             f"{settings.consumer_group}.{spec.name}",
             listener=self,
+            fetch_max_wait_ms=spec.fetch_max_wait_ms,
             on_reset=on_reset,
         )
         self.retrier = Retrier(

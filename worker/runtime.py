@@ -123,6 +123,7 @@ class Runtime:
                 settings.events_dlq_topic,
                 settings.events_batch_size,
                 settings.events_batch_wait_s,
+                settings.fetch_max_wait_ms,
                 lambda msgs, carried: recommend_batch(msgs, self.ctx, carried),
             ),
             PipelineSpec(
@@ -131,6 +132,7 @@ class Runtime:
                 settings.items_dlq_topic,
                 settings.items_batch_size,
                 settings.items_batch_wait_s,
+                settings.items_fetch_max_wait_ms,
                 lambda msgs, carried: handle_items(msgs, self.ctx, carried),
             ),
         ]

@@ -45,7 +45,7 @@ async def test_a_committed_offset_beyond_the_log_end_is_reported_and_resumed_fro
 
     resets: list[tuple[str, int, int]] = []
     source = KafkaSource(
-        settings, topic, group, listener=_Listener(),
+        settings, topic, group, listener=_Listener(), fetch_max_wait_ms=10,
         on_reset=lambda t, p, o: resets.append((t, p, o)),
     )  # fmt: skip
     await source.start()
@@ -73,7 +73,7 @@ async def test_the_source_knows_every_partition_of_its_topic_once_it_has_joined(
         data_dir=tmp_path / "data", session_timeout_s=2.0, heartbeat_interval_s=0.5,
     )  # fmt: skip
     await ensure_topics(settings, [topic])
-    source = KafkaSource(settings, topic, group, listener=_Listener())
+    source = KafkaSource(settings, topic, group, listener=_Listener(), fetch_max_wait_ms=10)
     assert source.partitions() == set()  # not started
     await source.start()
     try:

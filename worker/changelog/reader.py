@@ -30,9 +30,20 @@ CHUNK = 2000
 
 class ChangelogReader:
     def __init__(
-        self, settings: Settings, topic: str, apply: Apply, metrics: Metrics | None = None
+        self,
+        settings: Settings,
+        topic: str,
+        apply: Apply,
+        metrics: Metrics | None = None,
+        *,
+        fetch_max_wait_ms: int | None = None,
     ) -> None:
+        """`fetch_max_wait_ms`: how long an empty fetch waits (default: the events'
+        FETCH_MAX_WAIT_MS, at least 50 ms); a topic written seldom polls less often."""
         self.settings = settings
+        self.fetch_max_wait_ms = (
+            max(settings.fetch_max_wait_ms, 50) if fetch_max_wait_ms is None else fetch_max_wait_ms
+        )
         self.topic = topic
         self.apply = apply
         self._read_counter = (
@@ -52,7 +63,7 @@ class ChangelogReader:
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            fetch_max_wait_ms=max(s.fetch_max_wait_ms, 50),
+            fetch_max_wait_ms=self.fetch_max_wait_ms,
             max_partition_fetch_bytes=8 * 1024 * 1024,
             request_timeout_ms=int(s.kafka_request_timeout_s * 1000),
         )

@@ -39,12 +39,14 @@ class KafkaSource:
         group_id: str,
         *,
         listener: ConsumerRebalanceListener,
+        fetch_max_wait_ms: int,
         on_reset: Callable[[str, int, int], None] | None = None,
     ) -> None:
         self.settings = settings
         self.topic = topic
         self.group_id = group_id
         self._listener = listener
+        self._fetch_max_wait_ms = fetch_max_wait_ms
         self._on_reset = on_reset
         self._consumer: AIOKafkaConsumer | None = None
 
@@ -59,7 +61,7 @@ class KafkaSource:
             session_timeout_ms=int(s.session_timeout_s * 1000),
             heartbeat_interval_ms=int(s.heartbeat_interval_s * 1000),
             rebalance_timeout_ms=int(max(s.session_timeout_s, s.shutdown_timeout_s) * 1000),
-            fetch_max_wait_ms=s.fetch_max_wait_ms,
+            fetch_max_wait_ms=self._fetch_max_wait_ms,
             request_timeout_ms=int(s.kafka_request_timeout_s * 1000),
         )
         try:
