@@ -355,7 +355,9 @@ class TritonClient:
             tensors.append(self.transport.input(name, array, datatype))
         requested = [self.transport.output(name) for name in outputs]
         try:
-            result = await self._connection().infer(model, tensors, outputs=requested)
+            result = await self._connection().infer(
+                model, tensors, outputs=requested, headers=self.transport.infer_headers
+            )
         except (InferenceServerException, *_TRANSPORT_ERRORS) as exc:
             raise self._error(model, "inference", exc) from exc
         arrays = {}

@@ -61,6 +61,14 @@ class TritonTransport:
             url, conn_timeout=timeout_s, ssl=self.tls, ssl_context=context
         )
 
+    @property
+    def infer_headers(self) -> dict[str, str] | None:
+        """Headers of an inference request. Over HTTP, aiohttp accepts gzip by default and
+        Triton then compresses every response, which both processes pay for in CPU (the
+        client's share alone was ~0.7% of a worker's at 300 events/s) to save nothing on a
+        local network."""
+        return None if self.protocol == "grpc" else {"Accept-Encoding": "identity"}
+
     def input(self, name: str, array: np.ndarray, datatype: str) -> Any:
         if self.protocol == "grpc":
             tensor = grpcclient.InferInput(name, list(array.shape), datatype)
