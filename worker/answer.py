@@ -250,4 +250,6 @@ def _liked_and_recent(
             liked.setdefault(interaction.item_id, found.vector)
         if len(recent) < recent_n and counts_as_consumption(interaction.type):
             recent.append(interaction.item_id)
+        elif len(recent) >= recent_n and len(liked) >= LIKED_FOR_REASONS:
+            break  # both full: the rest of the history changes neither
     return list(liked.items()), recent
