@@ -14,6 +14,8 @@ from typing import Any
 from load_tests.generator import LoadTestError, RunOptions
 from load_tests.report import (
     cpu_ratios,
+    repeated_cpu,
+    repeats_table,
     step_table,
     summary_table,
     write_json,
@@ -90,6 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="one run at a fixed rate")
     run.add_argument("--rate", type=float, default=1000.0, help="target events per second")
     run.add_argument("--duration", type=float, default=60.0, help="seconds of sending")
+    run.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="runs of every system, alternating (CPU ratios reported per run and as medians: "
+        "an echo's own CPU per event moves by ~15%% from run to run)",
+    )
     _common(run)
     sub.add_parser("chaos", help="fault injection with exact accounting (see its --help)")
     sub.add_parser("restore", help="changelog bytes and restore times (see its --help)")
@@ -145,14 +154,20 @@ def failure(result: dict[str, Any], budget_p99_ms: float) -> str | None:
 
 
 def _run(session: Session, args: argparse.Namespace, config: dict[str, Any]) -> dict[str, Any]:
-    results = session.measure(args.rate, args.duration)
-    print(summary_table(results))
+    runs = []
+    for _ in range(args.repeat):
+        runs.append(session.measure(args.rate, args.duration))
+        print(summary_table(runs[-1]))
+    results = runs[-1]
     subject = dict(results.get("worker") or results["floor"])
     if "worker" in results and "floor" in results:
         subject["floor"] = results["floor"]
     if "raw_floor" in results:
         subject["raw_floor"] = results["raw_floor"]
         subject["cpu_vs_raw_echo"] = cpu_ratios(results)
+    if len(runs) > 1:
+        subject["repeats"] = repeated_cpu(runs)
+        print(repeats_table(subject["repeats"]))
     if args.png:
         write_run_png(args.png, results)
     return {"mode": "run", "config": config, **subject}
@@ -190,6 +205,8 @@ def _step(session: Session, args: argparse.Namespace, config: dict[str, Any]) ->
 
 def _check(args: argparse.Namespace, external: bool) -> None:
     """Reject bad numbers before minutes are spent starting services."""
+    if args.command == "run" and args.repeat < 1:
+        raise ValueError("--repeat must be at least 1")
     rates = [args.rate] if args.command == "run" else [args.start, args.step, args.max]
     durations = [args.duration if args.command == "run" else args.step_duration]
     if min(rates + durations) <= 0:

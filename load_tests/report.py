@@ -51,6 +51,43 @@ def cpu_ratios(results: dict[str, Result]) -> dict[str, float]:
     }
 
 
+def repeated_cpu(runs: list[dict[str, Result]]) -> dict[str, Any]:
+    """Runs of the same systems (`--repeat`): each system's CPU ms per event and its ratio
+    to the raw echo's in each run, with their medians, lowest and highest."""
+    systems = [name for name in runs[0] if name != "raw_floor"]
+    out: dict[str, Any] = {"runs": len(runs), "cpu_ms_per_event": {}, "cpu_vs_raw_echo": {}}
+    for name in [*systems, "raw_floor"]:
+        values = [r[name]["cpu_ms_per_event"]["system"] for r in runs if name in r]
+        out["cpu_ms_per_event"][name] = _spread(values)
+    for name in systems:
+        ratios = [cpu_ratios(r).get(name) for r in runs]
+        out["cpu_vs_raw_echo"][name] = _spread([x for x in ratios if x is not None])
+    return out
+
+
+def _spread(values: list[float]) -> dict[str, Any]:
+    ordered = sorted(values)
+    if not ordered:
+        return {"each": [], "median": None, "min": None, "max": None}
+    middle = len(ordered) // 2
+    median = ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+    return {"each": values, "median": round(median, 3), "min": ordered[0], "max": ordered[-1]}
+
+
+def repeats_table(repeats: dict[str, Any]) -> str:
+    """One line per system: CPU per event and the ratio to the raw echo over the runs."""
+    lines = [f"over {repeats['runs']} runs (median, lowest-highest):"]
+    for name, cpu in repeats["cpu_ms_per_event"].items():
+        line = f"  {_HEADERS.get(name, name)}: {_cell(cpu['median'])} cpu ms/event"
+        line += f" ({_cell(cpu['min'])}-{_cell(cpu['max'])})"
+        ratio = repeats["cpu_vs_raw_echo"].get(name)
+        if ratio and ratio["median"] is not None:
+            line += f", {_cell(ratio['median'])}x the raw echo"
+            line += f" ({_cell(ratio['min'])}-{_cell(ratio['max'])})"
+        lines.append(line)
+    return "\n".join(lines)
+
+
 def summary_table(results: dict[str, Result]) -> str:
     """One column per system ("worker", "floor"), latencies from intended send times."""
     names = list(results)

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from load_tests.cli import failure, main
+from load_tests.report import repeated_cpu, repeats_table
 
 
 def _result(**overrides: Any) -> dict[str, Any]:
@@ -71,3 +72,28 @@ def test_synthetic_items_are_for_local_runs_only(capsys: pytest.CaptureFixture[s
     assert main(["run", "--extra-items", "1000", "--bootstrap", "127.0.0.1:1"]) == 2
     assert main(["run", "--extra-items", "-1"]) == 2
     assert "--extra-items" in capsys.readouterr().err
+
+
+def test_repeated_runs_report_each_ratio_to_the_raw_echo_and_their_median() -> None:
+    def run(worker: float, raw: float) -> dict[str, dict[str, Any]]:
+        return {
+            "raw_floor": {"cpu_ms_per_event": {"system": raw}},
+            "worker": {"cpu_ms_per_event": {"system": worker}},
+        }
+
+    repeats = repeated_cpu([run(2.0, 1.0), run(1.8, 0.6), run(1.9, 0.76)])
+    assert repeats["runs"] == 3
+    assert repeats["cpu_ms_per_event"]["worker"] == {
+        "each": [2.0, 1.8, 1.9], "median": 1.9, "min": 1.8, "max": 2.0,
+    }  # fmt: skip
+    assert repeats["cpu_vs_raw_echo"]["worker"] == {
+        "each": [2.0, 3.0, 2.5], "median": 2.5, "min": 2.0, "max": 3.0,
+    }  # fmt: skip
+    assert "2.50x the raw echo (2.00-3.00)" in repeats_table(repeats)
+
+
+def test_a_run_repeated_less_than_once_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["run", "--repeat", "0"]) == 2
+    assert "--repeat" in capsys.readouterr().err

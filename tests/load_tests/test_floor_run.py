@@ -41,17 +41,24 @@ def test_floor_run_accounts_for_every_event_and_reports_ordered_percentiles(
     assert png.stat().st_size > 0
 
 
-def test_the_raw_aiokafka_echo_is_measured_next_to_the_pipeline_echo(
+def test_the_raw_aiokafka_echo_is_measured_next_to_the_pipeline_echo_in_each_run(
     broker: LocalBroker, tmp_path: Path
 ) -> None:
     out = tmp_path / "floors.json"
-    argv = ["run", "--floor-only", "--bootstrap", broker.bootstrap_servers]
-    argv += ["--rate", "200", "--duration", "2", "--bad-fraction", "0.05", "--seed", "5"]
+    argv = ["run", "--floor-only", "--bootstrap", broker.bootstrap_servers, "--repeat", "2"]
+    argv += ["--rate", "200", "--duration", "1", "--bad-fraction", "0.05", "--seed", "5"]
     argv += ["--users", "100", "--grace", "30", "--out", str(out)]
     assert main(argv) == 0
 
-    raw = orjson.loads(out.read_bytes())["raw_floor"]
+    report = orjson.loads(out.read_bytes())
+    raw = report["raw_floor"]
     assert raw["label"] == "raw_floor"
-    assert raw["sent"] == 400 and raw["missing"] == 0 and raw["send_errors"] == 0
+    assert raw["sent"] == 200 and raw["missing"] == 0 and raw["send_errors"] == 0
     assert raw["dlq"] == raw["bad_sent"] > 0 and raw["dlq_unexpected"] == 0
     assert raw["matched"] + raw["dlq"] == raw["sent"]
+    repeats = report["repeats"]
+    assert repeats["runs"] == 2
+    for system in ("floor", "raw_floor"):
+        cpu = repeats["cpu_ms_per_event"][system]
+        assert len(cpu["each"]) == 2 and 0 < cpu["min"] <= cpu["median"] <= cpu["max"]
+    assert len(repeats["cpu_vs_raw_echo"]["floor"]["each"]) == 2
