@@ -185,8 +185,9 @@ class Runtime:
         # Signals and the catalogue are whole before the first batch; a partition's users
         # are restored when it is assigned.
         await self.state.start()
-        await self.rules_feed.start()
-        await self.erasure_feed.reader.start_whole()
+        # Independent (item rules touch items, erasures an in-memory log): read together,
+        # so a start waits out one empty fetch of these seldom-written topics, not two.
+        await asyncio.gather(self.rules_feed.start(), self.erasure_feed.reader.start_whole())
         for pipeline in self.pipelines:
             await pipeline.source.start()
         # Answers name the versions that made the searched vectors (see reembed.py).
