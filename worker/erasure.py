@@ -88,12 +88,8 @@ class ErasureFeed:
     def __init__(self, settings: Settings, log: ErasureLog, metrics: Metrics) -> None:
         self.log = log
         self.metrics = metrics
-        self.reader = ChangelogReader(
-            settings,
-            settings.user_erasures_topic,
-            self._apply,
-            metrics,
-            fetch_max_wait_ms=settings.feeds_fetch_max_wait_ms,
+        self.reader = ChangelogReader.of_feed(
+            settings, settings.user_erasures_topic, self._apply, metrics
         )
 
     async def _apply(self, records: Sequence[ConsumerRecord]) -> None:

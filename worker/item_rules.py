@@ -83,12 +83,8 @@ class ItemRulesFeed:
         self.store = store
         self.metrics = metrics
         self._between = between_item_batches
-        self.reader = ChangelogReader(
-            settings,
-            settings.item_rules_topic,
-            self._apply,
-            metrics,
-            fetch_max_wait_ms=settings.feeds_fetch_max_wait_ms,
+        self.reader = ChangelogReader.of_feed(
+            settings, settings.item_rules_topic, self._apply, metrics
         )
 
     async def start(self) -> None:

@@ -93,12 +93,10 @@ class Settings(BaseSettings):
     # fetch for the whole wait (the local one). Apache Kafka answers as soon as data arrives,
     # so there a longer wait costs no latency and saves empty fetches.
     fetch_max_wait_ms: int = Field(default=10, ge=0, le=5000)
-    # The same for the items topic and for the feeds written seldom (item rules, erasures,
-    # other workers' item vectors). Each empty fetch costs the worker ~0.5 ms of CPU
-    # (measured: 100 a second were 5% of a core, idle), and neither path is answered within
-    # milliseconds: a new item is embedded and indexed first, and a rule or an erasure from
-    # elsewhere may arrive a few hundred ms later. (The signals feed, written with every
-    # batch, keeps FETCH_MAX_WAIT_MS, at least 50 ms.)
+    # The same for the items topic and the feeds written seldom (item rules, erasures, other
+    # workers' item vectors): an empty fetch costs ~0.5 ms of CPU (100 a second were 5% of a
+    # core), and neither path answers within milliseconds. (The signals feed, written with
+    # every batch, keeps FETCH_MAX_WAIT_MS, at least 50 ms.)
     items_fetch_max_wait_ms: int = Field(default=100, ge=0, le=5000)
     feeds_fetch_max_wait_ms: int = Field(default=250, ge=0, le=5000)
     # The worker hands each micro-batch's outputs to its producer at once, so they are

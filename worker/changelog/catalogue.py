@@ -44,13 +44,7 @@ class CatalogueReplica:
         self.offsets = offsets
         self.origin = origin
         self.topic = settings.item_vectors_topic
-        self.reader = ChangelogReader(
-            settings,
-            self.topic,
-            self._apply,
-            metrics,
-            fetch_max_wait_ms=settings.feeds_fetch_max_wait_ms,
-        )
+        self.reader = ChangelogReader.of_feed(settings, self.topic, self._apply, metrics)
         self.upserted = 0
         self.deleted = 0
         self.skipped = 0  # unreadable records

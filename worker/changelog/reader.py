@@ -56,6 +56,16 @@ class ChangelogReader:
         # always describes what the state holds (checkpoints and snapshots record it).
         self.next_offsets: dict[int, int] = {}
 
+    @classmethod
+    def of_feed(
+        cls, settings: Settings, topic: str, apply: Apply, metrics: Metrics | None = None
+    ) -> ChangelogReader:
+        """A reader of a topic written seldom (item rules, erasures, other workers' item
+        vectors): its empty fetches wait FEEDS_FETCH_MAX_WAIT_MS."""
+        return cls(
+            settings, topic, apply, metrics, fetch_max_wait_ms=settings.feeds_fetch_max_wait_ms
+        )
+
     async def start(self) -> None:
         s = self.settings
         consumer = AIOKafkaConsumer(
