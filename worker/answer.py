@@ -49,10 +49,11 @@ class Round:
     constraints: list[CandidateFilter] = dataclasses.field(default_factory=list)
     found: dict[int, list[ScoredItem]] = dataclasses.field(default_factory=dict)
     pins: list[ScoredItem] = dataclasses.field(default_factory=list)  # pinned items in effect
+    # The fetched items' vectors by id (the user encoder's input and negative feedback's).
+    item_vectors: dict[str, np.ndarray] = dataclasses.field(init=False)
 
-    @property
-    def item_vectors(self) -> dict[str, np.ndarray]:
-        return {k: v.vector for k, v in self.fetched.items() if v.vector is not None}
+    def __post_init__(self) -> None:
+        self.item_vectors = {k: v.vector for k, v in self.fetched.items() if v.vector is not None}
 
 
 @dataclass(frozen=True, slots=True)

@@ -89,12 +89,15 @@ def _scatter(rows: Sequence[Sequence[np.ndarray | None]], width: int, dim: int) 
     """[users, width, dim], each user's vectors in order (zeros for None and padding): one
     stack and one scatter, not a copy per vector."""
     out = np.zeros((len(rows), width, dim), dtype=np.float32)
-    cells = [
-        (r, c, v) for r, vectors in enumerate(rows) for c, v in enumerate(vectors) if v is not None
-    ]
-    if cells:
-        users, cols, vectors = zip(*cells, strict=True)
-        out[list(users), list(cols)] = np.array(vectors)
+    flat = [v for vectors in rows for v in vectors]
+    lengths = [len(vectors) for vectors in rows]
+    users = np.repeat(np.arange(len(rows)), lengths)
+    cols = np.arange(len(flat)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    present = [n for n, v in enumerate(flat) if v is not None]
+    if len(present) == len(flat):
+        out[users, cols] = np.array(flat) if flat else 0.0
+    elif present:
+        out[users[present], cols[present]] = np.array([flat[n] for n in present])
     return out
 
 

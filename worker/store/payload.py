@@ -112,10 +112,9 @@ def user_payload(user: UserState) -> dict[str, Any]:
     # nested payloads value by value (measured: ~3.7 ms per user with 50 events and 300 seen
     # ids, against ~0.03 ms for the string), and nothing ever filters on them.
     state = {
-        "history": [
-            [event.item_id, event.type, float(event.weight), float(event.ts), event.event_id]
-            for event in user.history
-        ],
+        # Plain tuples in Interaction's field order (orjson refuses the named tuple itself):
+        # half the cost of building a list per event.
+        "history": list(map(tuple, user.history)),
         "seen": list(user.seen),
         "event_keys": base64.b64encode(user.event_keys).decode(),
     }
