@@ -1,9 +1,10 @@
+import asyncio
 import socket
 from pathlib import Path
 
 import pytest
 
-from worker.__main__ import main
+from worker.__main__ import main, run_on_loop
 from worker.runtime import create_store
 from worker.settings import SettingsError, load_settings, unknown_variables
 from worker.store import EdgeVectorStore
@@ -42,6 +43,7 @@ def test_environment_overrides_and_json_event_weights(monkeypatch: pytest.Monkey
         ("ITEM_CACHE_SIZE", "-1", "ITEM_CACHE_SIZE"),
         ("ITEMS_OVERSAMPLING", "0.5", "ITEMS_OVERSAMPLING"),
         ("ITEMS_PROCESS", "sometimes", "ITEMS_PROCESS"),
+        ("EVENT_LOOP", "trio", "EVENT_LOOP"),
     ],
 )
 def test_bad_values_fail_with_the_variable_named(
@@ -50,6 +52,16 @@ def test_bad_values_fail_with_the_variable_named(
     monkeypatch.setenv(name, value)
     with pytest.raises(SettingsError, match=message):
         load_settings()
+
+
+@pytest.mark.parametrize(
+    ("event_loop", "loop_module"), [("uvloop", "uvloop"), ("asyncio", "asyncio")]
+)
+def test_the_worker_runs_on_the_event_loop_it_is_told(event_loop: str, loop_module: str) -> None:
+    async def which_loop() -> str:
+        return type(asyncio.get_running_loop()).__module__
+
+    assert run_on_loop(which_loop(), event_loop).split(".")[0] == loop_module
 
 
 def test_a_misspelt_variable_is_named_with_the_setting_it_resembles() -> None:

@@ -14,10 +14,14 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 from worker.errors import StartupError
 from worker.logs import configure_logging
 from worker.settings import Settings, SettingsError, load_settings, unknown_variables
+
+T = TypeVar("T")
 
 
 def cmd_stack(settings: Settings) -> int:
@@ -37,6 +41,16 @@ def cmd_stack(settings: Settings) -> int:
 
         asyncio.run(wait())
     return 0
+
+
+def run_on_loop(main: Coroutine[Any, Any, T], event_loop: str) -> T:
+    """`asyncio.run(main)` on the event loop EVENT_LOOP names (uvloop or asyncio's own)."""
+    if event_loop == "uvloop":
+        import uvloop
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(main)
+    return asyncio.run(main)
 
 
 def check_data_dir(settings: Settings) -> None:
@@ -85,7 +99,7 @@ def cmd_run(settings: Settings) -> int:
                 finally:
                     await api.stop()
 
-            asyncio.run(run())
+            run_on_loop(run(), settings.event_loop)
     except StartupError as exc:
         print(exc, file=sys.stderr)
         return 2

@@ -282,6 +282,8 @@ class Settings(BaseSettings):
     # survived into the older generations. Objects alive once the worker is ready are frozen
     # out of collection. 0 keeps Python's defaults.
     gc_threshold: int = Field(default=50_000, ge=0)
+    # uvloop: the asyncio loop in C (libuv); the standard one costs ~2% more CPU per event.
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
 
     # --- observability -------------------------------------------------------------------
     metrics_port: int = Field(default=9464, ge=0, le=65535)  # 0 -> pick a free port
