@@ -4,6 +4,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from aiokafka.partitioner import DefaultPartitioner
 from fixtures.kafka import TopicReader, read_until
 
 from worker.kafka import (
@@ -60,3 +61,47 @@ async def test_publishing_before_start_is_a_kafka_error(tmp_path: Path) -> None:
     settings = load_settings(kafka_bootstrap_servers="127.0.0.1:9", data_dir=tmp_path / "data")
     with pytest.raises(KafkaError, match="not started"):
         await OutputProducer(settings).publish([], [], "dlq")
+
+
+async def test_records_land_on_their_keys_partitions_in_order_however_many_batches(
+    broker: LocalBroker, tmp_path: Path
+) -> None:
+    """Keyed records go where Kafka's default partitioner (murmur2 of the key) puts them,
+    each key's records in the order given, including past the size of one record batch."""
+    topic = f"out-{uuid.uuid4().hex[:8]}"
+    settings = load_settings(
+        kafka_bootstrap_servers=broker.bootstrap_servers,
+        data_dir=tmp_path / "data",
+        topic_partitions=4,
+    )
+    await ensure_topics(settings, [topic])
+    body = b"x" * 3000  # 40 records of one key: several 16 KB record batches
+    outputs = [OutMessage(topic, f"u{n % 5}".encode(), b"%d:" % n + body) for n in range(200)] + [
+        OutMessage(topic, b"u0", b"pinned", partition=3)
+    ]
+    output = OutputProducer(settings)
+    await output.start()
+    try:
+        await output.publish(outputs, [], "unused-dlq")
+    finally:
+        await output.stop()
+
+    reader = await TopicReader(broker.bootstrap_servers, topic).start()
+    try:
+        records = await read_until(reader, len(outputs), timeout_s=10.0)
+    finally:
+        await reader.stop()
+    assert len(records) == len(outputs)
+    partitioner = DefaultPartitioner()
+    for record in records:
+        if record.value != b"pinned":
+            assert record.partition == partitioner(record.key, [0, 1, 2, 3], [0, 1, 2, 3])
+    assert [r.partition for r in records if r.value == b"pinned"] == [3]
+    for key in range(5):
+        sent = [n for n in range(200) if n % 5 == key]
+        got = [
+            int(r.value.split(b":")[0])
+            for r in records
+            if r.key == f"u{key}".encode() and r.value != b"pinned"
+        ]
+        assert got == sent
