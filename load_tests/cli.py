@@ -108,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("api", help="read API latency while the stream runs (see its --help)")
     sub.add_parser("reasons", help="what reasons cost the rank stage (see its --help)")
     sub.add_parser("users", help="user-state cost by history window and users (see its --help)")
+    sub.add_parser("clients", help="the raw echo's CPU on aiokafka and on librdkafka")
     step = sub.add_parser("step", help="raise the rate until the p99 budget breaks")
     step.add_argument("--start", type=float, default=200.0)
     step.add_argument("--step", type=float, default=200.0)
@@ -233,6 +234,7 @@ TOOLS = {
     "api": "load_tests.api_bench",
     "reasons": "load_tests.reasons_bench",
     "users": "load_tests.users_bench",
+    "clients": "load_tests.clients_bench",
 }
 
 

@@ -18,17 +18,16 @@ import time
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.structs import ConsumerRecord
 
 from worker.events import EVENT_TYPES
 from worker.kafka import client_kwargs
 from worker.settings import Settings, load_settings
 
 
-def answer(record: ConsumerRecord[bytes, bytes], now: float) -> bytes | None:
-    """The echo's answer to one event, or None when the event does not decode."""
+def answer(value: bytes | None, now: float) -> bytes | None:
+    """The echo's answer to one event (its value), or None when the event does not decode."""
     try:
-        event = orjson.loads(record.value) if record.value is not None else None
+        event = orjson.loads(value) if value is not None else None
     except orjson.JSONDecodeError:
         return None
     if not isinstance(event, dict) or not isinstance(event.get("event_id"), str):
@@ -72,7 +71,7 @@ async def run_raw_echo(settings: Settings) -> None:
             now = time.time()
             deliveries = []
             for record in (r for records in fetched.values() for r in records):
-                value = answer(record, now)
+                value = answer(record.value, now)
                 topic = settings.recommendations_topic
                 headers = []
                 if value is None:  # the original bytes, as a dead letter
