@@ -127,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         return 2
     configure_logging(settings)
+    # Secrets print masked (SecretStr); the test of planted secrets reads this line.
+    logging.getLogger(__name__).debug("settings: %r", settings)
     for line in unknown_variables(os.environ):
         logging.getLogger(__name__).warning("%s", line)
     if args.command == "stack":
