@@ -277,10 +277,9 @@ class Settings(BaseSettings):
 
     # --- process -------------------------------------------------------------------------
     # Python's cyclic GC runs a young-generation pass every `gc_threshold` net allocations
-    # (Python's default: 700). A micro-batch allocates thousands of short-lived objects, so
-    # with the default it collects many times per batch, each pass also walking whatever
-    # survived into the older generations. Objects alive once the worker is ready are frozen
-    # out of collection. 0 keeps Python's defaults.
+    # (default 700); a micro-batch allocates thousands of short-lived objects, so it would
+    # collect many times per batch, each pass also walking what survived into the older
+    # generations. Objects alive once the worker is ready are frozen. 0: Python's defaults.
     gc_threshold: int = Field(default=50_000, ge=0)
     # uvloop: the asyncio loop in C (libuv); the standard one costs ~2% more CPU per event.
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"
