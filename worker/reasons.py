@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from worker.ranking import segment_cells
 from worker.store import ScoredItem
 
 Reason = dict[str, str]
@@ -90,9 +91,7 @@ def _scatter(rows: Sequence[Sequence[np.ndarray | None]], width: int, dim: int) 
     stack and one scatter, not a copy per vector."""
     out = np.zeros((len(rows), width, dim), dtype=np.float32)
     flat = [v for vectors in rows for v in vectors]
-    lengths = [len(vectors) for vectors in rows]
-    users = np.repeat(np.arange(len(rows)), lengths)
-    cols = np.arange(len(flat)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    users, cols = segment_cells([len(vectors) for vectors in rows])
     present = [n for n, v in enumerate(flat) if v is not None]
     if len(present) == len(flat):
         out[users, cols] = np.array(flat) if flat else 0.0
