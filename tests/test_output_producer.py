@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import asyncio
 import uuid
 from pathlib import Path
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.partitioner import DefaultPartitioner
 from fixtures.kafka import TopicReader, read_until
 
@@ -12,10 +14,11 @@ from worker.kafka import (
     DLQ_STAGE_HEADER,
     KafkaError,
     OutputProducer,
+    client_kwargs,
     ensure_topics,
 )
 from worker.records import DeadLetter, OutMessage, RawMessage
-from worker.settings import load_settings
+from worker.settings import Settings, load_settings
 from worker.stack.broker import LocalBroker
 
 
@@ -105,3 +108,52 @@ async def test_records_land_on_their_keys_partitions_in_order_however_many_batch
             if r.key == f"u{key}".encode() and r.value != b"pinned"
         ]
         assert got == sent
+
+
+async def test_starting_without_a_reachable_broker_is_a_kafka_error(tmp_path: Path) -> None:
+    settings = load_settings(
+        kafka_bootstrap_servers="127.0.0.1:9",
+        kafka_request_timeout_s=1.0,
+        data_dir=tmp_path / "data",
+    )
+    with pytest.raises(KafkaError, match="cannot start a producer"):
+        await OutputProducer(settings).start()
+
+
+async def test_a_recreated_output_topic_is_reported_as_broker_data_loss(
+    broker: LocalBroker, tmp_path: Path
+) -> None:
+    """Offsets that go backwards mean the partition's log was recreated under us."""
+    topic = f"out-{uuid.uuid4().hex[:8]}"
+    settings = load_settings(
+        kafka_bootstrap_servers=broker.bootstrap_servers,
+        data_dir=tmp_path / "data",
+        topic_partitions=1,
+    )
+    await ensure_topics(settings, [topic])
+    lost: list[str] = []
+    output = OutputProducer(settings, on_data_loss=lost.append)
+    await output.start()
+    try:
+        await output.publish([OutMessage(topic, b"u", b"%d" % n) for n in range(5)], [], "dlq")
+        assert lost == []
+        await _recreate(settings, topic)
+        await output.publish([OutMessage(topic, b"u", b"again")], [], "dlq")
+        await asyncio.sleep(0.05)  # the report reaches the loop with a call_soon_threadsafe
+    finally:
+        await output.stop()
+    assert lost == [topic]
+
+
+async def _recreate(settings: Settings, topic: str) -> None:
+    admin = AIOKafkaAdminClient(**client_kwargs(settings))
+    await admin.start()
+    try:
+        await admin.delete_topics([topic])
+    finally:
+        await admin.close()
+    for _ in range(50):  # deletion is asynchronous on some brokers
+        if await ensure_topics(settings, [topic]):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{topic} was not recreated")

@@ -39,6 +39,33 @@ def client_kwargs(settings: Settings) -> dict[str, Any]:
     return kwargs
 
 
+def librdkafka_config(settings: Settings) -> dict[str, str | int | float | bool]:
+    """The same connection and security options for librdkafka (confluent-kafka) clients."""
+    assert settings.kafka_bootstrap_servers, "bootstrap servers are resolved before use"
+    config: dict[str, str | int | float | bool] = {
+        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        "security.protocol": settings.kafka_security_protocol,
+    }
+    if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
+        # Without a CA file the system's CAs are used (probed by the bundled OpenSSL).
+        files = {
+            "ssl.ca.location": settings.kafka_ssl_cafile,
+            "ssl.certificate.location": settings.kafka_ssl_certfile,
+            "ssl.key.location": settings.kafka_ssl_keyfile,
+        }
+        config |= {name: str(path) for name, path in files.items() if path is not None}
+        if settings.kafka_ssl_key_password is not None:
+            config["ssl.key.password"] = settings.kafka_ssl_key_password.get_secret_value()
+        check = "https" if settings.kafka_ssl_check_hostname else "none"
+        config["ssl.endpoint.identification.algorithm"] = check
+    if settings.kafka_sasl_mechanism:
+        assert settings.kafka_sasl_password is not None
+        config["sasl.mechanism"] = settings.kafka_sasl_mechanism
+        config["sasl.username"] = settings.kafka_sasl_username or ""
+        config["sasl.password"] = settings.kafka_sasl_password.get_secret_value()
+    return config
+
+
 def ssl_context(settings: Settings) -> ssl.SSLContext:
     """TLS for the brokers: the configured CA (or the system's), the client certificate for
     mutual TLS when given, certificates always verified."""
