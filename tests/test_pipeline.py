@@ -6,8 +6,6 @@ import asyncio
 from pathlib import Path
 from unittest.mock import MagicMock
 
-from aiokafka import TopicPartition
-
 from worker.health import Health
 from worker.metrics import Metrics
 from worker.pipeline import Pipeline, PipelineSpec
@@ -40,11 +38,7 @@ async def test_batches_wait_while_newly_assigned_partitions_are_restored(tmp_pat
         await release.wait()
 
     pipeline = _pipeline(restore, tmp_path)
-    assigning = asyncio.create_task(
-        pipeline.on_partitions_assigned(
-            [TopicPartition("user-events", 2), TopicPartition("user-events", 0)]
-        )
-    )
+    assigning = asyncio.create_task(pipeline.on_partitions_assigned([2, 0]))
     await asyncio.sleep(0.01)
     assert restored == [[0, 2]]
     assert pipeline.in_flight.locked(), "a batch would run on state not restored yet"
@@ -54,5 +48,5 @@ async def test_batches_wait_while_newly_assigned_partitions_are_restored(tmp_pat
     assert not pipeline.in_flight.locked()
     assert pipeline.assigned == {0, 2}
 
-    await pipeline.on_partitions_revoked([TopicPartition("user-events", 2)])
+    await pipeline.on_partitions_revoked([2])
     assert pipeline.assigned == {0}

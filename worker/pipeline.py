@@ -26,8 +26,6 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from aiokafka import ConsumerRebalanceListener, TopicPartition
-
 from worker.context import Context
 from worker.errors import InfrastructureError
 from worker.health import Health
@@ -60,7 +58,7 @@ def next_offsets(batch: Sequence[RawMessage]) -> dict[tuple[str, int], int]:
     return offsets
 
 
-class Pipeline(ConsumerRebalanceListener):
+class Pipeline:
     def __init__(
         self,
         spec: PipelineSpec,
@@ -111,16 +109,16 @@ class Pipeline(ConsumerRebalanceListener):
 
     # -- consumer group callbacks ------------------------------------------------------------
 
-    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+    async def on_partitions_revoked(self, revoked: list[int]) -> None:
         # The in-flight batch checkpoints (or is abandoned) before its partitions move.
         async with self.in_flight:
-            self.assigned -= {tp.partition for tp in revoked}
+            self.assigned -= set(revoked)
 
-    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        partitions = sorted(tp.partition for tp in assigned)
+    async def on_partitions_assigned(self, assigned: list[int]) -> None:
+        partitions = sorted(assigned)
         if self.on_assigned is not None:
-            # The partitions' state comes first: aiokafka may hand out their records before
-            # this callback returns, so the next batch waits on the in-flight lock.
+            # The partitions' state comes first (their records are fetched once this
+            # returns), and no batch runs meanwhile: it waits on the in-flight lock.
             async with self.in_flight:
                 await self.retrier.until_done("restore", lambda: self.on_assigned(partitions))  # type: ignore[misc]
         self.assigned |= set(partitions)

@@ -5,18 +5,18 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from worker.kafka import KafkaSource, ensure_topics
 from worker.settings import load_settings
 from worker.stack.broker import LocalBroker
 
 
-class _Listener(ConsumerRebalanceListener):
-    async def on_partitions_revoked(self, revoked: object) -> None:
+class _Listener:
+    async def on_partitions_revoked(self, revoked: list[int]) -> None:
         pass
 
-    async def on_partitions_assigned(self, assigned: object) -> None:
+    async def on_partitions_assigned(self, assigned: list[int]) -> None:
         pass
 
 

@@ -1,5 +1,11 @@
 """The worker's consumer: one group member per pipeline, offsets committed by hand.
 
+librdkafka (confluent-kafka) fetches and decodes in its own C threads; aiokafka did that in
+Python on the event loop. Every call on the librdkafka consumer runs in one thread of the
+source's own, so calls never overlap, and the group's callbacks (served inside those calls)
+run the pipeline's async listener on the loop while the thread waits: a partition's state is
+restored before any of its records is fetched.
+
 Nothing is committed unless the pipeline says its batch was answered (`commit`), and the
 consumer never resets a position silently: an offset outside the partition's log (a broker
 that lost its data, or retention that overtook the worker) is logged, reported through
@@ -10,25 +16,46 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol, TypeVar
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import (
-    CommitFailedError,
-    IllegalStateError,
-    NoOffsetForPartitionError,
-    OffsetOutOfRangeError,
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    OFFSET_END,
+    OFFSET_INVALID,
+    Consumer,
+    KafkaException,
+    Message,
 )
-from aiokafka.errors import KafkaError as AIOKafkaError
+from confluent_kafka import KafkaError as RdKafkaError
+from confluent_kafka import TopicPartition as RdTopicPartition
 
 from worker.batching import collect_batch
-from worker.kafka.admin import KafkaError, client_kwargs
+from worker.kafka.admin import KafkaError, librdkafka_config
 from worker.records import RawMessage
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 # How long an idle fetch waits before the loop looks at its stop flag again.
 IDLE_POLL_S = 0.1
+# A commit refused because the group moved on: the partitions' new owner redelivers.
+_REFUSED = {
+    RdKafkaError.REBALANCE_IN_PROGRESS,
+    RdKafkaError.ILLEGAL_GENERATION,
+    RdKafkaError.UNKNOWN_MEMBER_ID,
+    RdKafkaError._STATE,
+    RdKafkaError._NO_OFFSET,
+}
+
+
+class RebalanceListener(Protocol):
+    """The pipeline's side of the group protocol, by partition number of the source's topic."""
+
+    async def on_partitions_revoked(self, partitions: list[int]) -> None: ...
+
+    async def on_partitions_assigned(self, partitions: list[int]) -> None: ...
 
 
 class KafkaSource:
@@ -38,7 +65,7 @@ class KafkaSource:
         topic: str,
         group_id: str,
         *,
-        listener: ConsumerRebalanceListener,
+        listener: RebalanceListener,
         fetch_max_wait_ms: int,
         on_reset: Callable[[str, int, int], None] | None = None,
     ) -> None:
@@ -48,41 +75,68 @@ class KafkaSource:
         self._listener = listener
         self._fetch_max_wait_ms = fetch_max_wait_ms
         self._on_reset = on_reset
-        self._consumer: AIOKafkaConsumer | None = None
+        self._consumer: Consumer | None = None
+        self._thread: ThreadPoolExecutor | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._partitions: set[int] = set()
+        # Each owned partition's next offset to fetch, where known (librdkafka's `position`
+        # knows only what was consumed; the check below needs the committed one too).
+        self._positions: dict[int, int | None] = {}
 
     async def start(self) -> None:
         s = self.settings
-        consumer = AIOKafkaConsumer(
-            **client_kwargs(s),
-            group_id=self.group_id,
-            enable_auto_commit=False,
-            # "none": every reset goes through `_reset`, where it is seen and counted.
-            auto_offset_reset="none",
-            session_timeout_ms=int(s.session_timeout_s * 1000),
-            heartbeat_interval_ms=int(s.heartbeat_interval_s * 1000),
-            rebalance_timeout_ms=int(max(s.session_timeout_s, s.shutdown_timeout_s) * 1000),
-            fetch_max_wait_ms=self._fetch_max_wait_ms,
-            request_timeout_ms=int(s.kafka_request_timeout_s * 1000),
+        consumer = Consumer(
+            librdkafka_config(s)
+            | {
+                "group.id": self.group_id,
+                "enable.auto.commit": False,
+                # "error": every reset goes through `_reset`, where it is seen and counted.
+                "auto.offset.reset": "error",
+                "session.timeout.ms": int(s.session_timeout_s * 1000),
+                "heartbeat.interval.ms": int(s.heartbeat_interval_s * 1000),
+                "fetch.wait.max.ms": self._fetch_max_wait_ms,
+                "socket.timeout.ms": int(s.kafka_request_timeout_s * 1000),
+                "partition.assignment.strategy": "roundrobin",
+                # Partitions added to the topic are seen within a topic check, not in
+                # librdkafka's default five minutes.
+                "topic.metadata.refresh.interval.ms": int(s.topic_check_interval_s * 1000),
+            },
+            logger=log,
         )
+        self._loop = asyncio.get_running_loop()
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"kafka-{self.topic}")
         try:
-            await consumer.start()
-        except (AIOKafkaError, OSError) as exc:
-            await consumer.stop()
+            await self._call(self._metadata, consumer)
+        except KafkaException as exc:
+            await self._call(consumer.close)
+            self._thread.shutdown()
+            self._thread = None
             raise KafkaError(f"cannot start a consumer for {self.topic}: {exc!r}") from exc
-        consumer.subscribe([self.topic], listener=self._listener)
+        consumer.subscribe(
+            [self.topic], on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._revoked
+        )
         self._consumer = consumer
 
     async def stop(self) -> None:
         """Leave the group (no commit: the pipeline committed what it answered)."""
         consumer, self._consumer = self._consumer, None
-        if consumer is not None:
-            await consumer.stop()
+        thread, self._thread = self._thread, None
+        if consumer is not None and thread is not None:
+            try:
+                await self._call(consumer.close, thread=thread)
+            finally:
+                thread.shutdown(wait=False)
+
+    async def rejoin(self) -> None:
+        """Leave the group and join it again as a new member: after a broker lost its data
+        the group's generations start over, and a member that carries on can be left with
+        an assignment from before."""
+        await self.stop()
+        await self.start()
 
     def partitions(self) -> set[int]:
         """The topic's partitions in the latest metadata (empty before the first)."""
-        consumer = self._consumer
-        found = consumer.partitions_for_topic(self.topic) if consumer is not None else None
-        return set(found or ())
+        return set(self._partitions)
 
     async def batch(self, size: int, within_s: float) -> list[RawMessage]:
         return await collect_batch(self._fetch, size=size, within_s=within_s, idle_s=IDLE_POLL_S)
@@ -90,83 +144,166 @@ class KafkaSource:
     async def _fetch(self, timeout_s: float, max_records: int) -> list[RawMessage]:
         consumer = self._require()
         try:
-            fetched = await consumer.getmany(
-                timeout_ms=max(int(timeout_s * 1000), 0), max_records=max_records
-            )
-        except OffsetOutOfRangeError as exc:
-            for tp, offset in exc.args[0].items():
-                await self._reset(tp, offset, self.settings.offset_out_of_range)
-            return []
-        except NoOffsetForPartitionError as exc:
-            await self._reset(exc.args[0], None, self.settings.auto_offset_reset)
-            return []
-        except (AIOKafkaError, OSError) as exc:
+            return await self._call(self._fetch_now, consumer, max(timeout_s, 0.0), max_records)
+        except KafkaException as exc:
             raise KafkaError(f"fetch from {self.topic}: {exc!r}") from exc
-        if not fetched:
-            await self._check_beyond_end()
-        return [
-            RawMessage(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp / 1000.0)
-            for records in fetched.values()
-            for r in records
-        ]
-
-    async def _check_beyond_end(self) -> None:
-        """A position past the partition's high watermark (from the last fetch response)
-        means the log is shorter than what was committed: Kafka answers such a fetch with
-        OFFSET_OUT_OF_RANGE (handled above), some brokers just return nothing, which would
-        stall the partition silently. Checked on idle fetches only: it costs nothing then."""
-        consumer = self._require()
-        for tp in consumer.assignment():
-            highwater = consumer.highwater(tp)
-            if highwater is None:
-                continue
-            try:
-                position = await asyncio.wait_for(consumer.position(tp), 1.0)
-            except (AIOKafkaError, IllegalStateError, TimeoutError):
-                continue
-            if position > highwater:
-                await self._reset(tp, position, self.settings.offset_out_of_range)
-
-    async def _reset(self, tp: TopicPartition, offset: int | None, policy: str) -> None:
-        consumer = self._require()
-        if offset is not None:
-            log.error(
-                "%s[%d]: offset %d is outside the partition's log (broker data lost or "
-                "retention passed it); resuming from the %s offset",
-                tp.topic, tp.partition, offset, policy,
-            )  # fmt: skip
-            if self._on_reset is not None:
-                self._on_reset(tp.topic, tp.partition, offset)
-        try:
-            if policy == "latest":
-                await consumer.seek_to_end(tp)
-            else:
-                await consumer.seek_to_beginning(tp)
-        except IllegalStateError:
-            pass  # no longer assigned: its new owner starts from the committed offset
 
     async def commit(self, offsets: Mapping[tuple[str, int], int]) -> bool:
         """Commit the next offset to read per partition; False when the group moved the
         partitions away meanwhile (their new owner redelivers: duplicates, not loss)."""
         consumer = self._require()
-        assigned = consumer.assignment()
-        wanted = {
-            TopicPartition(topic, partition): offset
-            for (topic, partition), offset in offsets.items()
-            if TopicPartition(topic, partition) in assigned
-        }
+        try:
+            return await self._call(self._commit_now, consumer, offsets)
+        except KafkaException as exc:
+            raise KafkaError(f"commit on {self.topic}: {exc!r}") from exc
+
+    # -- in the source's thread ----------------------------------------------------------------
+
+    def _fetch_now(
+        self, consumer: Consumer, timeout_s: float, max_records: int
+    ) -> list[RawMessage]:
+        # `consume` waits for all `max_records` (or the timeout); a batch closes on its own
+        # deadline, so: the first record as soon as it comes, then what is already here.
+        first = consumer.poll(timeout_s)
+        if first is None:
+            self._check_beyond_end(consumer)
+            return []
+        fetched = [first, *consumer.consume(max_records - 1, 0)] if max_records > 1 else [first]
+        records = []
+        for message in fetched:
+            error = message.error()
+            if error is None:
+                record = _raw(message)
+                self._positions[record.partition] = record.offset + 1
+                records.append(record)
+            elif error.code() == RdKafkaError._AUTO_OFFSET_RESET:
+                self._reset_after(consumer, message)
+            elif error.fatal() or not error.retriable():
+                raise KafkaException(error)
+            else:
+                log.warning("fetch from %s: %s", self.topic, error)
+        return records
+
+    def _reset_after(self, consumer: Consumer, message: Message) -> None:
+        partition, offset = message.partition(), message.offset()
+        if partition is None:
+            return
+        if offset is None or offset < 0:
+            offset = self._positions.get(partition)
+        if offset is None:  # no committed offset yet: the group starts here
+            self._reset(consumer, partition, None, self.settings.auto_offset_reset)
+        else:
+            self._reset(consumer, partition, offset, self.settings.offset_out_of_range)
+
+    def _check_beyond_end(self, consumer: Consumer) -> None:
+        """A position past the partition's high watermark (from the last fetch response)
+        means the log is shorter than what was committed: Kafka answers such a fetch with
+        OFFSET_OUT_OF_RANGE (handled above), some brokers just return nothing, which would
+        stall the partition silently. Checked on idle fetches only: it costs nothing then."""
+        for partition, position in list(self._positions.items()):
+            tp = RdTopicPartition(self.topic, partition)
+            _, high = consumer.get_watermark_offsets(tp, cached=True)
+            if position is not None and high >= 0 and position > high:
+                self._reset(consumer, partition, position, self.settings.offset_out_of_range)
+
+    def _reset(self, consumer: Consumer, partition: int, offset: int | None, policy: str) -> None:
+        if offset is not None:
+            log.error(
+                "%s[%d]: offset %d is outside the partition's log (broker data lost or "
+                "retention passed it); resuming from the %s offset",
+                self.topic, partition, offset, policy,
+            )  # fmt: skip
+            if self._on_reset is not None and self._loop is not None:
+                self._loop.call_soon_threadsafe(self._on_reset, self.topic, partition, offset)
+        where = OFFSET_END if policy == "latest" else OFFSET_BEGINNING
+        self._positions[partition] = None
+        try:
+            consumer.seek(RdTopicPartition(self.topic, partition, where))
+        except KafkaException as exc:  # no longer assigned: its new owner starts from the
+            log.info("reset of %s[%d] skipped: %s", self.topic, partition, exc)  # commit
+
+    def _commit_now(self, consumer: Consumer, offsets: Mapping[tuple[str, int], int]) -> bool:
+        assigned = {(tp.topic, tp.partition) for tp in consumer.assignment()}
+        wanted = [RdTopicPartition(t, p, o) for (t, p), o in offsets.items() if (t, p) in assigned]
         if not wanted:
             return not offsets
         try:
-            await consumer.commit(wanted)
-        except (CommitFailedError, IllegalStateError) as exc:
-            log.warning("commit refused after a rebalance: %s", exc)
+            results = consumer.commit(offsets=wanted, asynchronous=False) or []
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            if isinstance(error, RdKafkaError) and error.code() in _REFUSED:
+                log.warning("commit refused after a rebalance: %s", error)
+                return False
+            raise
+        if any(tp.error is not None for tp in results):
+            log.warning("commit refused after a rebalance: %s", [tp.error for tp in results])
             return False
-        except (AIOKafkaError, OSError) as exc:
-            raise KafkaError(f"commit on {self.topic}: {exc!r}") from exc
         return len(wanted) == len(offsets)
 
-    def _require(self) -> AIOKafkaConsumer:
+    def _metadata(self, consumer: Consumer) -> None:
+        found = consumer.list_topics(self.topic, timeout=self.settings.kafka_request_timeout_s)
+        topic = found.topics.get(self.topic)
+        if topic is not None and topic.error is None:
+            self._partitions = set(topic.partitions)
+
+    def _assigned(self, consumer: Consumer, partitions: list[RdTopicPartition]) -> None:
+        """Restore first, then fetch: from the committed offsets, or where AUTO_OFFSET_RESET
+        says for partitions the group never committed."""
+        timeout_s = self.settings.kafka_request_timeout_s
+        try:
+            self._metadata(consumer)
+            partitions = consumer.committed(partitions, timeout=timeout_s)
+        except KafkaException as exc:  # then an uncommitted partition resets via `_reset_after`
+            log.warning("offsets of %s not read at assignment: %s", self.topic, exc)
+        start = OFFSET_END if self.settings.auto_offset_reset == "latest" else OFFSET_BEGINNING
+        for tp in partitions:
+            self._positions[tp.partition] = tp.offset if tp.offset >= 0 else None
+            if tp.offset == OFFSET_INVALID:
+                tp.offset = start
+        numbers = sorted(tp.partition for tp in partitions)
+        self._on_loop(self._listener.on_partitions_assigned(numbers), "assigned")
+        consumer.assign(partitions)
+
+    def _revoked(self, consumer: Consumer, partitions: list[RdTopicPartition]) -> None:
+        numbers = sorted(tp.partition for tp in partitions)
+        for partition in numbers:
+            self._positions.pop(partition, None)
+        self._on_loop(self._listener.on_partitions_revoked(numbers), "revoked")
+
+    def _on_loop(self, callback: Awaitable[None], what: str) -> None:
+        """Run the listener on the loop and wait for it: the group waits for the pipeline."""
+        assert self._loop is not None
+        future = asyncio.run_coroutine_threadsafe(_awaited(callback), self._loop)
+        try:
+            future.result()
+        except Exception:
+            log.exception("the %s partitions' listener of %s failed", what, self.topic)
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    async def _call(
+        self, call: Callable[..., T], *args: object, thread: ThreadPoolExecutor | None = None
+    ) -> T:
+        assert self._loop is not None
+        return await self._loop.run_in_executor(thread or self._thread, call, *args)
+
+    def _require(self) -> Consumer:
         if self._consumer is None:
             raise KafkaError(f"the consumer of {self.topic} is not started")
         return self._consumer
+
+
+async def _awaited(callback: Awaitable[None]) -> None:
+    await callback
+
+
+def _raw(message: Message) -> RawMessage:
+    _, timestamp_ms = message.timestamp()
+    return RawMessage(
+        message.topic() or "",
+        message.partition() or 0,
+        message.offset() or 0,
+        message.key(),
+        message.value(),
+        timestamp_ms / 1000.0,
+    )

@@ -41,6 +41,9 @@ def producer_config(settings: Settings) -> dict[str, str | int | float | bool]:
         # Kafka's default partitioner (murmur2 of the key), as Java clients and aiokafka use,
         # so a key lands on the same partition whoever produces it.
         "partitioner": "murmur2_random",
+        # Topics are created by the worker with their partitions and policies, never by a
+        # broker's defaults on first produce.
+        "allow.auto.create.topics": False,
         # One request in flight per broker: a retried request cannot overtake the next, so a
         # key's records keep their order without idempotence (which not every broker allows).
         "max.in.flight.requests.per.connection": 1,
