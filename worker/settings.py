@@ -89,7 +89,7 @@ class Settings(BaseSettings):
     user_state_topic: str = "user-state"
     consumer_group: str = "streamrec-worker"
     # The broker holds a fetch of the events topic up to this long when no data is waiting;
-    # aiokafka's 500 ms default would dominate end-to-end latency on a broker that holds the
+    # the clients' 500 ms default would dominate end-to-end latency on a broker that holds the
     # fetch for the whole wait (the local one). Apache Kafka answers as soon as data arrives,
     # so there a longer wait costs no latency and saves empty fetches.
     fetch_max_wait_ms: int = Field(default=10, ge=0, le=5000)
@@ -99,8 +99,8 @@ class Settings(BaseSettings):
     # every batch, keeps FETCH_MAX_WAIT_MS, at least 50 ms.)
     items_fetch_max_wait_ms: int = Field(default=100, ge=0, le=5000)
     feeds_fetch_max_wait_ms: int = Field(default=250, ge=0, le=5000)
-    # The worker hands each micro-batch's outputs to its producer at once, so they are
-    # batched without lingering; a linger would only delay every answer.
+    # Each micro-batch's outputs are handed to the producer at once: 1 ms of linger saved
+    # neither CPU nor publish time (two runs each at 300 events/s), only delays answers.
     producer_linger_ms: int = Field(default=0, ge=0, le=1000)
     session_timeout_s: float = Field(default=2.0, gt=0)
     heartbeat_interval_s: float = Field(default=0.3, gt=0)
