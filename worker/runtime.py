@@ -330,10 +330,7 @@ class Runtime:
                 log.error("topic %s was missing (broker data lost?); created it", topic)
                 self.metrics.topics_created.labels(topic).inc()
             for pipeline in self.pipelines if created else ():
-                try:
-                    await pipeline.source.rejoin()
-                except KafkaError as exc:
-                    self.health.down("kafka", str(exc))
+                pipeline.source.rejoin()
             self.health.up("topics")
 
     async def _watch_dependencies(self) -> None:

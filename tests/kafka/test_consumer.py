@@ -7,7 +7,8 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from worker.kafka import KafkaSource, ensure_topics
+from worker.kafka import KafkaError, KafkaSource, ensure_topics
+from worker.records import RawMessage
 from worker.settings import load_settings
 from worker.stack.broker import LocalBroker
 
@@ -84,3 +85,54 @@ async def test_the_source_knows_every_partition_of_its_topic_once_it_has_joined(
         assert source.partitions() == {0, 1, 2}
     finally:
         await source.stop()
+
+
+def _source(tmp_path: Path) -> KafkaSource:
+    settings = load_settings(kafka_bootstrap_servers="127.0.0.1:9", data_dir=tmp_path / "data")
+    return KafkaSource(settings, "t", "g", listener=_Listener(), fetch_max_wait_ms=10)
+
+
+def _records(offsets: range) -> list[RawMessage]:
+    return [RawMessage("t", 0, n, b"k", b"v", 1.7e9) for n in offsets]
+
+
+async def test_a_batch_over_several_fetches_holds_each_record_once(tmp_path: Path) -> None:
+    source = _source(tmp_path)
+    arrivals = [_records(range(0, 3)), _records(range(3, 5)), []]
+
+    async def fetch(timeout_s: float, max_records: int) -> list[RawMessage]:
+        return arrivals.pop(0) if arrivals else []
+
+    source._fetch = fetch  # type: ignore[method-assign]
+    batch = await source.batch(10, 0.05)
+    assert [m.offset for m in batch] == [0, 1, 2, 3, 4]
+
+
+async def test_records_fetched_before_a_rebalance_leave_the_batch(tmp_path: Path) -> None:
+    """Their partition starts again from its committed offset, here or at its new owner."""
+    source = _source(tmp_path)
+    arrivals = [_records(range(0, 3)), _records(range(7, 9)), []]
+
+    async def fetch(timeout_s: float, max_records: int) -> list[RawMessage]:
+        if len(arrivals) == 2:
+            source._generation += 1  # what the group's callbacks do inside the second fetch
+        return arrivals.pop(0) if arrivals else []
+
+    source._fetch = fetch  # type: ignore[method-assign]
+    batch = await source.batch(10, 0.05)
+    assert [m.offset for m in batch] == [7, 8]
+
+
+async def test_a_failing_fetch_after_records_closes_the_batch_with_them(tmp_path: Path) -> None:
+    source = _source(tmp_path)
+    calls = 0
+
+    async def fetch(timeout_s: float, max_records: int) -> list[RawMessage]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return _records(range(0, 2))
+        raise KafkaError("broker gone")
+
+    source._fetch = fetch  # type: ignore[method-assign]
+    assert [m.offset for m in await source.batch(10, 0.05)] == [0, 1]

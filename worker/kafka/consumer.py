@@ -82,6 +82,10 @@ class KafkaSource:
         # Each owned partition's next offset to fetch, where known (librdkafka's `position`
         # knows only what was consumed; the check below needs the committed one too).
         self._positions: dict[int, int | None] = {}
+        # Bumped by every assignment and revocation: records fetched before a rebalance
+        # are dropped from the batch (their partition may now start again elsewhere).
+        self._generation = 0
+        self._rejoin = False
 
     async def start(self) -> None:
         s = self.settings
@@ -127,19 +131,38 @@ class KafkaSource:
             finally:
                 thread.shutdown(wait=False)
 
-    async def rejoin(self) -> None:
-        """Leave the group and join it again as a new member: after a broker lost its data
-        the group's generations start over, and a member that carries on can be left with
-        an assignment from before."""
-        await self.stop()
-        await self.start()
+    def rejoin(self) -> None:
+        """Leave the group and join it again as a new member, at the next fetch (between
+        batches: leaving waits for the batch in flight). After a broker lost its data the
+        group's generations start over, and a member that carries on can be left with an
+        assignment from before."""
+        self._rejoin = True
 
     def partitions(self) -> set[int]:
         """The topic's partitions in the latest metadata (empty before the first)."""
         return set(self._partitions)
 
     async def batch(self, size: int, within_s: float) -> list[RawMessage]:
-        return await collect_batch(self._fetch, size=size, within_s=within_s, idle_s=IDLE_POLL_S)
+        if self._rejoin:
+            await self.stop()
+            await self.start()  # a failure is the fetch's: retried, and so is the rejoin
+            self._rejoin = False
+        fetched: list[tuple[int, list[RawMessage]]] = []
+
+        async def fetch(timeout_s: float, max_records: int) -> list[RawMessage]:
+            try:
+                records = await self._fetch(timeout_s, max_records)
+            except KafkaError as exc:
+                if not fetched:
+                    raise
+                log.warning("%s; the batch closes with what was fetched", exc)
+                return []  # consumed already: raising would lose them
+            fetched.append((self._generation, records))
+            return list(records)  # the batcher extends the first list it gets
+
+        await collect_batch(fetch, size=size, within_s=within_s, idle_s=IDLE_POLL_S)
+        return [r for generation, records in fetched if generation == self._generation
+                for r in records]  # fmt: skip
 
     async def _fetch(self, timeout_s: float, max_records: int) -> list[RawMessage]:
         consumer = self._require()
@@ -168,8 +191,11 @@ class KafkaSource:
         if first is None:
             self._check_beyond_end(consumer)
             return []
-        fetched = [first, *consumer.consume(max_records - 1, 0)] if max_records > 1 else [first]
-        records = []
+        generation = self._generation
+        rest = consumer.consume(max_records - 1, 0) if max_records > 1 else []
+        # A rebalance served by `consume` makes `first` a record of the old assignment.
+        fetched = [first, *rest] if self._generation == generation else rest
+        records, errors = [], []
         for message in fetched:
             error = message.error()
             if error is None:
@@ -178,10 +204,12 @@ class KafkaSource:
                 records.append(record)
             elif error.code() == RdKafkaError._AUTO_OFFSET_RESET:
                 self._reset_after(consumer, message)
-            elif error.fatal() or not error.retriable():
-                raise KafkaException(error)
             else:
-                log.warning("fetch from %s: %s", self.topic, error)
+                errors.append(error)
+        if errors and not records:  # the records came first: an error must not lose them
+            raise KafkaException(errors[0])
+        for error in errors:
+            log.warning("fetch from %s: %s", self.topic, error)
         return records
 
     def _reset_after(self, consumer: Consumer, message: Message) -> None:
@@ -203,7 +231,12 @@ class KafkaSource:
         for partition, position in list(self._positions.items()):
             tp = RdTopicPartition(self.topic, partition)
             _, high = consumer.get_watermark_offsets(tp, cached=True)
-            if position is not None and high >= 0 and position > high:
+            if position is None or high < 0 or position <= high:
+                continue
+            # The cached mark may predate this assignment: ask the broker before resetting.
+            timeout_s = self.settings.kafka_request_timeout_s
+            _, high = consumer.get_watermark_offsets(tp, timeout=timeout_s, cached=False)
+            if position > high:
                 self._reset(consumer, partition, position, self.settings.offset_out_of_range)
 
     def _reset(self, consumer: Consumer, partition: int, offset: int | None, policy: str) -> None:
@@ -215,12 +248,19 @@ class KafkaSource:
             )  # fmt: skip
             if self._on_reset is not None and self._loop is not None:
                 self._loop.call_soon_threadsafe(self._on_reset, self.topic, partition, offset)
-        where = OFFSET_END if policy == "latest" else OFFSET_BEGINNING
+        # Assigned again (a `seek` is refused once librdkafka stopped the partition on the
+        # error); the other partitions resume where the records handed out end.
+        assigned = [tp.partition for tp in consumer.assignment()]
+        if partition not in assigned:
+            return  # no longer ours: its new owner starts from the committed offset
         self._positions[partition] = None
-        try:
-            consumer.seek(RdTopicPartition(self.topic, partition, where))
-        except KafkaException as exc:  # no longer assigned: its new owner starts from the
-            log.info("reset of %s[%d] skipped: %s", self.topic, partition, exc)  # commit
+        start = OFFSET_END if policy == "latest" else OFFSET_BEGINNING
+        offsets = {p: self._positions.get(p) for p in assigned}
+        consumer.assign([
+            RdTopicPartition(self.topic, p,
+                             start if p == partition else OFFSET_INVALID if o is None else o)
+            for p, o in offsets.items()
+        ])  # fmt: skip
 
     def _commit_now(self, consumer: Consumer, offsets: Mapping[tuple[str, int], int]) -> bool:
         assigned = {(tp.topic, tp.partition) for tp in consumer.assignment()}
@@ -249,22 +289,29 @@ class KafkaSource:
     def _assigned(self, consumer: Consumer, partitions: list[RdTopicPartition]) -> None:
         """Restore first, then fetch: from the committed offsets, or where AUTO_OFFSET_RESET
         says for partitions the group never committed."""
+        self._generation += 1
         timeout_s = self.settings.kafka_request_timeout_s
+        start = OFFSET_END if self.settings.auto_offset_reset == "latest" else OFFSET_BEGINNING
+        read = True
         try:
             self._metadata(consumer)
             partitions = consumer.committed(partitions, timeout=timeout_s)
-        except KafkaException as exc:  # then an uncommitted partition resets via `_reset_after`
+        except KafkaException as exc:
             log.warning("offsets of %s not read at assignment: %s", self.topic, exc)
-        start = OFFSET_END if self.settings.auto_offset_reset == "latest" else OFFSET_BEGINNING
+            read = False
         for tp in partitions:
-            self._positions[tp.partition] = tp.offset if tp.offset >= 0 else None
-            if tp.offset == OFFSET_INVALID:
+            if not read or tp.error is not None:
+                # Unknown here: librdkafka looks it up; none there ends in `_reset_after`.
+                tp.offset = OFFSET_INVALID
+            elif tp.offset < 0:  # the group never committed this partition
                 tp.offset = start
+            self._positions[tp.partition] = tp.offset if tp.offset >= 0 else None
         numbers = sorted(tp.partition for tp in partitions)
         self._on_loop(self._listener.on_partitions_assigned(numbers), "assigned")
         consumer.assign(partitions)
 
     def _revoked(self, consumer: Consumer, partitions: list[RdTopicPartition]) -> None:
+        self._generation += 1
         numbers = sorted(tp.partition for tp in partitions)
         for partition in numbers:
             self._positions.pop(partition, None)

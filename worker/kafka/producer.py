@@ -93,6 +93,7 @@ class OutputProducer:
         self._awaiting = 0  # published batches whose reports are not all in
         self._published = asyncio.Event()
         self._reports: asyncio.Task[None] | None = None
+        self._report_timeout_s = int(producer_config(settings)["message.timeout.ms"]) / 1000 + 5
 
     async def start(self) -> None:
         """Connect (librdkafka connects lazily: a metadata request proves the broker is
@@ -128,7 +129,10 @@ class OutputProducer:
     async def _serve_reports(self, producer: Producer) -> None:
         # Reports are served here only, on the loop: the batches' counts need no lock.
         while True:
-            producer.poll(0)
+            try:
+                producer.poll(0)
+            except Exception:  # a callback's failure must not stop every later report
+                log.exception("a delivery report's callback failed")
             if self._awaiting:
                 await asyncio.sleep(REPORTS_POLL_S)
                 continue
@@ -168,7 +172,11 @@ class OutputProducer:
                         await asyncio.sleep(QUEUE_FULL_WAIT_S)
                     except KafkaException as exc:
                         raise KafkaError(f"produce to {topic}: {exc!r}") from exc
-            await delivery.future
+            # Bounded: librdkafka reports every record by `message.timeout.ms`, so a wait
+            # past it means the reports are no longer served (a producer stopped meanwhile).
+            await asyncio.wait_for(delivery.future, self._report_timeout_s)
+        except TimeoutError as exc:
+            raise KafkaError(f"no delivery report within {self._report_timeout_s:.0f} s") from exc
         finally:
             self._awaiting -= 1
 
