@@ -2,8 +2,9 @@
 and dead letters as `load_tests.raw_echo`, so the two differ only in the Kafka client.
 
 `python -m load_tests.librdkafka_echo` (configured by the worker's environment variables,
-plaintext brokers only) consumes up to EVENTS_BATCH_SIZE events, produces their answers,
-waits for every delivery (`flush`) and commits: at-least-once like the aiokafka echo.
+its brokers' security options included) consumes up to EVENTS_BATCH_SIZE events, produces
+their answers, waits for every delivery (`flush`) and commits: at-least-once like the
+aiokafka echo.
 `python -m load_tests clients` compares the two.
 """
 
@@ -17,6 +18,7 @@ from types import FrameType
 from confluent_kafka import Consumer, Message, Producer
 
 from load_tests.raw_echo import answer
+from worker.kafka.admin import librdkafka_config
 from worker.settings import Settings, load_settings
 
 
@@ -28,9 +30,10 @@ def run_librdkafka_echo(settings: Settings) -> None:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, stop)
+    connection = librdkafka_config(settings)  # the worker's brokers and security options
     consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap_servers,
+        connection
+        | {
             "group.id": settings.consumer_group,
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
@@ -40,8 +43,8 @@ def run_librdkafka_echo(settings: Settings) -> None:
         }
     )
     producer = Producer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap_servers,
+        connection
+        | {
             "acks": "all",
             "linger.ms": settings.producer_linger_ms,
         }

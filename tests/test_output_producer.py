@@ -71,13 +71,7 @@ async def test_records_land_on_their_keys_partitions_in_order_however_many_batch
 ) -> None:
     """Keyed records go where Kafka's default partitioner (murmur2 of the key) puts them,
     each key's records in the order given, including past the size of one record batch."""
-    topic = f"out-{uuid.uuid4().hex[:8]}"
-    settings = load_settings(
-        kafka_bootstrap_servers=broker.bootstrap_servers,
-        data_dir=tmp_path / "data",
-        topic_partitions=4,
-    )
-    await ensure_topics(settings, [topic])
+    topic, settings = await _fresh_topic(broker, tmp_path, partitions=4)
     body = b"x" * 3000  # 40 records of one key: several 16 KB record batches
     outputs = [OutMessage(topic, f"u{n % 5}".encode(), b"%d:" % n + body) for n in range(200)] + [
         OutMessage(topic, b"u0", b"pinned", partition=3)
@@ -124,13 +118,7 @@ async def test_a_recreated_output_topic_is_reported_as_broker_data_loss(
     broker: LocalBroker, tmp_path: Path
 ) -> None:
     """Offsets that go backwards mean the partition's log was recreated under us."""
-    topic = f"out-{uuid.uuid4().hex[:8]}"
-    settings = load_settings(
-        kafka_bootstrap_servers=broker.bootstrap_servers,
-        data_dir=tmp_path / "data",
-        topic_partitions=1,
-    )
-    await ensure_topics(settings, [topic])
+    topic, settings = await _fresh_topic(broker, tmp_path, partitions=1)
     lost: list[str] = []
     output = OutputProducer(settings, on_data_loss=lost.append)
     await output.start()
@@ -143,6 +131,19 @@ async def test_a_recreated_output_topic_is_reported_as_broker_data_loss(
     finally:
         await output.stop()
     assert lost == [topic]
+
+
+async def _fresh_topic(
+    broker: LocalBroker, tmp_path: Path, *, partitions: int
+) -> tuple[str, Settings]:
+    topic = f"out-{uuid.uuid4().hex[:8]}"
+    settings = load_settings(
+        kafka_bootstrap_servers=broker.bootstrap_servers,
+        data_dir=tmp_path / "data",
+        topic_partitions=partitions,
+    )
+    await ensure_topics(settings, [topic])
+    return topic, settings
 
 
 async def _recreate(settings: Settings, topic: str) -> None:
