@@ -26,12 +26,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import orjson
-from aiokafka import ConsumerRecord
 
 from worker.changelog.reader import ChangelogReader
 from worker.events import Forget, UserEvent
 from worker.metrics import Metrics
-from worker.records import OutMessage
+from worker.records import OutMessage, RawMessage
 from worker.settings import Settings
 from worker.validation import InvalidMessage, decode_json_object
 
@@ -92,7 +91,7 @@ class ErasureFeed:
             settings, settings.user_erasures_topic, self._apply, metrics
         )
 
-    async def _apply(self, records: Sequence[ConsumerRecord]) -> None:
+    async def _apply(self, records: Sequence[RawMessage]) -> None:
         for record in records:
             try:
                 self.log.absorb(record.value)

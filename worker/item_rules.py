@@ -16,11 +16,10 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from aiokafka import ConsumerRecord
-
 from worker.changelog.reader import ChangelogReader
 from worker.errors import InfrastructureError
 from worker.metrics import Metrics
+from worker.records import RawMessage
 from worker.rules import ItemRules, overlay, parse_rule_fields
 from worker.settings import Settings
 from worker.store import ScoredItem, StoreError, VectorStore
@@ -97,7 +96,7 @@ class ItemRulesFeed:
             log.info("%d items lost their item-rules override while stopped", len(stale))
             await self._rewrite(stale)
 
-    async def _apply(self, records: Sequence[ConsumerRecord]) -> None:
+    async def _apply(self, records: Sequence[RawMessage]) -> None:
         changed: set[str] = set()
         for record in records:
             try:

@@ -24,6 +24,7 @@ class RawMessage:
     key: bytes | None
     value: bytes | None
     timestamp: float  # broker/producer timestamp, epoch seconds
+    headers: tuple[tuple[str, bytes | None], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,8 +25,6 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 
-from aiokafka import ConsumerRecord
-
 from worker.changelog.catalogue import ORIGIN_HEADER, CatalogueReplica
 from worker.changelog.codec import encode_item
 from worker.changelog.reader import ChangelogReader
@@ -161,13 +159,13 @@ class CatalogueReembed:
         )
         await reader.start()
         try:
-            reader.assign({p: 0 for p in await reader.partitions()})
+            await reader.assign({p: 0 for p in await reader.partitions()})
             await reader.catch_up(timeout_s=24 * 3600.0)
         finally:
             await reader.stop()
             self.seconds = time.perf_counter() - self._started
 
-    async def _embed(self, records: Sequence[ConsumerRecord], space: str) -> None:
+    async def _embed(self, records: Sequence[RawMessage], space: str) -> None:
         """One chunk of the items topic: latest content per item -> Triton -> the pending
         collection and `item-vectors`."""
         upserts = _latest_upserts(records)
@@ -217,18 +215,10 @@ class CatalogueReembed:
         self._user_model_fits = fits
 
 
-def _latest_upserts(records: Sequence[ConsumerRecord]) -> list[tuple[RawMessage, ItemUpsert]]:
+def _latest_upserts(records: Sequence[RawMessage]) -> list[tuple[RawMessage, ItemUpsert]]:
     """The last record per item in offset order; deleted and invalid items drop out."""
     latest: dict[str, tuple[RawMessage, ItemUpsert | ItemDelete]] = {}
-    for record in records:
-        msg = RawMessage(
-            record.topic,
-            record.partition,
-            record.offset,
-            record.key,
-            record.value,
-            record.timestamp / 1000.0,
-        )
+    for msg in records:
         try:
             op = parse_item(msg.key, msg.value, received_at=msg.timestamp)
         except InvalidMessage:

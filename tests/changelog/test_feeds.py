@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
@@ -11,34 +9,13 @@ import pytest
 
 from worker.changelog import CatalogueReplica, OffsetFile, SignalsFeed, changelog_messages
 from worker.changelog.snapshots import read_latest_snapshot
-from worker.kafka import OutputProducer, all_topics, ensure_topics, prefixed_topics
+from worker.kafka import OutputProducer
 from worker.records import BatchResult, OutMessage, SignalUpdates
-from worker.settings import Settings, load_settings
+from worker.settings import Settings
 from worker.signals import Signals
-from worker.stack.broker import LocalBroker
 from worker.store import EdgeVectorStore, ItemRecord
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def settings(broker: LocalBroker, tmp_path: Path) -> Settings:
-    s = load_settings(
-        kafka_bootstrap_servers=broker.bootstrap_servers,
-        data_dir=tmp_path / "data",
-        embedding_dim=4,
-        **prefixed_topics(f"feeds-{uuid.uuid4().hex[:8]}"),
-    )
-    await ensure_topics(s, all_topics(s))
-    return s
-
-
-@pytest.fixture
-async def output(settings: Settings) -> AsyncIterator[OutputProducer]:
-    producer = OutputProducer(settings)
-    await producer.start()
-    yield producer
-    await producer.stop()
 
 
 def _delta(settings: Settings, batch_id: str, item: str, ts: float) -> list[OutMessage]:

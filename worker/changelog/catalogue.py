@@ -13,12 +13,11 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
-from aiokafka import ConsumerRecord
-
 from worker.changelog.checkpoints import OffsetFile
 from worker.changelog.codec import ChangelogDecodeError, decode_item
 from worker.changelog.reader import ChangelogReader
 from worker.metrics import Metrics
+from worker.records import RawMessage
 from worker.settings import Settings
 from worker.store import ItemRecord, VectorStore
 
@@ -61,7 +60,7 @@ class CatalogueReplica:
         """Materialise the topic up to its end; returns the seconds it took."""
         await self.reader.start()
         partitions = await self.reader.partitions()
-        self.reader.assign({p: self.offsets.get(self.topic, p) for p in partitions})
+        await self.reader.assign({p: self.offsets.get(self.topic, p) for p in partitions})
         seconds = await self.reader.catch_up()
         self.checkpoint()
         log.info(
@@ -74,7 +73,7 @@ class CatalogueReplica:
         self.offsets.update(self.topic, self.reader.next_offsets)
         self.offsets.save()
 
-    async def _apply(self, records: Sequence[ConsumerRecord]) -> None:
+    async def _apply(self, records: Sequence[RawMessage]) -> None:
         latest: dict[bytes, ItemRecord | None] = {}
         for record in records:
             if record.key is None or _origin(record) == self.origin:
@@ -115,8 +114,8 @@ class CatalogueReplica:
             await self.on_upserted([item.item_id for item in upserts])
 
 
-def _origin(record: ConsumerRecord) -> bytes | None:
-    for name, value in record.headers or ():
+def _origin(record: RawMessage) -> bytes | None:
+    for name, value in record.headers:
         if name == ORIGIN_HEADER:
-            return bytes(value)
+            return value
     return None

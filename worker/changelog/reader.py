@@ -1,9 +1,12 @@
 """A group-less reader of chosen partitions of one changelog topic.
 
-`catch_up` reads the partitions up to their high watermark (as the broker reported it in a
-fetch response after the call began) and returns; `follow` then applies whatever arrives.
-A position past the log's end means the topic was recreated (a broker that lost its
-data): the partition is read again from its beginning, which a changelog allows.
+`catch_up` reads the assigned partitions up to their end (the high watermark a fetch made
+after the assignment reported) and returns; `follow` then applies whatever arrives. A
+position past the log's end means the topic was recreated (a broker that lost its data):
+the partition is read again from its beginning, which a changelog allows.
+
+librdkafka (confluent-kafka) fetches and decodes in its own threads, as for the pipelines'
+consumers (worker/kafka/consumer.py); every call on it runs in one thread of the reader's.
 """
 
 from __future__ import annotations
@@ -12,18 +15,24 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.errors import KafkaError as AIOKafkaError
-from aiokafka.errors import OffsetOutOfRangeError
+from confluent_kafka import Consumer, KafkaException
+from confluent_kafka import KafkaError as RdKafkaError
+from confluent_kafka import TopicPartition as RdTopicPartition
 
-from worker.kafka.admin import KafkaError, client_kwargs
+from worker.kafka.admin import KafkaError, librdkafka_config
+from worker.kafka.consumer import raw_message
+from worker.kafka.positions import fresh_after_s, past_end
 from worker.metrics import Metrics
+from worker.records import RawMessage
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
-Apply = Callable[[Sequence[ConsumerRecord]], Awaitable[None]]
+Apply = Callable[[Sequence[RawMessage]], Awaitable[None]]
 # Records handed to `apply` at once (one store call per chunk).
 CHUNK = 2000
 
@@ -49,12 +58,16 @@ class ChangelogReader:
         self._read_counter = (
             None if metrics is None else metrics.changelog_records_read.labels(topic)
         )
-        self._consumer: AIOKafkaConsumer | None = None
+        self._consumer: Consumer | None = None
+        self._thread: ThreadPoolExecutor | None = None
         self.records_read = 0
         self.bytes_read = 0
         # Partition -> the next offset to apply: advanced only after `apply` returned, so it
         # always describes what the state holds (checkpoints and snapshots record it).
         self.next_offsets: dict[int, int] = {}
+        # Assigned partitions whose end a fetch since their assignment reached.
+        self._at_end: set[int] = set()
+        self._assigned_at = 0.0
 
     @classmethod
     def of_feed(
@@ -68,38 +81,56 @@ class ChangelogReader:
 
     async def start(self) -> None:
         s = self.settings
-        consumer = AIOKafkaConsumer(
-            **client_kwargs(s),
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=self.fetch_max_wait_ms,
-            max_partition_fetch_bytes=8 * 1024 * 1024,
-            request_timeout_ms=int(s.kafka_request_timeout_s * 1000),
+        consumer = Consumer(
+            librdkafka_config(s)
+            | {
+                # Never joins a group (partitions are assigned by hand and nothing is
+                # committed), but librdkafka wants an id all the same.
+                "group.id": "streamrec-changelog-reader",
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                # "error": a position outside the log reaches `_restart`, where it is logged.
+                "auto.offset.reset": "error",
+                "enable.partition.eof": True,  # how `catch_up` knows a partition's end
+                "fetch.wait.max.ms": self.fetch_max_wait_ms,
+                "max.partition.fetch.bytes": 8 * 1024 * 1024,
+                "queued.max.messages.kbytes": 32 * 1024,
+                "socket.timeout.ms": int(s.kafka_request_timeout_s * 1000),
+            },
+            logger=log,
         )
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"changelog-{self.topic}")
         try:
-            await consumer.start()
-        except (AIOKafkaError, OSError) as exc:
-            await consumer.stop()
+            await self._call(consumer.list_topics, self.topic, s.kafka_request_timeout_s)
+        except KafkaException as exc:
+            await self._call(consumer.close)
+            self._thread.shutdown(wait=False)
+            self._thread = None
             raise KafkaError(f"cannot start a reader of {self.topic}: {exc!r}") from exc
         self._consumer = consumer
 
     async def stop(self) -> None:
         consumer, self._consumer = self._consumer, None
-        if consumer is not None:
-            await consumer.stop()
+        thread = self._thread
+        if consumer is not None and thread is not None:
+            try:
+                await self._call(consumer.close)
+            finally:
+                self._thread = None
+                thread.shutdown(wait=False)
 
     async def partitions(self) -> list[int]:
         consumer = self._require()
         for _ in range(50):
             try:
-                # aiokafka has no public call for a topic it is not assigned yet.
-                cluster = await consumer._client.fetch_all_metadata()
-            except (AIOKafkaError, OSError) as exc:
+                found = await self._call(
+                    consumer.list_topics, self.topic, self.settings.kafka_request_timeout_s
+                )
+            except KafkaException as exc:
                 raise KafkaError(f"metadata for {self.topic}: {exc!r}") from exc
-            found = cluster.partitions_for_topic(self.topic)
-            if found:
-                return sorted(found)
+            topic = found.topics.get(self.topic)
+            if topic is not None and topic.error is None and topic.partitions:
+                return sorted(topic.partitions)
             await asyncio.sleep(0.1)
         raise KafkaError(f"topic {self.topic} has no partitions (not created?)")
 
@@ -107,32 +138,32 @@ class ChangelogReader:
         """Start, read every partition from its beginning up to its end (a topic every
         worker reads whole: item rules, erasures); returns the seconds it took."""
         await self.start()
-        self.assign({p: 0 for p in await self.partitions()})
+        await self.assign({p: 0 for p in await self.partitions()})
         return await self.catch_up()
 
-    def assign(self, starts: Mapping[int, int]) -> None:
-        """Read these partitions from these offsets (0: the beginning)."""
-        consumer = self._require()
-        tps = {TopicPartition(self.topic, p): offset for p, offset in starts.items()}
-        consumer.assign(list(tps))
-        for tp, offset in tps.items():
-            consumer.seek(tp, offset)
+    async def assign(self, starts: Mapping[int, int]) -> None:
+        """Read these partitions (only these) from these offsets (0: the beginning); empty:
+        read nothing (no fetches either) until the next assignment."""
         self.next_offsets = dict(starts)
-
-    async def positions(self) -> dict[int, int]:
-        consumer = self._require()
-        return {tp.partition: await consumer.position(tp) for tp in consumer.assignment()}
+        self._at_end.clear()
+        await self._call(self._assign_now, self._require())
 
     async def catch_up(self, timeout_s: float = 600.0) -> float:
-        """Apply every record up to the high watermark; returns the seconds it took."""
-        self._require()
+        """Apply every record up to the end of each assigned partition, as a fetch made
+        during the call saw it; returns the seconds it took."""
+        consumer = self._require()
         started = time.perf_counter()
-        deadline = time.monotonic() + timeout_s
-        began_ms = time.time() * 1000
-        while not await self._caught_up(began_ms):
+        since = time.monotonic()
+        deadline = since + timeout_s
+        self._at_end.clear()
+        while not self._at_end.issuperset(self.next_offsets):
             if time.monotonic() > deadline:
                 raise KafkaError(f"{self.topic}: not caught up within {timeout_s:.0f} s")
             await self._step(0.05)
+            if time.monotonic() - since >= fresh_after_s(self.fetch_max_wait_ms):
+                # librdkafka reports a partition's end once per arrival there: one reached
+                # before this call is told by the high watermark of later fetches.
+                self._at_end.update(await self._call(self._reached_end, consumer))
         return time.perf_counter() - started
 
     async def follow(self, stop: asyncio.Event) -> None:
@@ -147,57 +178,87 @@ class ChangelogReader:
     async def _step(self, timeout_s: float) -> None:
         consumer = self._require()
         try:
-            fetched = await consumer.getmany(timeout_ms=int(timeout_s * 1000), max_records=CHUNK)
-        except OffsetOutOfRangeError as exc:
-            for tp in exc.args[0]:
-                await self._restart(tp)
-            return
-        except (AIOKafkaError, OSError) as exc:
+            records = await self._call(self._fetch_now, consumer, timeout_s)
+        except KafkaException as exc:
             raise KafkaError(f"read {self.topic}: {exc!r}") from exc
-        records = [r for batch in fetched.values() for r in batch]
-        if records:
-            self.records_read += len(records)
-            if self._read_counter is not None:
-                self._read_counter.inc(len(records))
-            self.bytes_read += sum(len(r.value or b"") + len(r.key or b"") for r in records)
-            await self.apply(records)
-            for r in records:
-                self.next_offsets[r.partition] = max(
-                    self.next_offsets.get(r.partition, 0), r.offset + 1
-                )
-        else:
-            await self._check_beyond_end()
+        if not records:
+            return
+        self.records_read += len(records)
+        if self._read_counter is not None:
+            self._read_counter.inc(len(records))
+        self.bytes_read += sum(len(r.value or b"") + len(r.key or b"") for r in records)
+        await self.apply(records)
+        for r in records:
+            next_offset = self.next_offsets.get(r.partition, 0)
+            self.next_offsets[r.partition] = max(next_offset, r.offset + 1)
 
-    async def _caught_up(self, since_ms: float) -> bool:
-        consumer = self._require()
-        for tp in consumer.assignment():
-            highwater = consumer.highwater(tp)
-            fetched_at = consumer.last_poll_timestamp(tp)
-            if highwater is None or fetched_at is None or fetched_at < since_ms:
-                return False
-            position = await consumer.position(tp)
-            if position > highwater:  # the log was recreated under the checkpoint
-                await self._restart(tp)
-                return False
-            if position < highwater:
-                return False
-        return True
+    # -- in the reader's thread ----------------------------------------------------------------
 
-    async def _check_beyond_end(self) -> None:
-        # Some brokers answer a fetch past the log's end with nothing instead of
-        # OFFSET_OUT_OF_RANGE; the high watermark of the response tells.
-        consumer = self._require()
-        for tp in consumer.assignment():
-            highwater = consumer.highwater(tp)
-            if highwater is not None and await consumer.position(tp) > highwater:
-                await self._restart(tp)
+    def _fetch_now(self, consumer: Consumer, timeout_s: float) -> list[RawMessage]:
+        # `consume` would wait for a whole chunk: the first message as soon as it comes,
+        # then what is already here.
+        first = consumer.poll(timeout_s)
+        if first is None:
+            self._check_past_end(consumer)
+            return []
+        records, errors = [], []
+        for message in [first, *consumer.consume(CHUNK - 1, 0)]:
+            error = message.error()
+            if error is None:
+                records.append(raw_message(message, headers=True))
+            elif error.code() == RdKafkaError._PARTITION_EOF:
+                self._at_end.add(message.partition() or 0)
+            elif error.code() == RdKafkaError._AUTO_OFFSET_RESET:
+                self._restart(consumer, message.partition() or 0, message.offset())
+            else:
+                errors.append(error)
+        if errors and not records:  # records came first: an error must not lose them
+            raise KafkaException(errors[0])
+        for error in errors:
+            log.warning("read %s: %s", self.topic, error)
+        return records
 
-    async def _restart(self, tp: TopicPartition) -> None:
-        log.error("%s[%d]: log recreated; reading it again", tp.topic, tp.partition)
-        self._require().seek(tp, 0)
-        self.next_offsets[tp.partition] = 0
+    def _reached_end(self, consumer: Consumer) -> list[int]:
+        out = []
+        for partition, position in self.next_offsets.items():
+            tp = RdTopicPartition(self.topic, partition)
+            _, high = consumer.get_watermark_offsets(tp, cached=True)
+            if high == position:  # past it: `_check_past_end` reads the log again
+                out.append(partition)
+        return out
 
-    def _require(self) -> AIOKafkaConsumer:
+    def _check_past_end(self, consumer: Consumer) -> None:
+        # Kafka answers a fetch past the log's end with OFFSET_OUT_OF_RANGE (handled above);
+        # some brokers just return nothing, and the partition would never reach its end.
+        if time.monotonic() - self._assigned_at < fresh_after_s(self.fetch_max_wait_ms):
+            return  # the cached high watermarks may predate the assignment
+        timeout_s = self.settings.kafka_request_timeout_s
+        for partition in past_end(consumer, self.topic, self.next_offsets, timeout_s):
+            self._restart(consumer, partition, self.next_offsets[partition])
+
+    def _restart(self, consumer: Consumer, partition: int, offset: int | None) -> None:
+        if partition not in self.next_offsets:
+            return
+        log.error(
+            "%s[%d]: offset %s is past the log's end (log recreated); reading it again",
+            self.topic, partition, offset,
+        )  # fmt: skip
+        self.next_offsets[partition] = 0
+        self._at_end.discard(partition)
+        # Assigned again: librdkafka refuses a seek once it stopped a partition on an error.
+        self._assign_now(consumer)
+
+    def _assign_now(self, consumer: Consumer) -> None:
+        consumer.assign([RdTopicPartition(self.topic, p, o) for p, o in self.next_offsets.items()])
+        self._assigned_at = time.monotonic()
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    async def _call(self, call: Callable[..., T], *args: object) -> T:
+        assert self._thread is not None
+        return await asyncio.get_running_loop().run_in_executor(self._thread, call, *args)
+
+    def _require(self) -> Consumer:
         if self._consumer is None:
             raise KafkaError(f"the reader of {self.topic} is not started")
         return self._consumer

@@ -18,13 +18,11 @@ import logging
 from collections import OrderedDict
 from collections.abc import Sequence
 
-from aiokafka import ConsumerRecord
-
 from worker.changelog.codec import ChangelogDecodeError, decode_delta, encode_delta
 from worker.changelog.reader import ChangelogReader
 from worker.changelog.snapshots import Snapshot, read_latest_snapshot
 from worker.metrics import Metrics
-from worker.records import OutMessage, SignalUpdates
+from worker.records import OutMessage, RawMessage, SignalUpdates
 from worker.settings import Settings
 from worker.signals import Signals
 
@@ -75,7 +73,7 @@ class SignalsFeed:
             starts.update(snapshot.positions)
             self._recent = OrderedDict.fromkeys(snapshot.recent_batches)
             self.snapshot_offset = snapshot.offset
-        self.reader.assign(starts)
+        await self.reader.assign(starts)
         replay = await self.reader.catch_up()
         self.restore_seconds = replay + (snapshot.read_seconds if snapshot else 0.0)
         log.info(
@@ -90,7 +88,7 @@ class SignalsFeed:
             self.signals, dict(self.reader.next_offsets), list(self._recent)[-1000:]
         )
 
-    async def _apply(self, records: Sequence[ConsumerRecord]) -> None:
+    async def _apply(self, records: Sequence[RawMessage]) -> None:
         for record in records:
             if record.value is None:
                 continue

@@ -9,12 +9,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from aiokafka import ConsumerRecord
-
 from worker.changelog.checkpoints import OffsetFile
 from worker.changelog.codec import ChangelogDecodeError, decode_user
 from worker.changelog.reader import ChangelogReader
 from worker.metrics import Metrics
+from worker.records import RawMessage
 from worker.settings import Settings
 from worker.store import UserState, VectorStore
 
@@ -47,10 +46,12 @@ class UserStateRestorer:
         """Bring these partitions' users up to date in the local store; returns seconds."""
         if not partitions:
             return 0.0
-        self.reader.assign({p: self.offsets.get(self.topic, p) for p in partitions})
+        await self.reader.assign({p: self.offsets.get(self.topic, p) for p in partitions})
         before = self.reader.records_read
         seconds = await self.reader.catch_up()
         self.offsets.update(self.topic, self.reader.next_offsets)
+        # Restored: no fetching in the background until the next assignment.
+        await self.reader.assign({})
         self.offsets.save()
         log.info(
             "user state of partitions %s restored: %d records in %.2f s",
@@ -58,7 +59,7 @@ class UserStateRestorer:
         )  # fmt: skip
         return seconds
 
-    async def _apply(self, records: Sequence[ConsumerRecord]) -> None:
+    async def _apply(self, records: Sequence[RawMessage]) -> None:
         latest: dict[str, UserState] = {}
         erased: set[str] = set()
         for record in records:

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Protocol, TypeVar
+from typing import Protocol, TypeVar, cast
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -33,6 +34,7 @@ from confluent_kafka import TopicPartition as RdTopicPartition
 
 from worker.batching import collect_batch
 from worker.kafka.admin import KafkaError, librdkafka_config
+from worker.kafka.positions import fresh_after_s, past_end
 from worker.records import RawMessage
 from worker.settings import Settings
 
@@ -85,6 +87,7 @@ class KafkaSource:
         # Bumped by every assignment and revocation: records fetched before a rebalance
         # are dropped from the batch (their partition may now start again elsewhere).
         self._generation = 0
+        self._assigned_at = 0.0
         self._rejoin = False
 
     async def start(self) -> None:
@@ -199,7 +202,7 @@ class KafkaSource:
         for message in fetched:
             error = message.error()
             if error is None:
-                record = _raw(message)
+                record = raw_message(message)
                 self._positions[record.partition] = record.offset + 1
                 records.append(record)
             elif error.code() == RdKafkaError._AUTO_OFFSET_RESET:
@@ -224,20 +227,15 @@ class KafkaSource:
             self._reset(consumer, partition, offset, self.settings.offset_out_of_range)
 
     def _check_beyond_end(self, consumer: Consumer) -> None:
-        """A position past the partition's high watermark (from the last fetch response)
-        means the log is shorter than what was committed: Kafka answers such a fetch with
-        OFFSET_OUT_OF_RANGE (handled above), some brokers just return nothing, which would
-        stall the partition silently. Checked on idle fetches only: it costs nothing then."""
-        for partition, position in list(self._positions.items()):
-            tp = RdTopicPartition(self.topic, partition)
-            _, high = consumer.get_watermark_offsets(tp, cached=True)
-            if position is None or high < 0 or position <= high:
-                continue
-            # The cached mark may predate this assignment: ask the broker before resetting.
-            timeout_s = self.settings.kafka_request_timeout_s
-            _, high = consumer.get_watermark_offsets(tp, timeout=timeout_s, cached=False)
-            if position > high:
-                self._reset(consumer, partition, position, self.settings.offset_out_of_range)
+        """A position past the partition's end means the log is shorter than what was
+        committed (see worker/kafka/positions.py). Checked on idle fetches only: it costs
+        nothing then."""
+        if time.monotonic() - self._assigned_at < fresh_after_s(self._fetch_max_wait_ms):
+            return
+        timeout_s = self.settings.kafka_request_timeout_s
+        for partition in past_end(consumer, self.topic, self._positions, timeout_s):
+            position = self._positions[partition]
+            self._reset(consumer, partition, position, self.settings.offset_out_of_range)
 
     def _reset(self, consumer: Consumer, partition: int, offset: int | None, policy: str) -> None:
         if offset is not None:
@@ -261,6 +259,7 @@ class KafkaSource:
                              start if p == partition else OFFSET_INVALID if o is None else o)
             for p, o in offsets.items()
         ])  # fmt: skip
+        self._assigned_at = time.monotonic()
 
     def _commit_now(self, consumer: Consumer, offsets: Mapping[tuple[str, int], int]) -> bool:
         assigned = {(tp.topic, tp.partition) for tp in consumer.assignment()}
@@ -309,6 +308,7 @@ class KafkaSource:
         numbers = sorted(tp.partition for tp in partitions)
         self._on_loop(self._listener.on_partitions_assigned(numbers), "assigned")
         consumer.assign(partitions)
+        self._assigned_at = time.monotonic()
 
     def _revoked(self, consumer: Consumer, partitions: list[RdTopicPartition]) -> None:
         self._generation += 1
@@ -344,7 +344,9 @@ async def _awaited(callback: Awaitable[None]) -> None:
     await callback
 
 
-def _raw(message: Message) -> RawMessage:
+def raw_message(message: Message, *, headers: bool = False) -> RawMessage:
+    """A consumed record as the handlers take it (`headers`: with its headers, which the
+    pipelines do not read)."""
     _, timestamp_ms = message.timestamp()
     return RawMessage(
         message.topic() or "",
@@ -353,4 +355,6 @@ def _raw(message: Message) -> RawMessage:
         message.key(),
         message.value(),
         timestamp_ms / 1000.0,
+        # A consumed message's headers are a list of (name, bytes or None).
+        tuple(cast(list[tuple[str, bytes | None]], message.headers() or [])) if headers else (),
     )

@@ -1,0 +1,111 @@
+"""The group-less changelog reader against the real broker."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+
+import pytest
+
+from worker.changelog.reader import ChangelogReader
+from worker.kafka import KafkaError, OutputProducer
+from worker.records import OutMessage, RawMessage
+from worker.settings import Settings, load_settings
+
+pytestmark = pytest.mark.integration
+
+
+class Applied:
+    def __init__(self) -> None:
+        self.records: list[RawMessage] = []
+
+    async def __call__(self, records: Sequence[RawMessage]) -> None:
+        self.records += records
+
+    def values(self, partition: int) -> list[bytes | None]:
+        return [r.value for r in self.records if r.partition == partition]
+
+
+Started = Callable[[], AbstractAsyncContextManager[tuple[ChangelogReader, Applied]]]
+
+
+@pytest.fixture
+def started(settings: Settings) -> Started:
+    """A started reader of the item-rules topic (assigned nothing yet) and what it applied."""
+
+    @asynccontextmanager
+    async def start() -> AsyncIterator[tuple[ChangelogReader, Applied]]:
+        applied = Applied()
+        reader = ChangelogReader(settings, settings.item_rules_topic, applied)
+        await reader.start()
+        try:
+            yield reader, applied
+        finally:
+            await reader.stop()
+
+    return start
+
+
+async def _publish(output: OutputProducer, topic: str, partition: int, values: list[bytes]) -> None:
+    messages = [
+        OutMessage(topic, b"k", v, partition=partition, headers=(("origin", b"w1"),))
+        for v in values
+    ]
+    await output.publish(messages, [], "dlq")
+
+
+async def test_catch_up_reads_each_assigned_partition_to_its_end_with_headers(
+    settings: Settings, output: OutputProducer, started: Started
+) -> None:
+    topic = settings.item_rules_topic
+    await _publish(output, topic, 0, [b"a", b"b", b"c"])
+    await _publish(output, topic, 1, [b"d"])
+    async with started() as (reader, applied):
+        await reader.assign({0: 0, 1: 0, 2: 0})
+        await reader.catch_up()
+        assert applied.values(0) == [b"a", b"b", b"c"] and applied.values(1) == [b"d"]
+        assert reader.next_offsets == {0: 3, 1: 1, 2: 0}
+        assert all(r.headers == (("origin", b"w1"),) for r in applied.records)
+        # Again, with nothing new: it returns once later fetches show the end.
+        await asyncio.wait_for(reader.catch_up(), 10.0)
+        await _publish(output, topic, 1, [b"e", b"f"])
+        await reader.catch_up()
+        assert applied.values(1) == [b"d", b"e", b"f"]
+
+
+async def test_a_position_past_the_log_end_is_read_again_from_the_beginning(
+    settings: Settings, output: OutputProducer, started: Started
+) -> None:
+    await _publish(output, settings.item_rules_topic, 0, [b"a", b"b"])
+    async with started() as (reader, applied):
+        # What a checkpoint left by a broker that since lost its data looks like.
+        await reader.assign({0: 50, 1: 0})
+        await asyncio.wait_for(reader.catch_up(), 20.0)
+        assert applied.values(0) == [b"a", b"b"]
+        assert reader.next_offsets == {0: 2, 1: 0}
+
+
+async def test_an_empty_assignment_reads_nothing_until_the_next(
+    settings: Settings, output: OutputProducer, started: Started
+) -> None:
+    async with started() as (reader, applied):
+        await reader.assign({0: 0})
+        await reader.catch_up()
+        await reader.assign({})
+        await _publish(output, settings.item_rules_topic, 0, [b"a"])
+        await reader.catch_up()
+        assert applied.records == []
+        await reader.assign({0: 0})
+        await reader.catch_up()
+        assert applied.values(0) == [b"a"]
+
+
+async def test_start_fails_clearly_without_a_broker(tmp_path: Path) -> None:
+    s = load_settings(
+        kafka_bootstrap_servers="127.0.0.1:1", data_dir=tmp_path, kafka_request_timeout_s=1.0
+    )
+    reader = ChangelogReader(s, s.item_rules_topic, Applied())
+    with pytest.raises(KafkaError, match="cannot start a reader"):
+        await reader.start()
