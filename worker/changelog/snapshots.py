@@ -19,10 +19,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import orjson
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.errors import KafkaError as AIOKafkaError
+from confluent_kafka import Consumer, KafkaException, Message
+from confluent_kafka import KafkaError as RdKafkaError
+from confluent_kafka import TopicPartition as RdTopicPartition
 
-from worker.kafka.admin import KafkaError, client_kwargs
+from worker.kafka.admin import KafkaError, librdkafka_config
 from worker.records import OutMessage
 from worker.settings import Settings
 from worker.signals import Signals
@@ -107,64 +108,86 @@ class Snapshot:
 async def read_latest_snapshot(settings: Settings, timeout_s: float = 60.0) -> Snapshot | None:
     """The newest intact snapshot, or None when the topic holds none."""
     started = time.perf_counter()
-    consumer = AIOKafkaConsumer(
-        **client_kwargs(settings),
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        max_partition_fetch_bytes=4 * CHUNK_BYTES,
-    )
-    tp = TopicPartition(settings.signals_snapshots_topic, 0)
     try:
-        await consumer.start()
-        consumer.assign([tp])
-        snapshot = await asyncio.wait_for(_newest(consumer, tp), timeout_s)
-    except (AIOKafkaError, OSError, TimeoutError) as exc:
-        raise KafkaError(f"read {tp.topic}: {exc!r}") from exc
-    finally:
-        await consumer.stop()
+        snapshot = await asyncio.to_thread(_read_newest, settings, time.monotonic() + timeout_s)
+    except (KafkaException, TimeoutError) as exc:
+        raise KafkaError(f"read {settings.signals_snapshots_topic}: {exc!r}") from exc
     if snapshot is not None:
         snapshot.read_seconds = time.perf_counter() - started
     return snapshot
 
 
-async def _newest(consumer: AIOKafkaConsumer, tp: TopicPartition) -> Snapshot | None:
-    # The high watermark from a fetch response: some brokers answer ListOffsets wrongly.
-    consumer.seek(tp, 0)
-    if not await _read(consumer, tp, 1):
+def _read_newest(settings: Settings, deadline: float) -> Snapshot | None:
+    # Once, at start-up: a blocking librdkafka consumer on a thread of its own.
+    consumer = Consumer(
+        librdkafka_config(settings)
+        | {
+            "group.id": "streamrec-snapshot-reader",  # never joined: assigned by hand
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",  # offset 0 may be past retention
+            "enable.partition.eof": True,
+            "max.partition.fetch.bytes": 4 * CHUNK_BYTES,
+        },
+        logger=log,
+    )
+    try:
+        return _newest(_Partition(consumer, settings.signals_snapshots_topic, deadline))
+    finally:
+        consumer.close()
+
+
+class _Partition:
+    """Reads of partition 0 of the snapshots topic from chosen offsets."""
+
+    def __init__(self, consumer: Consumer, topic: str, deadline: float) -> None:
+        self.consumer, self.topic, self.deadline = consumer, topic, deadline
+
+    def read(self, offset: int, count: int) -> list[Message]:
+        """The records from `offset` on, up to `count` (fewer when the log ends first)."""
+        self.consumer.assign([RdTopicPartition(self.topic, 0, offset)])
+        records: list[Message] = []
+        while len(records) < count:
+            if time.monotonic() > self.deadline:
+                raise TimeoutError(f"{self.topic}: no answer from offset {offset}")
+            message = self.consumer.poll(0.05)
+            if message is None:
+                continue
+            error = message.error()
+            if error is not None and error.code() == RdKafkaError._PARTITION_EOF:
+                break
+            if error is not None:
+                raise KafkaException(error)
+            records.append(message)
+        return records
+
+    def end(self) -> int:
+        """The log's end as the last fetch response reported it."""
+        _, high = self.consumer.get_watermark_offsets(RdTopicPartition(self.topic, 0), cached=True)
+        return max(high, 0)
+
+
+def _newest(partition: _Partition) -> Snapshot | None:
+    # The end from a fetch response: the local broker answers ListOffsets short of it.
+    if not partition.read(0, 1):
         return None
-    highwater = consumer.highwater(tp) or 0
-    for offset in range(highwater - 1, max(highwater - 1 - MAX_SCAN_BACK, -1), -1):
-        consumer.seek(tp, offset)
-        (record,) = await _read(consumer, tp, 1) or (None,)
-        if record is None or record.key != MANIFEST_KEY or record.value is None:
+    end = partition.end()
+    for offset in range(end - 1, max(end - 1 - MAX_SCAN_BACK, -1), -1):
+        (record,) = partition.read(offset, 1) or (None,)
+        if record is None or record.offset() != offset or record.key() != MANIFEST_KEY:
             continue
-        manifest = orjson.loads(record.value)
+        value = record.value()
+        if value is None:
+            continue
+        manifest = orjson.loads(value)
         count = int(manifest["chunks"])
         if offset - count < 0:
             continue
-        consumer.seek(tp, offset - count)
-        chunks = await _read(consumer, tp, count)
+        chunks = partition.read(offset - count, count)
         keys = [f"chunk:{manifest['id']}:{i}".encode() for i in range(count)]
-        if [c.key for c in chunks] != keys:
+        if [c.key() for c in chunks] != keys:
             log.warning("snapshot at offset %d is incomplete; trying an older one", offset)
             continue
-        snapshot = Snapshot.decode(b"".join(c.value or b"" for c in chunks))
+        snapshot = Snapshot.decode(b"".join(c.value() or b"" for c in chunks))
         snapshot.offset = offset
         return snapshot
     return None
-
-
-async def _read(consumer: AIOKafkaConsumer, tp: TopicPartition, count: int) -> list[ConsumerRecord]:
-    """The next `count` records (fewer when the log ends first)."""
-    records: list[ConsumerRecord] = []
-    while len(records) < count:
-        fetched = await consumer.getmany(tp, timeout_ms=50, max_records=count - len(records))
-        batch = fetched.get(tp, [])
-        if not batch:
-            highwater = consumer.highwater(tp)
-            if highwater is not None and await consumer.position(tp) >= highwater:
-                break
-            continue
-        records += batch
-    return records
