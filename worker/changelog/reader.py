@@ -85,8 +85,9 @@ class ChangelogReader:
             librdkafka_config(s)
             | {
                 # Never joins a group (partitions are assigned by hand and nothing is
-                # committed), but librdkafka wants an id all the same.
-                "group.id": "streamrec-changelog-reader",
+                # committed), but librdkafka wants an id all the same: one under the
+                # worker's, so the ACLs that cover the pipelines' groups cover it too.
+                "group.id": f"{s.consumer_group}.changelog-reader",
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False,
                 # "error": a position outside the log reaches `_restart`, where it is logged.

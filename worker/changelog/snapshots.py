@@ -122,7 +122,8 @@ def _read_newest(settings: Settings, deadline: float) -> Snapshot | None:
     consumer = Consumer(
         librdkafka_config(settings)
         | {
-            "group.id": "streamrec-snapshot-reader",  # never joined: assigned by hand
+            # Never joined (assigned by hand); named under the worker's group, as in reader.py.
+            "group.id": f"{settings.consumer_group}.changelog-reader",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",  # offset 0 may be past retention
             "enable.partition.eof": True,
