@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 import ssl
 from collections.abc import Sequence
 from typing import Any
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError as AIOKafkaError
-from aiokafka.errors import TopicAlreadyExistsError
+from confluent_kafka import KafkaError as RdKafkaError
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from worker.errors import InfrastructureError
 from worker.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 class KafkaError(InfrastructureError):
@@ -23,7 +25,8 @@ class KafkaError(InfrastructureError):
 
 
 def client_kwargs(settings: Settings) -> dict[str, Any]:
-    """Connection and security options for aiokafka clients (worker, admin, tests, tools)."""
+    """Connection and security options for aiokafka clients (the tools and tests; the
+    worker's own clients are librdkafka's: `librdkafka_config`)."""
     assert settings.kafka_bootstrap_servers, "bootstrap servers are resolved before use"
     kwargs: dict[str, Any] = {
         "bootstrap_servers": settings.kafka_bootstrap_servers,
@@ -135,27 +138,35 @@ async def ensure_topics(
     settings: Settings, topics: Sequence[str], *, timeout_s: float = 30.0
 ) -> list[str]:
     """Create the topics that are missing (idempotent); returns the ones it created."""
-    admin = AIOKafkaAdminClient(**client_kwargs(settings), request_timeout_ms=10_000)
     try:
-        await asyncio.wait_for(admin.start(), timeout_s)
-        existing = set(await asyncio.wait_for(admin.list_topics(), timeout_s))
-        missing = [t for t in topics if t not in existing]
-        if missing:
-            # Another worker may win the race to create them; that is fine.
-            with contextlib.suppress(TopicAlreadyExistsError):
-                await asyncio.wait_for(
-                    admin.create_topics([_new_topic(settings, t) for t in missing]),
-                    timeout_s,
-                )
-        return missing
-    except (AIOKafkaError, TimeoutError, OSError) as exc:
+        return await asyncio.to_thread(_ensure_now, settings, list(topics), timeout_s)
+    except (KafkaException, TimeoutError) as exc:
         raise KafkaError(
             f"cannot create topics on {settings.kafka_bootstrap_servers}: {exc!r}"
         ) from exc
-    finally:
-        await admin.close()
+
+
+def _ensure_now(settings: Settings, topics: list[str], timeout_s: float) -> list[str]:
+    # A client per call, made and dropped on this thread: librdkafka's teardown blocks.
+    admin = AdminClient(librdkafka_config(settings), logger=log)
+    existing = set(admin.list_topics(timeout=timeout_s).topics)
+    missing = [t for t in topics if t not in existing]
+    if missing:
+        futures = admin.create_topics(
+            [_new_topic(settings, t) for t in missing],
+            operation_timeout=timeout_s,
+            request_timeout=timeout_s,
+        )
+        for future in futures.values():
+            try:
+                future.result(timeout=timeout_s)
+            except KafkaException as exc:
+                # Another worker may win the race to create it; that is fine.
+                if exc.args[0].code() != RdKafkaError.TOPIC_ALREADY_EXISTS:
+                    raise
+    return missing
 
 
 def _new_topic(settings: Settings, topic: str) -> NewTopic:
     partitions, configs = topic_configs(settings).get(topic, (settings.topic_partitions, {}))
-    return NewTopic(topic, partitions, 1, topic_configs=configs)
+    return NewTopic(topic, partitions, 1, config=configs)
