@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 import pytest
+from confluent_kafka import OFFSET_BEGINNING
+from confluent_kafka import KafkaError as RdKafkaError
+from confluent_kafka import TopicPartition as RdTopicPartition
 
 from worker.changelog.reader import ChangelogReader
 from worker.kafka import KafkaError, OutputProducer
@@ -109,3 +113,73 @@ async def test_start_fails_clearly_without_a_broker(tmp_path: Path) -> None:
     reader = ChangelogReader(s, s.item_rules_topic, Applied())
     with pytest.raises(KafkaError, match="cannot start a reader"):
         await reader.start()
+
+
+class _Message:
+    """What librdkafka hands out: a record, or an event (an error) of a partition."""
+
+    def __init__(self, partition: int, offset: int, error: int | None = None) -> None:
+        self._partition, self._offset = partition, offset
+        self._error = None if error is None else RdKafkaError(error)
+
+    def error(self) -> RdKafkaError | None:
+        return self._error
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+    def topic(self) -> str:
+        return "t"
+
+    def key(self) -> bytes:
+        return b"k"
+
+    def value(self) -> bytes:
+        return b"v"
+
+    def timestamp(self) -> tuple[int, int]:
+        return 1, 1_700_000_000_000
+
+    def headers(self) -> None:
+        return None
+
+
+class _Consumer:
+    def __init__(self, messages: list[_Message]) -> None:
+        self.messages = messages
+        self.assigned: list[list[tuple[int, int]]] = []
+
+    def poll(self, timeout_s: float) -> _Message | None:
+        return self.messages.pop(0) if self.messages else None
+
+    def consume(self, count: int, timeout_s: float) -> list[_Message]:
+        out, self.messages = self.messages[:count], self.messages[count:]
+        return out
+
+    def assign(self, partitions: list[RdTopicPartition]) -> None:
+        self.assigned.append([(tp.partition, tp.offset) for tp in partitions])
+
+
+async def test_a_partition_outside_its_log_restarts_after_the_batch_without_its_records(
+    tmp_path: Path,
+) -> None:
+    """Its records before the error are the old log's; the others resume after the batch."""
+    settings = load_settings(kafka_bootstrap_servers="127.0.0.1:9", data_dir=tmp_path)
+    applied = Applied()
+    reader = ChangelogReader(settings, "t", applied)
+    consumer = _Consumer([
+        _Message(1, 3), _Message(0, 5), _Message(1, 4),
+        _Message(0, 6, RdKafkaError._AUTO_OFFSET_RESET),
+        _Message(2, 0, RdKafkaError._AUTO_OFFSET_RESET),  # a previous assignment's
+    ])  # fmt: skip
+    reader._consumer = consumer  # type: ignore[assignment]
+    reader._thread = ThreadPoolExecutor(1)
+    reader.next_offsets = {0: 5, 1: 3}
+    await reader._step(0.01)
+    assert [(r.partition, r.offset) for r in applied.records] == [(1, 3), (1, 4)]
+    assert reader.next_offsets == {0: 0, 1: 5}
+    assert consumer.assigned == [[(0, OFFSET_BEGINNING), (1, 5)]]
+    reader._thread.shutdown()

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-from confluent_kafka import Consumer, KafkaException
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException
 from confluent_kafka import KafkaError as RdKafkaError
 from confluent_kafka import TopicPartition as RdTopicPartition
 
@@ -65,8 +65,10 @@ class ChangelogReader:
         # Partition -> the next offset to apply: advanced only after `apply` returned, so it
         # always describes what the state holds (checkpoints and snapshots record it).
         self.next_offsets: dict[int, int] = {}
-        # Assigned partitions whose end a fetch since their assignment reached.
+        # Assigned partitions at their end: since the current `catch_up` began, and since
+        # the last assignment.
         self._at_end: set[int] = set()
+        self._ended: set[int] = set()
         self._assigned_at = 0.0
 
     @classmethod
@@ -179,78 +181,92 @@ class ChangelogReader:
     async def _step(self, timeout_s: float) -> None:
         consumer = self._require()
         try:
-            records = await self._call(self._fetch_now, consumer, timeout_s)
+            records, restarts = await self._call(self._fetch_now, consumer, timeout_s)
         except KafkaException as exc:
             raise KafkaError(f"read {self.topic}: {exc!r}") from exc
-        if not records:
-            return
-        self.records_read += len(records)
-        if self._read_counter is not None:
-            self._read_counter.inc(len(records))
-        self.bytes_read += sum(len(r.value or b"") + len(r.key or b"") for r in records)
-        await self.apply(records)
-        for r in records:
-            next_offset = self.next_offsets.get(r.partition, 0)
-            self.next_offsets[r.partition] = max(next_offset, r.offset + 1)
+        if records:
+            self.records_read += len(records)
+            if self._read_counter is not None:
+                self._read_counter.inc(len(records))
+            self.bytes_read += sum(len(r.value or b"") + len(r.key or b"") for r in records)
+            await self.apply(records)
+            for r in records:
+                next_offset = self.next_offsets.get(r.partition, 0)
+                self.next_offsets[r.partition] = max(next_offset, r.offset + 1)
+        if restarts:  # after the batch: the other partitions resume where it ended
+            await self._call(self._restart, consumer, restarts)
 
     # -- in the reader's thread ----------------------------------------------------------------
 
-    def _fetch_now(self, consumer: Consumer, timeout_s: float) -> list[RawMessage]:
+    def _fetch_now(
+        self, consumer: Consumer, timeout_s: float
+    ) -> tuple[list[RawMessage], dict[int, int | None]]:
+        """-> (the records, partition -> the offset outside its log, to read it again)."""
         # `consume` would wait for a whole chunk: the first message as soon as it comes,
         # then what is already here.
         first = consumer.poll(timeout_s)
         if first is None:
-            self._check_past_end(consumer)
-            return []
-        records, errors = [], []
+            return [], self._past_end(consumer)
+        records, errors, restarts = [], [], {}
         for message in [first, *consumer.consume(CHUNK - 1, 0)]:
-            error = message.error()
+            error, partition = message.error(), message.partition() or 0
             if error is None:
                 records.append(raw_message(message, headers=True))
             elif error.code() == RdKafkaError._PARTITION_EOF:
-                self._at_end.add(message.partition() or 0)
+                self._at_end.add(partition)
+                self._ended.add(partition)
             elif error.code() == RdKafkaError._AUTO_OFFSET_RESET:
-                self._restart(consumer, message.partition() or 0, message.offset())
+                if partition in self.next_offsets:  # not a previous assignment's
+                    restarts[partition] = message.offset()
             else:
                 errors.append(error)
+        # A partition read again from its beginning: what came before the error goes too.
+        records = [r for r in records if r.partition not in restarts]
         if errors and not records:  # records came first: an error must not lose them
             raise KafkaException(errors[0])
         for error in errors:
             log.warning("read %s: %s", self.topic, error)
-        return records
+        return records, restarts
 
     def _reached_end(self, consumer: Consumer) -> list[int]:
+        # Of the partitions that reached their end since the assignment: their cached high
+        # watermark is this assignment's, not one left from before.
         out = []
-        for partition, position in self.next_offsets.items():
+        for partition in self._ended:
             tp = RdTopicPartition(self.topic, partition)
             _, high = consumer.get_watermark_offsets(tp, cached=True)
-            if high == position:  # past it: `_check_past_end` reads the log again
+            if high == self.next_offsets.get(partition):  # past it: see `_past_end`
                 out.append(partition)
         return out
 
-    def _check_past_end(self, consumer: Consumer) -> None:
+    def _past_end(self, consumer: Consumer) -> dict[int, int | None]:
         # Kafka answers a fetch past the log's end with OFFSET_OUT_OF_RANGE (handled above);
         # some brokers just return nothing, and the partition would never reach its end.
         if time.monotonic() - self._assigned_at < fresh_after_s(self.fetch_max_wait_ms):
-            return  # the cached high watermarks may predate the assignment
+            return {}  # the cached high watermarks may predate the assignment
         timeout_s = self.settings.kafka_request_timeout_s
-        for partition in past_end(consumer, self.topic, self.next_offsets, timeout_s):
-            self._restart(consumer, partition, self.next_offsets[partition])
+        found = past_end(consumer, self.topic, self.next_offsets, timeout_s)
+        return {partition: self.next_offsets[partition] for partition in found}
 
-    def _restart(self, consumer: Consumer, partition: int, offset: int | None) -> None:
-        if partition not in self.next_offsets:
-            return
-        log.error(
-            "%s[%d]: offset %s is past the log's end (log recreated); reading it again",
-            self.topic, partition, offset,
-        )  # fmt: skip
-        self.next_offsets[partition] = 0
-        self._at_end.discard(partition)
+    def _restart(self, consumer: Consumer, restarts: Mapping[int, int | None]) -> None:
+        for partition, offset in restarts.items():
+            log.error(
+                "%s[%d]: offset %s is outside the log (recreated, or retention passed it); "
+                "reading it from its beginning",
+                self.topic, partition, offset,
+            )  # fmt: skip
+            self.next_offsets[partition] = 0
+            self._at_end.discard(partition)
         # Assigned again: librdkafka refuses a seek once it stopped a partition on an error.
         self._assign_now(consumer)
 
     def _assign_now(self, consumer: Consumer) -> None:
-        consumer.assign([RdTopicPartition(self.topic, p, o) for p, o in self.next_offsets.items()])
+        # 0: the log's first offset, wherever retention has moved it.
+        consumer.assign([
+            RdTopicPartition(self.topic, p, o if o > 0 else OFFSET_BEGINNING)
+            for p, o in self.next_offsets.items()
+        ])  # fmt: skip
+        self._ended.clear()
         self._assigned_at = time.monotonic()
 
     # -- helpers ---------------------------------------------------------------------------------

@@ -128,6 +128,8 @@ def _read_newest(settings: Settings, deadline: float) -> Snapshot | None:
             "auto.offset.reset": "earliest",  # offset 0 may be past retention
             "enable.partition.eof": True,
             "max.partition.fetch.bytes": 4 * CHUNK_BYTES,
+            # Each probe re-assigns: no prefetching of megabytes that the next one drops.
+            "queued.max.messages.kbytes": 8 * CHUNK_BYTES // 1024,
         },
         logger=log,
     )
@@ -174,7 +176,9 @@ def _newest(partition: _Partition) -> Snapshot | None:
     end = partition.end()
     for offset in range(end - 1, max(end - 1 - MAX_SCAN_BACK, -1), -1):
         (record,) = partition.read(offset, 1) or (None,)
-        if record is None or record.offset() != offset or record.key() != MANIFEST_KEY:
+        if record is not None and (record.offset() or 0) > offset:
+            break  # read from the log's start instead: retention took this offset and those below
+        if record is None or record.key() != MANIFEST_KEY:
             continue
         value = record.value()
         if value is None:

@@ -149,22 +149,25 @@ async def ensure_topics(
 def _ensure_now(settings: Settings, topics: list[str], timeout_s: float) -> list[str]:
     # A client per call, made and dropped on this thread: librdkafka's teardown blocks.
     admin = AdminClient(librdkafka_config(settings), logger=log)
-    existing = set(admin.list_topics(timeout=timeout_s).topics)
-    missing = [t for t in topics if t not in existing]
-    if missing:
-        futures = admin.create_topics(
-            [_new_topic(settings, t) for t in missing],
-            operation_timeout=timeout_s,
-            request_timeout=timeout_s,
-        )
-        for future in futures.values():
-            try:
-                future.result(timeout=timeout_s)
-            except KafkaException as exc:
-                # Another worker may win the race to create it; that is fine.
-                if exc.args[0].code() != RdKafkaError.TOPIC_ALREADY_EXISTS:
-                    raise
-    return missing
+    try:
+        existing = set(admin.list_topics(timeout=timeout_s).topics)
+        missing = [t for t in topics if t not in existing]
+        if missing:
+            futures = admin.create_topics(
+                [_new_topic(settings, t) for t in missing],
+                operation_timeout=timeout_s,
+                request_timeout=timeout_s,
+            )
+            for future in futures.values():
+                try:
+                    future.result(timeout=timeout_s)
+                except KafkaException as exc:
+                    # Another worker may win the race to create it; that is fine.
+                    if exc.args[0].code() != RdKafkaError.TOPIC_ALREADY_EXISTS:
+                        raise
+        return missing
+    finally:
+        del admin  # not kept alive by a traceback until the loop drops it
 
 
 def _new_topic(settings: Settings, topic: str) -> NewTopic:
