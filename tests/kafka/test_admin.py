@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from pathlib import Path
 
@@ -33,9 +32,7 @@ async def test_missing_topics_are_created_with_their_partitions_once(
     assert len(found[s.signals_topic].partitions) == 1  # one order every worker applies
 
 
-async def test_an_unreachable_broker_is_a_kafka_error_within_the_timeout(tmp_path: Path) -> None:
+async def test_an_unreachable_broker_is_a_kafka_error(tmp_path: Path) -> None:
     s = load_settings(kafka_bootstrap_servers="127.0.0.1:1", data_dir=tmp_path)
-    started = time.monotonic()
     with pytest.raises(KafkaError, match="cannot create topics on 127"):
         await ensure_topics(s, all_topics(s), timeout_s=1.0)
-    assert time.monotonic() - started < 10
