@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from worker.changelog.state import SharedState
 from worker.context import Context
@@ -336,12 +337,16 @@ class Runtime:
     async def _watch_dependencies(self) -> None:
         """Probe Triton and the store every DEPENDENCY_CHECK_INTERVAL_S, so readiness follows
         them when no batch is running into them too (an idle worker)."""
-        probes = {"triton": self.ctx.triton.probe, "qdrant": self.ctx.store.probe}
+        interval = self.settings.dependency_check_interval_s
+        probes: dict[str, Callable[[], Awaitable[None]]] = {
+            "triton": functools.partial(self.ctx.triton.probe, answered_within_s=interval),
+            "qdrant": self.ctx.store.probe,
+        }
         while True:
-            await asyncio.sleep(self.settings.dependency_check_interval_s)
+            await asyncio.sleep(interval)
             for dependency, probe in probes.items():
                 try:
-                    await asyncio.wait_for(probe(), self.settings.dependency_check_interval_s)
+                    await asyncio.wait_for(probe(), interval)
                 except (InfrastructureError, TimeoutError) as exc:
                     self.health.down(dependency, str(exc) or "probe timed out")
                 else:
