@@ -70,6 +70,13 @@ _USER_INDEXES: tuple[tuple[str, KeywordIndexParams | IntegerIndexParams], ...] =
 )
 
 
+# The engine's search pool: a thread per CPU by default, reading a shard's segments in
+# parallel. One thread made a batch of 16 searches 16-25% cheaper in CPU (2,000 items on 2
+# cores, indexed or not), and faster too: a worker scales out by processes, and its
+# shards hold one indexed segment plus the few new items.
+SEARCH_THREADS = 1
+
+
 # Every build merges the items into one indexed segment. Qdrant's default keeps a segment
 # per CPU and caps their size, so a rebuild indexed the new items as a segment of their own
 # and every search then walked two graphs: at 1M items plus 50k new, engine calls took 0.62
@@ -90,7 +97,8 @@ def edge_config(
     1.5x cheaper than no quantisation at 100k."""
     if not indexed:
         return EdgeConfig(
-            vectors={VECTOR_NAME: EdgeVectorParams(size=dim, distance=Distance.Cosine)}
+            vectors={VECTOR_NAME: EdgeVectorParams(size=dim, distance=Distance.Cosine)},
+            max_search_threads=SEARCH_THREADS,
         )
     compressed = _compressed(quantization)
     memory = Memory.Cold if compressed is not None else None
@@ -103,6 +111,7 @@ def edge_config(
             max_segment_size=_NO_SEGMENT_SIZE_LIMIT_KB,
         ),
         quantization_config=compressed,
+        max_search_threads=SEARCH_THREADS,
     )
 
 
