@@ -115,6 +115,7 @@ async def test_user_state_round_trips_with_and_without_vector(store: VectorStore
     )
     without_vector = UserState(user_id="u2", seen=["c"], updated_at=50.0)
     await store.upsert_users([with_vector, without_vector])
+    await store.flush_users()  # durable now on both; reads are unaffected
 
     got = await store.get_users(["u1", "u2", "nobody"])
 

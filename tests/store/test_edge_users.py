@@ -1,8 +1,9 @@
-"""The embedded users collection: the fan-out's filters are indexed, and its exact search
-holds the store's thread one partition at a time."""
+"""The embedded users collection: the fan-out's filters are indexed, its exact search holds
+the store's thread one partition at a time, and it keeps no write-ahead log."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -64,3 +65,22 @@ async def test_a_fan_out_search_makes_one_engine_call_per_item_and_partition(
         assert calls == ["search_users"]  # no partitions asked for: one call
     finally:
         await store.close()
+
+
+async def test_a_new_users_collection_keeps_no_write_ahead_log_and_an_older_one_keeps_its_own(
+    tmp_path: Path,
+) -> None:
+    # The user-state changelog is the log (changelog/users.py flushes before checkpointing);
+    # the engine refuses to change the setting of an existing collection.
+    (tmp_path / "old" / "users").mkdir(parents=True)
+    EdgeShard.create(str(tmp_path / "old" / "users"), edge_config(DIM, wal=True)).close()
+    for directory, wal in ((tmp_path / "new", False), (tmp_path / "old", True)):
+        store = EdgeVectorStore(directory, DIM, flush_interval_s=None)
+        await store.open()
+        try:
+            await store.upsert_users([UserState("u", vector=unit(1))])
+            await store.flush_users()
+        finally:
+            await store.close()
+        config = json.loads((directory / "users" / "edge_config.json").read_text())
+        assert config["wal_enabled"] is wal

@@ -49,6 +49,10 @@ class UserStateRestorer:
         await self.reader.assign({p: self.offsets.get(self.topic, p) for p in partitions})
         before = self.reader.records_read
         seconds = await self.reader.catch_up()
+        # The checkpoint after the flush (Kafka Streams' order): the embedded users
+        # collection keeps no write-ahead log, so a kill -9 loses what was not flushed, and
+        # the next restore must read it again from here.
+        await self.store.flush_users()
         self.offsets.update(self.topic, self.reader.next_offsets)
         # Restored: no fetching in the background until the next assignment.
         await self.reader.assign({})

@@ -191,6 +191,10 @@ class VectorStore(Protocol):
     async def delete_users(self, user_ids: Sequence[str]) -> None:
         """Delete the users' states (erasure); unknown ids are no error."""
 
+    async def flush_users(self) -> None:
+        """Make the users' states written so far survive a crash (a checkpoint of what the
+        store holds is saved only after this)."""
+
     async def search_items(self, requests: Sequence[SearchRequest]) -> list[list[ScoredItem]]:
         """One batched nearest-neighbour query; result i answers request i, best first."""
 

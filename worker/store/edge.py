@@ -183,7 +183,8 @@ class EdgeVectorStore(CollectionSwaps, ItemRuleUpdates):
         return None
 
     async def flush(self) -> None:
-        """Persist segments now (the WAL already holds every acknowledged update)."""
+        """Persist segments now (the items' WAL already holds every acknowledged update; the
+        users' states since the last flush are in the user-state changelog)."""
         for shard in (self._items, self._users, self._pending):
             if shard is not None:
                 await self._run(shard.flush)
@@ -336,6 +337,10 @@ class EdgeVectorStore(CollectionSwaps, ItemRuleUpdates):
         if user_ids:
             await self._run(edge_users.delete_users, self._shards()[1], user_ids)
 
+    async def flush_users(self) -> None:
+        # The users collection has no write-ahead log (edge_shards.USERS_WAL).
+        await self._run(self._shards()[1].flush)
+
     async def search_users(
         self,
         vectors: Sequence[np.ndarray],
@@ -372,7 +377,8 @@ class EdgeVectorStore(CollectionSwaps, ItemRuleUpdates):
             try:
                 await self.flush()
             except StoreError:
-                # Retried next tick; the WAL still holds every acknowledged update.
+                # Retried next tick; the items' WAL and the user-state changelog hold every
+                # acknowledged update.
                 log.warning("periodic edge flush failed", exc_info=True)
 
     def _shards(self) -> tuple[Items, EdgeShard]:

@@ -336,6 +336,9 @@ class QdrantServerStore:
         with _store_errors("delete users"):
             await self._client.delete(self._users, selector, wait=True)
 
+    async def flush_users(self) -> None:
+        """Nothing to do: the server's write-ahead log holds every acknowledged write."""
+
     async def upsert_users(self, users: Sequence[UserState]) -> None:
         if not users:
             return
