@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from unittest.mock import MagicMock
+from typing import Any
+from unittest.mock import AsyncMock, MagicMock
 
+from worker.erasure import Erasure
 from worker.health import Health
 from worker.metrics import Metrics
 from worker.pipeline import Pipeline, PipelineSpec
 from worker.records import BatchResult
 from worker.settings import load_settings
+from worker.store import UserState
 
 
 def _pipeline(on_assigned: object, tmp_path: Path) -> Pipeline:
@@ -50,3 +53,24 @@ async def test_batches_wait_while_newly_assigned_partitions_are_restored(tmp_pat
 
     await pipeline.on_partitions_revoked([2])
     assert pipeline.assigned == {0}
+
+
+async def test_an_erasure_is_on_disk_before_its_confirmation_is_published(tmp_path: Path) -> None:
+    pipeline = _pipeline(None, tmp_path)
+    calls: list[str] = []
+
+    def recorded(name: str) -> AsyncMock:
+        return AsyncMock(side_effect=lambda *args: calls.append(name))
+
+    store: Any = pipeline.ctx.store
+    store.delete_users, store.upsert_users = recorded("delete"), recorded("upsert")
+    store.flush_users = recorded("flush")
+    output: Any = pipeline.output
+    output.publish = recorded("publish")
+    erasure = Erasure("u", "forget-1", 2.0, 0)
+    await pipeline._deliver(BatchResult(erasures=[erasure], user_states=[UserState("v")]))
+    assert calls == ["delete", "upsert", "flush", "publish"]
+
+    calls.clear()
+    await pipeline._deliver(BatchResult(user_states=[UserState("v")]))
+    assert "flush" not in calls and "publish" in calls, "no flush on the hot path"

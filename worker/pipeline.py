@@ -223,6 +223,10 @@ class Pipeline:
         # Erased first: a state made by events after the forget is saved after it.
         await self.ctx.store.delete_users([e.user_id for e in outcome.erasures])
         await self.ctx.store.upsert_users(outcome.user_states)
+        if outcome.erasures:
+            # Their confirmations, published next, say the states are gone: from the disk
+            # too, whatever stops the worker then (the users collection keeps no WAL).
+            await self.ctx.store.flush_users()
         outcome.stage_seconds["save"] = time.perf_counter() - started
 
     async def _probe(self, dependency: str) -> None:
