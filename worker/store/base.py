@@ -7,9 +7,8 @@ contract tests. Point ids are derived from item_id / user_id so replays are idem
 
 from __future__ import annotations
 
-import functools
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
@@ -33,7 +32,6 @@ class StoreUnavailable(StoreError, InfrastructureError):
     dependency = "qdrant"
 
 
-@functools.lru_cache(maxsize=200_000)
 def point_id(kind: str, key: str) -> int:
     """Deterministic 63-bit point id for an item or user key (the top bits of a UUIDv5;
     "item"/"user" keeps the spaces apart; collisions: ~1e-6 at ten million keys).
@@ -41,7 +39,32 @@ def point_id(kind: str, key: str) -> int:
     Integers, not UUIDs: the embedded engine hands every hit's UUID back as a new
     `uuid.UUID` object (measured: 34 searches of 50 hits took 17.7 ms with UUID ids, 5.0 ms
     with integer ids). Cached: every search derives the ids of all the items a user has seen."""
-    return uuid.uuid5(_ID_NAMESPACE, f"{kind}:{key}").int >> 65
+    return _POINT_IDS[kind][key]
+
+
+def point_ids(kind: str, keys: Iterable[str]) -> set[int]:
+    """The point ids of these keys: a user's seen items, excluded from each of its searches
+    (1,000 of them: 54 µs, against 147 through `functools.lru_cache`)."""
+    return set(map(_POINT_IDS[kind].__getitem__, keys))
+
+
+class _PointIds(dict[str, int]):
+    """key -> point id of one kind, derived on first use; emptied when it reaches
+    POINT_ID_CACHE keys (a dict lookup is a third of an `lru_cache` call's cost)."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+
+    def __missing__(self, key: str) -> int:
+        if len(self) >= POINT_ID_CACHE:
+            self.clear()
+        derived = self[key] = uuid.uuid5(_ID_NAMESPACE, f"{self.kind}:{key}").int >> 65
+        return derived
+
+
+POINT_ID_CACHE = 200_000
+_POINT_IDS = {kind: _PointIds(kind) for kind in ("item", "user")}
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,8 +20,7 @@ from qdrant_edge import (
     SearchParams,
 )
 
-from worker.store.base import SearchRequest
-from worker.store.base import point_id as derive_point_id
+from worker.store.base import SearchRequest, point_ids
 from worker.store.payload import (
     BLOCKED_FROM_FIELD,
     CATEGORY_FIELD,
@@ -67,7 +66,7 @@ def edge_query(request: SearchRequest, hnsw_ef: int, oversampling: float = 0.0) 
         must.append(FieldCondition(CATEGORY_FIELD, match=MatchAny(list(request.categories))))
     if request.created_after is not None:
         must.append(FieldCondition(CREATED_AT_FIELD, range=RangeFloat(gte=request.created_after)))
-    excluded = {derive_point_id("item", item_id) for item_id in request.exclude_item_ids}
+    excluded = point_ids("item", request.exclude_item_ids)
     must_not: list[Condition] = [HasIdCondition(set[PointId](excluded))] if excluded else []
     if request.available_at is not None:
         # Unavailable or expired (worker/rules.py: one number says both).

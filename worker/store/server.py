@@ -20,6 +20,7 @@ from worker.store.base import (
     StoreError,
     StoreUnavailable,
     UserState,
+    point_ids,
 )
 from worker.store.base import point_id as derive_point_id
 from worker.store.payload import (
@@ -364,9 +365,7 @@ class QdrantServerStore:
             must.append(
                 m.FieldCondition(key=CREATED_AT_FIELD, range=m.Range(gte=request.created_after))
             )
-        excluded: list[m.ExtendedPointId] = [
-            derive_point_id("item", item_id) for item_id in request.exclude_item_ids
-        ]
+        excluded: list[m.ExtendedPointId] = list(point_ids("item", request.exclude_item_ids))
         must_not: list[m.Condition] = [m.HasIdCondition(has_id=excluded)] if excluded else []
         if request.available_at is not None:
             # Unavailable or expired (worker/rules.py: one number says both).
