@@ -8,8 +8,9 @@ states (20 events, a 256-d vector), at upsert items/s. Then, per history window 
 them get W-event histories (and W seen items, W event-id digests, as HISTORY_WINDOW =
 SEEN_WINDOW = W would keep), and one micro-batch's user-state work is timed, CPU ms per
 batch of 64 users (medians of 20 rounds):
-- `get_users` (one store call), `apply_events` (one new event each), `upsert_users` (one
-  call): what `load_state` and the checkpoint's save cost;
+- `get_users` (one store call: from the engine, and from the cache of the states written
+  last), `apply_events` (one new event each), `upsert_users` (one call): what
+  `load_state` and the checkpoint's save cost;
 - `search_users` for one item (the new-item fan-out's nearest users; the users collection
   is searched exactly): with no filter, and as the fan-out asks, for the users of the
   events partitions a worker owns (all 4, or 1 of 4) in the current item space, and as a
@@ -21,12 +22,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +36,7 @@ import numpy as np
 
 from load_tests.procfs import tree_rss_mb
 from worker.events import UserEvent
-from worker.settings import DEFAULT_EVENT_WEIGHTS
+from worker.settings import DEFAULT_EVENT_WEIGHTS, load_settings
 from worker.store import EdgeVectorStore, Interaction, UserState
 from worker.user_state import apply_events, event_key
 
@@ -104,9 +106,15 @@ async def _window(
 
     probe = states[0].vector
     assert probe is not None
+
+    def read_engine() -> Awaitable[dict[str, UserState]]:
+        store.user_cache.clear()  # every state from the engine, as after a restart
+        return store.get_users(ids)
+
     return {
         "window": window,
-        "get_users_ms": await _cpu_ms(lambda: store.get_users(ids)),
+        "get_users_ms": await _cpu_ms(read_engine),
+        "get_users_cached_ms": await _cpu_ms(lambda: store.get_users(ids)),
         "apply_events_ms": await _cpu_ms(apply),
         "upsert_users_ms": await _cpu_ms(lambda: store.upsert_users(states)),
         "search_users_ms": await _cpu_ms(lambda: store.search_users([probe], 20)),
@@ -146,6 +154,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--windows", default="50,200,1000")
     parser.add_argument("--out", type=Path, default=Path("results/users.json"))
     args = parser.parse_args(argv)
+    gc_threshold = load_settings().gc_threshold
+    if gc_threshold:  # as the worker's process runs (worker.__main__, worker/runtime.py)
+        gc.set_threshold(gc_threshold)
+        gc.freeze()
     windows = [int(w) for w in args.windows.split(",")]
     report = []
     with tempfile.TemporaryDirectory(prefix="users-bench-") as tmp:

@@ -133,8 +133,20 @@ class Metrics:
             ["state"],
             registry=r,
         )
+        self.user_cache_reads = Counter(
+            "streamrec_user_cache_reads_total",
+            "User states read, by where from (embedded store: the cache, or the engine)",
+            ["result"],
+            registry=r,
+        )
+        self._user_cache_hits = self.user_cache_reads.labels("hit")
+        self._user_cache_misses = self.user_cache_reads.labels("miss")
         self._upgrade_metrics(r)
         self._index_metrics(r)
+
+    def user_cache_read(self, hits: int, misses: int) -> None:
+        self._user_cache_hits.inc(hits)
+        self._user_cache_misses.inc(misses)
 
     def _index_metrics(self, r: CollectorRegistry) -> None:
         """The embedded store's HNSW index, built in another process."""

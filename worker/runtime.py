@@ -64,6 +64,7 @@ def create_store(settings: Settings) -> VectorStore:
         items_process=s.items_process is True,
         items_process_from=s.items_process_from_items if s.items_process == "auto" else None,
         item_cache_size=s.item_cache_size,
+        user_cache_size=s.user_cache_size,
     )
 
 
@@ -96,6 +97,8 @@ class Runtime:
             self.ctx.owned_partitions = self.pipelines[0].assigned
             self.ctx.event_partitions = self.pipelines[0].topic_partitions
         store = self.ctx.store
+        if isinstance(store, EdgeVectorStore):
+            store.user_cache.on_lookup = metrics.user_cache_read
         self.rules_feed = ItemRulesFeed(
             settings, self.ctx.rules, store, metrics, self._between_item_writes
         )

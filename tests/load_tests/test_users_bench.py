@@ -9,3 +9,4 @@ async def test_user_state_costs_are_measured_per_window_on_a_filled_store(tmp_pa
     assert [w["window"] for w in row["windows"]] == [5, 40]
     for window in row["windows"]:
         assert window["get_users_ms"] > 0 and window["upsert_users_ms"] > 0
+        assert window["get_users_cached_ms"] > 0

@@ -1,5 +1,6 @@
 """The embedded users collection: the fan-out's filters are indexed, its exact search holds
-the store's thread one partition at a time, and it keeps no write-ahead log."""
+the store's thread one partition at a time, it keeps no write-ahead log, and reads come
+from the states written last where they can."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
+import pytest
 from qdrant_edge import EdgeShard
 
-from worker.store import EdgeVectorStore, UserState
+from worker.store import EdgeVectorStore, StoreError, UserState
 from worker.store.edge_shards import edge_config
 from worker.store.payload import ITEM_SPACE_FIELD, PARTITION_FIELD
 
@@ -84,3 +86,59 @@ async def test_a_new_users_collection_keeps_no_write_ahead_log_and_an_older_one_
             await store.close()
         config = json.loads((directory / "users" / "edge_config.json").read_text())
         assert config["wal_enabled"] is wal
+
+
+async def test_reads_come_from_the_states_written_last_and_match_the_engine(
+    tmp_path: Path, engine_calls: Callable[[EdgeVectorStore], list[str]]
+) -> None:
+    store = EdgeVectorStore(tmp_path, DIM, flush_interval_s=None, user_cache_size=2)
+    await store.open()
+    try:
+        states = [
+            UserState(f"u{n}", seen=[f"i{n}"], vector=unit(1, n), partition=n, latest=f"l{n}")
+            for n in range(3)
+        ]
+        await store.upsert_users(states)
+        calls = engine_calls(store)
+        cached = await store.get_users(["u1", "u2"])
+        assert calls == []  # the last two written
+        read = await store.get_users(["u0"])  # out of the cache: from the engine
+        assert calls == ["get_users"]
+        uncached = EdgeVectorStore(tmp_path / "b", DIM, flush_interval_s=None, user_cache_size=0)
+        await uncached.open()
+        try:
+            await uncached.upsert_users(states)
+            engine = await uncached.get_users(["u0", "u1", "u2"])
+        finally:
+            await uncached.close()
+        for user_id, got in {**cached, **read}.items():
+            want = engine[user_id]
+            assert (got.seen, got.partition, got.latest) == (want.seen, want.partition, want.latest)
+            assert got.vector is not None and want.vector is not None
+            assert np.allclose(got.vector, want.vector)
+    finally:
+        await store.close()
+
+
+async def test_a_deleted_user_or_a_failed_write_is_read_from_the_engine_again(
+    tmp_path: Path, engine_calls: Callable[[EdgeVectorStore], list[str]]
+) -> None:
+    store = EdgeVectorStore(tmp_path, DIM, flush_interval_s=None)
+    await store.open()
+    try:
+        await store.upsert_users([UserState("u1", seen=["a"]), UserState("u2", seen=["b"])])
+        await store.delete_users(["u1"])
+        assert await store.get_users(["u1"]) == {}
+
+        async def failing(fn: Callable[..., T], *args: object, **kwargs: object) -> T:
+            raise StoreError("unreachable")
+
+        run, store._run = store._run, failing  # type: ignore[method-assign]
+        with pytest.raises(StoreError):
+            await store.upsert_users([UserState("u2", seen=["b", "c"])])
+        store._run = run  # type: ignore[method-assign]
+        calls = engine_calls(store)
+        assert (await store.get_users(["u2"]))["u2"].seen == ["b"]
+        assert calls == ["get_users"]
+    finally:
+        await store.close()

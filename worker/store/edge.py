@@ -23,14 +23,13 @@ from typing import TypeVar
 import numpy as np
 from qdrant_edge import EdgeShard
 
-from worker.store import edge_cache, edge_users
+from worker.store import edge_cache
 from worker.store.base import (
     ItemRecord,
     ScoredItem,
     SearchRequest,
     StoreError,
     StoreUnavailable,
-    UserState,
 )
 from worker.store.base import point_id as derive_point_id
 from worker.store.edge_cache import CachedItem, ItemCache, cached, warm_cache
@@ -40,6 +39,7 @@ from worker.store.edge_items_process import ItemsProcess
 from worker.store.edge_query import PointId, queries_per_call
 from worker.store.edge_rules import ItemRuleUpdates
 from worker.store.edge_shards import Quantization, close_shard, open_shard
+from worker.store.edge_users import UserStates
 from worker.store.payload import (
     SCORED_FIELDS,
     item_payload,
@@ -48,15 +48,17 @@ from worker.store.payload import (
     vector_list,
 )
 from worker.store.spaces import SpaceCollection, SpaceRegistry
+from worker.store.user_cache import UserCache
 
 T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
 
-class EdgeVectorStore(CollectionSwaps, ItemRuleUpdates):
+class EdgeVectorStore(CollectionSwaps, ItemRuleUpdates, UserStates):
     """Embedded store. `flush_interval_s` bounds how much WAL a restart must replay;
-    `item_cache_size` items (vector and ranking fields) are kept in memory (0: no cache).
+    `item_cache_size` items (vector and ranking fields) and `user_cache_size` user states
+    are kept in memory (0: no cache).
 
     Embedded means this process is the store's only writer, so a write-through item cache
     stays exact. It matters: the engine's Python binding converts payloads and vectors value
@@ -74,6 +76,7 @@ class EdgeVectorStore(CollectionSwaps, ItemRuleUpdates):
         hnsw_ef: int = 128,
         flush_interval_s: float | None = 30.0,
         item_cache_size: int = 100_000,
+        user_cache_size: int = 2_000,
         quantization: Quantization = "none",
         oversampling: float = 1.5,
         items_process: bool = False,
@@ -99,6 +102,7 @@ class EdgeVectorStore(CollectionSwaps, ItemRuleUpdates):
         self._pending: Items | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._item_cache = ItemCache(item_cache_size)
+        self.user_cache = UserCache(user_cache_size)
         self._spaces = SpaceRegistry(self._path / "item-spaces.json", items_collection)
         # Items written to or deleted from the pending collection by the items path while a
         # re-embed fills it: newer than anything the re-embed read, so it leaves them alone.
@@ -164,6 +168,7 @@ class EdgeVectorStore(CollectionSwaps, ItemRuleUpdates):
         items = [s for s in (self._items, self._pending) if s is not None]
         users, self._users = self._users, None
         self._items = self._pending = None
+        self.user_cache.clear()
         try:
             closes = [functools.partial(c.close) for c in items]
             closes += [functools.partial(close_shard, users)] if users is not None else []
@@ -321,38 +326,6 @@ class EdgeVectorStore(CollectionSwaps, ItemRuleUpdates):
         benchmarks count them with the worker's own."""
         children = [c for c in (self._items, self._pending) if isinstance(c, ItemsProcess)]
         return sum([await self._run(c.cpu_s) for c in children])
-
-    # -- users -------------------------------------------------------------------------------
-
-    async def get_users(self, user_ids: Sequence[str]) -> dict[str, UserState]:
-        if not user_ids:
-            return {}
-        return await self._run(edge_users.get_users, self._shards()[1], user_ids)
-
-    async def upsert_users(self, users: Sequence[UserState]) -> None:
-        if users:
-            await self._run(edge_users.upsert_users, self._shards()[1], users)
-
-    async def delete_users(self, user_ids: Sequence[str]) -> None:
-        if user_ids:
-            await self._run(edge_users.delete_users, self._shards()[1], user_ids)
-
-    async def flush_users(self) -> None:
-        # The users collection has no write-ahead log (edge_shards.USERS_WAL).
-        await self._run(self._shards()[1].flush)
-
-    async def search_users(
-        self,
-        vectors: Sequence[np.ndarray],
-        limit: int,
-        partitions: Sequence[int] | None = None,
-        item_space: str | None = None,
-    ) -> list[list[tuple[str, float]]]:
-        if not vectors:
-            return []
-        query = edge_users.UserQuery(limit, partitions, item_space, self.hnsw_ef)
-        users = self._shards()[1]
-        return await edge_users.search_users_in_steps(self._run, users, vectors, query)
 
     # -- internals ---------------------------------------------------------------------------
 

@@ -1,11 +1,12 @@
 """The embedded store's users collection: reads, writes and the new-item fan-out's search.
-These run on the store's thread (Edge is synchronous)."""
+The engine calls run on the store's thread (Edge is synchronous); `UserStates` serves reads
+from the cache of the states written last (user_cache.py) where it can."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from qdrant_edge import (
@@ -24,6 +25,7 @@ from qdrant_edge import (
 
 from worker.store.base import UserState
 from worker.store.base import point_id as derive_point_id
+from worker.store.edge_items import Items
 from worker.store.edge_query import Condition, PointId
 from worker.store.payload import (
     ITEM_SPACE_FIELD,
@@ -36,6 +38,9 @@ from worker.store.payload import (
     user_state,
     vector_list,
 )
+from worker.store.user_cache import UserCache
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,3 +126,57 @@ def search_users(
         [(str((hit.payload or {})["user_id"]), float(hit.score)) for hit in hits][: query.limit]
         for hits in shard.query_batch(batch)
     ]
+
+
+class UserStates:
+    """Mixed into EdgeVectorStore: its users collection behind a write-through cache."""
+
+    hnsw_ef: int
+    user_cache: UserCache
+
+    if TYPE_CHECKING:
+
+        def _shards(self) -> tuple[Items, EdgeShard]: ...
+        async def _run(self, fn: Callable[..., T], *args: object, **kwargs: object) -> T: ...
+
+    async def get_users(self, user_ids: Sequence[str]) -> dict[str, UserState]:
+        found, missing = self.user_cache.lookup(user_ids)
+        if missing:
+            read = await self._run(get_users, self._shards()[1], missing)
+            # Right after the read: the store's one thread keeps reads and writes in order.
+            self.user_cache.put(read.values())
+            found.update(read)
+        return found
+
+    async def upsert_users(self, users: Sequence[UserState]) -> None:
+        if users:
+            try:
+                await self._run(upsert_users, self._shards()[1], users)
+            except BaseException:  # the engine may have the new states or the old ones
+                self.user_cache.drop(u.user_id for u in users)
+                raise
+            self.user_cache.put(users)
+
+    async def delete_users(self, user_ids: Sequence[str]) -> None:
+        if user_ids:
+            try:
+                await self._run(delete_users, self._shards()[1], user_ids)
+            finally:
+                self.user_cache.drop(user_ids)
+
+    async def flush_users(self) -> None:
+        # The users collection has no write-ahead log (edge_shards.USERS_WAL).
+        await self._run(self._shards()[1].flush)
+
+    async def search_users(
+        self,
+        vectors: Sequence[np.ndarray],
+        limit: int,
+        partitions: Sequence[int] | None = None,
+        item_space: str | None = None,
+    ) -> list[list[tuple[str, float]]]:
+        if not vectors:
+            return []
+        query = UserQuery(limit, partitions, item_space, self.hnsw_ef)
+        users = self._shards()[1]
+        return await search_users_in_steps(self._run, users, vectors, query)
