@@ -44,6 +44,14 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help="local runs: synthetic items (shaped like the trained ones, indexed) written into "
         "the worker's store first, so searches run over a catalogue that much larger",
     )
+    load.add_argument(
+        "--user-history",
+        type=int,
+        default=0,
+        help="local runs: every user written into the worker's store first with this many past "
+        "events (history and seen items as the windows keep them), so each event is a "
+        "long-lived user's",
+    )
     load.add_argument("--mix", default="view=0.6,click=0.3,like=0.1", help="type=weight,...")
     load.add_argument("--zipf-users", type=float, default=0.0, help="user skew; 0 = uniform")
     load.add_argument("--zipf-items", type=float, default=0.0, help="item skew; 0 = uniform")
@@ -222,6 +230,8 @@ def _check(args: argparse.Namespace, external: bool) -> None:
         raise ValueError("--workers: at least 1, and only for local runs (not with --bootstrap)")
     if args.extra_items < 0 or (external and args.extra_items):
         raise ValueError("--extra-items: not negative, and only for local runs")
+    if args.user_history < 0 or (external and args.user_history):
+        raise ValueError("--user-history: not negative, and only for local runs")
 
 
 # Subcommands with their own options: the module whose main(argv) runs them.
@@ -261,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         worker_metrics_url=args.worker_metrics_url,
         workers=args.workers,
         extra_items=args.extra_items,
+        user_history=args.user_history,
     )
     workload = Workload(
         users=args.users,

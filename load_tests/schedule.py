@@ -129,6 +129,11 @@ class EventPlan:
         return user.encode(), orjson.dumps(doc)
 
 
+def load_user_ids(users: int) -> list[str]:
+    """The ids of a load's `users` users."""
+    return [f"load-user-{k}" for k in range(users)]
+
+
 def build_plan(
     *,
     run_id: str,
@@ -156,7 +161,7 @@ def build_plan(
     ratings = rng.integers(1, 6, size=n)
     bad = rng.random(n) < bad_fraction
     ids = EventIds(run_id)
-    user_ids = [f"load-user-{k}" for k in range(users)]
+    user_ids = load_user_ids(users)
     keys: list[bytes] = []
     prefixes: list[bytes] = []
     for seq in range(n):

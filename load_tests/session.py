@@ -14,7 +14,7 @@ from typing import Any
 
 from load_tests.generator import LoadRunner, RunOptions, stderr_progress
 from load_tests.procfs import tree_cpu_s
-from load_tests.schedule import Arrival, build_plan
+from load_tests.schedule import Arrival, build_plan, load_user_ids
 from load_tests.targets import (
     EchoTarget,
     ExternalWorkerTarget,
@@ -49,6 +49,7 @@ class Plan:
     worker_metrics_url: str | None = None
     workers: int = 1  # local worker processes in one consumer group
     extra_items: int = 0  # synthetic items in each local worker's store before it starts
+    user_history: int = 0  # past events of each user, in each local worker's store first
 
 
 class Session:
@@ -111,6 +112,11 @@ class Session:
                     items=self.workload.items,
                     workers=self.plan.workers,
                     extra_items=self.plan.extra_items,
+                    long_lived=(
+                        (load_user_ids(self.workload.users), self.plan.user_history)
+                        if self.plan.user_history
+                        else None
+                    ),
                 )
             )
 

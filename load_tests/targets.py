@@ -11,7 +11,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -22,6 +22,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from load_tests.catalogue_bench import prefill_store
 from load_tests.echo import EchoProcess
 from load_tests.generator import LoadTestError, Topics, stderr_progress
+from load_tests.users_bench import prefill_users
 from worker.kafka import all_topics, client_kwargs, ensure_topics, prefixed_topics
 from worker.movielens import load_movies, movie_item_message
 from worker.settings import Settings
@@ -119,15 +120,25 @@ class LocalWorkerTarget:
     label = "worker"
 
     def __init__(
-        self, base: Settings, log_dir: Path, *, items: int, workers: int = 1, extra_items: int = 0
+        self,
+        base: Settings,
+        log_dir: Path,
+        *,
+        items: int,
+        workers: int = 1,
+        extra_items: int = 0,
+        long_lived: tuple[Sequence[str], int] | None = None,
     ) -> None:
         """`extra_items`: synthetic items written into each worker's store first (see
-        `catalogue_bench.prefill_store`), for runs over a large catalogue."""
+        `catalogue_bench.prefill_store`), for runs over a large catalogue; `long_lived`:
+        (user ids, events) users written there with that many past events each (see
+        `users_bench.prefill_users`)."""
         self.base = base
         self.log_dir = log_dir
         self.items = items
         self.workers = workers
         self.extra_items = extra_items
+        self.long_lived = long_lived
         self._seeded = False
         self._procs: list[WorkerProcess] = []
 
@@ -145,6 +156,10 @@ class LocalWorkerTarget:
             if self.extra_items and not self._seeded:
                 print(f"writing {self.extra_items} synthetic items", file=sys.stderr)
                 asyncio.run(prefill_store(own, self.extra_items))
+            if self.long_lived and not self._seeded:
+                user_ids, events = self.long_lived
+                print(f"writing {len(user_ids)} users of {events} events", file=sys.stderr)
+                asyncio.run(prefill_users(own, user_ids, events, self.items))
             path = log_path.with_name(f"{log_path.stem}-{n}.log") if n else log_path
             self._procs.append(WorkerProcess(own, path).start())
         if not self._seeded:

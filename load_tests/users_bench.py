@@ -36,7 +36,8 @@ import numpy as np
 
 from load_tests.procfs import tree_rss_mb
 from worker.events import UserEvent
-from worker.settings import DEFAULT_EVENT_WEIGHTS, load_settings
+from worker.runtime import create_store
+from worker.settings import DEFAULT_EVENT_WEIGHTS, Settings, load_settings
 from worker.store import EdgeVectorStore, Interaction, UserState
 from worker.user_state import apply_events, event_key
 
@@ -63,6 +64,44 @@ def _state(user_id: str, events: int, rng: np.random.Generator) -> UserState:
         partition=int(user_id[1:]) % PARTITIONS,
         item_space=SPACE,
     )
+
+
+def long_lived(user_id: str, events: int, items: int, settings: Settings) -> UserState:
+    """A user with `events` past events on catalogue items "1".."items" (distinct, as many
+    as the catalogue holds; the windows keep what they would), no vector yet."""
+    rng = np.random.default_rng(int(event_key(user_id)) % 2**32)
+    liked = [str(i + 1) for i in rng.choice(items, min(events, items), replace=False)]
+    now = time.time()
+    history = [
+        Interaction(item, "view", 1.0, now - 3600 + n, f"{user_id}-past-{n}")
+        for n, item in enumerate(liked)
+    ]
+    keys = [event_key(f"{user_id}-past-{n}") for n in range(events)][-settings.seen_window :]
+    return UserState(
+        user_id,
+        history=history[-settings.history_window :],
+        seen=liked[-settings.seen_window :],
+        updated_at=now - 3600 + len(liked),
+        event_keys=np.array(keys, "<u8").tobytes(),
+    )
+
+
+async def prefill_users(
+    settings: Settings, user_ids: Sequence[str], events: int, items: int
+) -> None:
+    """Long-lived users (see `long_lived`) written straight into the embedded store a worker
+    with these settings opens: a load test's users as they would be after `events` events."""
+    store = create_store(settings)
+    if not isinstance(store, EdgeVectorStore):
+        raise ValueError("long-lived users need the embedded store")
+    await store.open()
+    try:
+        for first in range(0, len(user_ids), 500):
+            chunk = user_ids[first : first + 500]
+            await store.upsert_users([long_lived(u, events, items, settings) for u in chunk])
+        await store.flush()
+    finally:
+        await store.close()
 
 
 async def _fill(store: EdgeVectorStore, users: int, rng: np.random.Generator) -> float:

@@ -74,6 +74,12 @@ def test_synthetic_items_are_for_local_runs_only(capsys: pytest.CaptureFixture[s
     assert "--extra-items" in capsys.readouterr().err
 
 
+def test_long_lived_users_are_for_local_runs_only(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--user-history", "100", "--bootstrap", "127.0.0.1:1"]) == 2
+    assert main(["run", "--user-history", "-1"]) == 2
+    assert "--user-history" in capsys.readouterr().err
+
+
 def test_repeated_runs_report_each_ratio_to_the_raw_echo_and_their_median() -> None:
     def run(worker: float, raw: float) -> dict[str, dict[str, Any]]:
         return {

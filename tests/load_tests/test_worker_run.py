@@ -33,8 +33,9 @@ def test_worker_run_accounts_for_every_event_next_to_the_floor(
         bad_fraction=0.05,
         seed=21,
     )
-    # The worker's store also holds synthetic items (--extra-items): searched, answered.
-    plan = Plan(floor=True, worker=True, seed_catalogue=True, extra_items=500)
+    # The worker's store also holds synthetic items (--extra-items), and every user comes
+    # with 60 past events (--user-history): searched, excluded, answered.
+    plan = Plan(floor=True, worker=True, seed_catalogue=True, extra_items=500, user_history=60)
     with Session(base, plan, workload, RunOptions(grace_s=60.0)) as session:
         results = session.measure(rate=100.0, duration_s=3.0)
 
