@@ -6,7 +6,7 @@ store, Triton and the signals returned (see recommend.py for the stages that fil
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -90,13 +90,16 @@ def shortlists_for_users(
     params: RankingParams,
     negatives: Sequence[np.ndarray | None] | None = None,
     covisited: Sequence[Mapping[str, float] | None] | None = None,
+    seen: Sequence[Collection[str]] | None = None,
 ) -> list[list[ScoredItem]]:
     """Per user: search hits plus extra candidates (trending and co-visited items, scored
     against this user: see `scored_against`) -> the user's scored shortlist, scored for the
-    whole batch at once; `ranking.mmr` then makes the final k."""
+    whole batch at once; `ranking.mmr` then makes the final k. `seen`: the users' seen items
+    as sets, where the caller has them (else their states')."""
+    excluded = seen if seen is not None else [state.seen for state in states]
     merged = [
-        merge_candidates(hits, more, state.seen, allowed)
-        for hits, more, state, allowed in zip(found, extra, states, constraints, strict=True)
+        merge_candidates(hits, more, done, allowed)
+        for hits, more, done, allowed in zip(found, extra, excluded, constraints, strict=True)
     ]
     return shortlist_many(
         merged,
@@ -113,10 +116,12 @@ def rank_round(rnd: Round, ctx: Context, k: int | None = None) -> list[Answer]:
     """Every user's final list (k items: RECOMMENDATIONS_K unless given), ranked with the
     parameters of the user's variant: one batched ranking per variant."""
     settings, states = ctx.settings, rnd.states
+    # Each user's seen items as a set once: three passes below exclude them.
+    seen = [set(state.seen) for state in states]
     extras = scored_against(catalogue_items(rnd.popular, rnd.fetched), rnd.vectors)
     covisited_ids = [
-        top_unseen(scores, s.seen, settings.covisitation_candidates)
-        for scores, s in zip(rnd.covisited, states, strict=True)
+        top_unseen(scores, done, settings.covisitation_candidates)
+        for scores, done in zip(rnd.covisited, seen, strict=True)
     ]
     for row, items in enumerate(scored_per_query(covisited_ids, rnd.fetched, rnd.vectors)):
         extras[row] += items
@@ -135,9 +140,10 @@ def rank_round(rnd: Round, ctx: Context, k: int | None = None) -> list[Answer]:
             params,
             [negatives[row] for row in rows],
             [rnd.covisited[row] for row in rows],
+            [seen[row] for row in rows],
         )
         for row, items in zip(rows, mmr(shortlists, params.k, params.mmr_lambda), strict=True):
-            placed = place_pins(items, rnd.pins, params.k, rnd.constraints[row], states[row].seen)
+            placed = place_pins(items, rnd.pins, params.k, rnd.constraints[row], seen[row])
             ranked[row] = (placed, variant.name)
     reasons = explain_round([items for items, _ in ranked], rnd, ctx)
     pinned = {pin.item_id for pin in rnd.pins}
@@ -169,7 +175,7 @@ def place_pins(
     pins: Sequence[ScoredItem],
     k: int,
     allowed: CandidateFilter,
-    excluded: Sequence[str],
+    excluded: Collection[str],
 ) -> list[ScoredItem]:
     """The list with each pinned item that may appear in it at its slot (1 = first), lowest
     slot first, cut to k (see worker/rules.py for the precedence): a pin never brings back
@@ -183,7 +189,7 @@ def place_pins(
     ]
     if not applicable:
         return list(listed)
-    banned = set(excluded)
+    banned = excluded if isinstance(excluded, set | frozenset) else set(excluded)
     placed = {p.item_id for p in applicable}
     out = [item for item in listed if item.item_id not in placed]
     for pin in sorted(applicable, key=lambda p: (p.rules.pin.slot, p.item_id)):  # type: ignore[union-attr]

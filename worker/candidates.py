@@ -7,7 +7,7 @@ Pure functions; the one batched store call lives in `recommend.py`.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -151,18 +151,23 @@ def scored_per_query(
 def merge_candidates(
     found: Sequence[ScoredItem],
     extra: Sequence[ScoredItem],
-    seen: Iterable[str],
+    seen: Collection[str],
     constraints: CandidateFilter,
 ) -> list[ScoredItem]:
     """Search hits then extra candidates, without seen items, duplicates or items the
-    constraints rule out (the store already applied them to hits: defence in depth)."""
-    excluded = set(seen)
+    constraints rule out (the store already applied them to hits: defence in depth).
+    `seen` as a set where the caller has one (see covisitation.top_unseen)."""
+    excluded = seen if isinstance(seen, set | frozenset) else set(seen)
     constrained = constraints != CandidateFilter()  # the usual case has nothing to check
+    taken: set[str] = set()
     out: list[ScoredItem] = []
     for item in itertools.chain(found, extra):
-        if item.item_id in excluded or (constrained and not constraints.allows(item)):
+        item_id = item.item_id
+        if item_id in excluded or item_id in taken:
             continue
-        excluded.add(item.item_id)
+        if constrained and not constraints.allows(item):
+            continue
+        taken.add(item_id)
         out.append(item)
     return out
 

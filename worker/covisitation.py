@@ -21,7 +21,7 @@ holds the same state, fed by every worker through the signals changelog.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 
 import numpy as np
 
@@ -245,8 +245,9 @@ class CoVisitation:
         self._together[: len(kept)] = together
 
 
-def top_unseen(scores: dict[str, float], seen: Iterable[str], n: int) -> list[str]:
-    """The n best-scored items the user has not seen, best first (ties: by id)."""
-    excluded = set(seen)
+def top_unseen(scores: dict[str, float], seen: Collection[str], n: int) -> list[str]:
+    """The n best-scored items the user has not seen, best first (ties: by id). `seen` as a
+    set where the caller has one: a long-lived user's 1,000 make a set in ~20 µs."""
+    excluded = seen if isinstance(seen, set | frozenset) else set(seen)
     ranked = sorted((-s, item) for item, s in scores.items() if item not in excluded and s > 0)
     return [item for _, item in ranked[:n]]
