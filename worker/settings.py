@@ -107,8 +107,7 @@ class Settings(BaseSettings):
     # Where a new consumer group starts.
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     # Where a partition resumes when its position is outside the log (the broker lost its
-    # data, or retention deleted messages the worker had not read yet): logged and counted
-    # in streamrec_offset_resets_total either way.
+    # data, or retention deleted unread messages): logged, streamrec_offset_resets_total.
     offset_out_of_range: Literal["earliest", "latest"] = "earliest"
     kafka_request_timeout_s: float = Field(default=30.0, gt=0)
     # How often the worker checks that its topics exist (re-creating lost ones).
@@ -183,19 +182,17 @@ class Settings(BaseSettings):
     # start, and each index build's copy), so a growing catalogue moves at its next build.
     items_process: bool | Literal["auto"] = "auto"
     items_process_from_items: int = Field(default=100_000, ge=0)
-    # Embedded store: items kept in memory with their vectors (~1.9 KB each), least recently
-    # used out; a search hit outside it costs the engine's conversion (~20 µs an item).
+    # Embedded store, least recently used out: items with their vectors (~1.9 KB each; a hit
+    # outside costs ~20 µs), and the users' states (up to ~80 KB a user at the default
+    # windows; a read outside costs ~0.25 ms a user there).
     item_cache_size: int = Field(default=100_000, ge=0)
-    # Embedded store: the states of the users written or read last, kept decoded (up to
-    # ~80 KB a user at the default windows); a read outside it costs ~0.25 ms a user there.
     user_cache_size: int = Field(default=2_000, ge=0)
     data_dir: Path = Path(".data")
     embedding_dim: int = Field(default=256, ge=2)
     # Candidates an HNSW search visits (at least limit x oversampling: 75 for the pool of
-    # 50). At 1M items shaped like the trained item vectors, two builds of the same data gave
-    # recall@50 0.964 and 0.987 at 64, 0.984 and 0.989 at 128, for 0.58-0.62 and 0.72-0.78
-    # CPU ms per query; 128 keeps a margin for a worse build or less structured vectors
-    # (flat-noise ones need 256-512: README "Catalogue size").
+    # 50). At 1M items like the trained ones, two builds gave recall@50 0.964/0.987 at 64,
+    # 0.984/0.989 at 128 (0.58-0.62 and 0.72-0.78 CPU ms per query): 128 keeps a margin for
+    # a worse build or less structured vectors (README "Catalogue size").
     hnsw_ef: int = Field(default=128, ge=1)
 
     # --- recommendation behaviour --------------------------------------------------------
