@@ -117,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("reasons", help="what reasons cost the rank stage (see its --help)")
     sub.add_parser("users", help="user-state cost by history window and users (see its --help)")
     sub.add_parser("clients", help="the raw echo's CPU on aiokafka and on librdkafka")
+    sub.add_parser("triton-client", help="a user-encoder request's CPU in the client")
     step = sub.add_parser("step", help="raise the rate until the p99 budget breaks")
     step.add_argument("--start", type=float, default=200.0)
     step.add_argument("--step", type=float, default=200.0)
@@ -245,6 +246,7 @@ TOOLS = {
     "reasons": "load_tests.reasons_bench",
     "users": "load_tests.users_bench",
     "clients": "load_tests.clients_bench",
+    "triton-client": "load_tests.triton_client_bench",
 }
 
 

@@ -25,6 +25,7 @@ import numpy as np
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
 from worker.errors import InfrastructureError
+from worker.triton_http import HttpInference
 from worker.triton_transport import TritonTransport
 
 EMBEDDING_DIM = 256
@@ -47,28 +48,6 @@ USER_MODEL_INPUT_AGES = "AGES_SECONDS"  # FP32 [-1]
 USER_MODEL_OUTPUT_VECTOR = "USER_VECTOR"  # FP32 [256]; zeros when there is nothing to go on
 # user_encoder's config parameter naming the item space it was trained on ("" or absent: any).
 USER_MODEL_ITEM_SPACE_PARAMETER = "trained_item_space"
-
-# The models item_embedder calls (reachable directly too, e.g. for tests and debugging).
-TEXT_MODEL = "text_encoder"
-TEXT_MODEL_INPUT = "TEXT"  # TYPE_STRING [1]
-TEXT_MODEL_OUTPUT = "TEXT_EMBEDDING"  # FP32 [384]
-IMAGE_MODEL = "image_encoder"
-IMAGE_MODEL_INPUT = "IMAGE"  # TYPE_STRING [1]
-IMAGE_MODEL_OUTPUT_EMBEDDING = "IMAGE_EMBEDDING"  # FP32 [1280]
-IMAGE_MODEL_OUTPUT_LOGITS = "IMAGE_LOGITS"  # FP32 [1000]
-IMAGE_MODEL_OUTPUT_TEXT_EMBEDDING = "IMAGE_TEXT_EMBEDDING"  # FP32 [384], the text space
-IMAGE_MODEL_OUTPUT_ERROR = "ERROR"  # TYPE_STRING [1]
-AUDIO_MODEL = "audio_encoder"
-AUDIO_MODEL_INPUT = "AUDIO"  # TYPE_STRING [1]
-AUDIO_MODEL_OUTPUT_EMBEDDING = "AUDIO_EMBEDDING"  # FP32 [512]
-AUDIO_MODEL_OUTPUT_ERROR = "ERROR"  # TYPE_STRING [1]
-FUSION_MODEL = "fusion"
-FUSION_MODEL_INPUT_TEXT = "TEXT_EMBEDDING"  # FP32 [384]
-FUSION_MODEL_INPUT_IMAGE_TEXT = "IMAGE_TEXT_EMBEDDING"  # FP32 [384]
-FUSION_MODEL_INPUT_IMAGE = "IMAGE_EMBEDDING"  # FP32 [1280]
-FUSION_MODEL_INPUT_AUDIO = "AUDIO_EMBEDDING"  # FP32 [512]
-FUSION_MODEL_INPUT_MASK = "MODALITY_MASK"  # FP32 [3]: text, image, audio present
-FUSION_MODEL_OUTPUT = "ITEM_VECTOR"  # FP32 [256]
 
 _TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
 _UNAVAILABLE_STATUSES = ("UNAVAILABLE", "DEADLINE_EXCEEDED")
@@ -151,6 +130,11 @@ class TritonClient:
         self.user_model = user_model
         # Created on first use: aiohttp sessions belong to the event loop that makes them.
         self._client: Any = None
+        self._inference = (  # HTTP inference requests (not loop-bound: connections are lazy)
+            HttpInference(url, timeout_s=timeout_s, ssl_context=self.transport.ssl_context())
+            if self.transport.protocol == "http"
+            else None
+        )
         self._max_batch: dict[str, int] = {}
         self._dim = EMBEDDING_DIM
         self._versions: ServedVersions | None = None
@@ -170,6 +154,8 @@ class TritonClient:
 
     async def close(self) -> None:
         client, self._client = self._client, None
+        if self._inference is not None:
+            await self._inference.close()  # idle connections only: it can go on answering
         if client is not None:
             await client.close()
 
@@ -352,22 +338,22 @@ class TritonClient:
         self, model: str, inputs: Mapping[str, np.ndarray], outputs: Sequence[str]
     ) -> dict[str, np.ndarray]:
         """One request: named arrays (object arrays of bytes for strings) -> named outputs."""
-        tensors = []
-        for name, array in inputs.items():
-            datatype = "BYTES" if array.dtype == np.object_ else np_to_triton_dtype(array.dtype)
-            tensors.append(self.transport.input(name, array, datatype))
-        requested = [self.transport.output(name) for name in outputs]
+        typed = {
+            name: (array, "BYTES" if array.dtype == np.object_ else np_to_triton_dtype(array.dtype))
+            for name, array in inputs.items()
+        }
         try:
-            result = await self._connection().infer(
-                model, tensors, outputs=requested, headers=self.transport.infer_headers
-            )
+            answer: Mapping[str, np.ndarray | None]
+            if self._inference is not None:
+                answer = await self._inference.infer(model, typed, outputs)
+            else:
+                answer = await self.transport.grpc_infer(self._connection(), model, typed, outputs)
         except (InferenceServerException, *_TRANSPORT_ERRORS) as exc:
             raise self._error(model, "inference", exc) from exc
         self._answered_at[model] = time.monotonic()
         arrays = {}
         for name in outputs:
-            array = result.as_numpy(name)
-            if array is None:
+            if (array := answer.get(name)) is None:
                 raise TritonError(f"{model}: the response lacks output {name}")
             arrays[name] = array
         return arrays

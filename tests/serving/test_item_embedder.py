@@ -19,11 +19,16 @@ from models.export import version_dirs
 from models.fusion import MODALITY_DIMS
 from models.reference import REPO_DIR, ReferenceEmbedder, load_fusion, minilm_dir
 from worker.triton import (
+    EMBEDDING_DIM,
+    ItemContent,
+    TritonClient,
+    TritonError,
+)
+from worker.triton_models import (
     AUDIO_MODEL,
     AUDIO_MODEL_INPUT,
     AUDIO_MODEL_OUTPUT_EMBEDDING,
     AUDIO_MODEL_OUTPUT_ERROR,
-    EMBEDDING_DIM,
     FUSION_MODEL,
     FUSION_MODEL_INPUT_AUDIO,
     FUSION_MODEL_INPUT_IMAGE,
@@ -40,9 +45,6 @@ from worker.triton import (
     TEXT_MODEL,
     TEXT_MODEL_INPUT,
     TEXT_MODEL_OUTPUT,
-    ItemContent,
-    TritonClient,
-    TritonError,
 )
 
 pytestmark = pytest.mark.integration

@@ -1,5 +1,6 @@
 """Every triton_repo/*/config.pbtxt, parsed with Triton's own protobuf schema, against the
-tensor names and shapes worker/triton.py (and the models calling each other) rely on."""
+tensor names and shapes worker/triton.py and worker/triton_models.py (the models calling
+each other) rely on."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
 
 import worker.triton as t
+import worker.triton_models as m
 from models import fusion
 from models.export import version_dirs
 
@@ -41,32 +43,32 @@ EXPECTED: dict[str, tuple[Signature, Signature]] = {
         },
         {t.USER_MODEL_OUTPUT_VECTOR: (FP32, [D])},
     ),
-    t.TEXT_MODEL: ({t.TEXT_MODEL_INPUT: (STRING, [1])}, {t.TEXT_MODEL_OUTPUT: (FP32, [384])}),
-    t.IMAGE_MODEL: (
-        {t.IMAGE_MODEL_INPUT: (STRING, [1])},
+    m.TEXT_MODEL: ({m.TEXT_MODEL_INPUT: (STRING, [1])}, {m.TEXT_MODEL_OUTPUT: (FP32, [384])}),
+    m.IMAGE_MODEL: (
+        {m.IMAGE_MODEL_INPUT: (STRING, [1])},
         {
-            t.IMAGE_MODEL_OUTPUT_EMBEDDING: (FP32, [1280]),
-            t.IMAGE_MODEL_OUTPUT_LOGITS: (FP32, [1000]),
-            t.IMAGE_MODEL_OUTPUT_TEXT_EMBEDDING: (FP32, [384]),
-            t.IMAGE_MODEL_OUTPUT_ERROR: (STRING, [1]),
+            m.IMAGE_MODEL_OUTPUT_EMBEDDING: (FP32, [1280]),
+            m.IMAGE_MODEL_OUTPUT_LOGITS: (FP32, [1000]),
+            m.IMAGE_MODEL_OUTPUT_TEXT_EMBEDDING: (FP32, [384]),
+            m.IMAGE_MODEL_OUTPUT_ERROR: (STRING, [1]),
         },
     ),
-    t.AUDIO_MODEL: (
-        {t.AUDIO_MODEL_INPUT: (STRING, [1])},
+    m.AUDIO_MODEL: (
+        {m.AUDIO_MODEL_INPUT: (STRING, [1])},
         {
-            t.AUDIO_MODEL_OUTPUT_EMBEDDING: (FP32, [512]),
-            t.AUDIO_MODEL_OUTPUT_ERROR: (STRING, [1]),
+            m.AUDIO_MODEL_OUTPUT_EMBEDDING: (FP32, [512]),
+            m.AUDIO_MODEL_OUTPUT_ERROR: (STRING, [1]),
         },
     ),
-    t.FUSION_MODEL: (
+    m.FUSION_MODEL: (
         {
-            t.FUSION_MODEL_INPUT_TEXT: (FP32, [384]),
-            t.FUSION_MODEL_INPUT_IMAGE_TEXT: (FP32, [384]),
-            t.FUSION_MODEL_INPUT_IMAGE: (FP32, [1280]),
-            t.FUSION_MODEL_INPUT_AUDIO: (FP32, [512]),
-            t.FUSION_MODEL_INPUT_MASK: (FP32, [3]),
+            m.FUSION_MODEL_INPUT_TEXT: (FP32, [384]),
+            m.FUSION_MODEL_INPUT_IMAGE_TEXT: (FP32, [384]),
+            m.FUSION_MODEL_INPUT_IMAGE: (FP32, [1280]),
+            m.FUSION_MODEL_INPUT_AUDIO: (FP32, [512]),
+            m.FUSION_MODEL_INPUT_MASK: (FP32, [3]),
         },
-        {t.FUSION_MODEL_OUTPUT: (FP32, [D])},
+        {m.FUSION_MODEL_OUTPUT: (FP32, [D])},
     ),
 }
 # Import name -> the requirements.txt entry that provides it inside the Triton container.
@@ -120,13 +122,13 @@ def test_item_embedder_names_the_models_it_calls() -> None:
     """The client reports these models' versions in every recommendation's model_version."""
     config = load_config(REPO_DIR / t.ITEM_MODEL / "config.pbtxt")
     composed = config.parameters[t.ITEM_MODEL_COMPOSED_PARAMETER].string_value.split(",")
-    assert composed == [t.TEXT_MODEL, t.IMAGE_MODEL, t.AUDIO_MODEL, t.FUSION_MODEL]
+    assert composed == [m.TEXT_MODEL, m.IMAGE_MODEL, m.AUDIO_MODEL, m.FUSION_MODEL]
     source = (REPO_DIR / t.ITEM_MODEL / "1" / "model.py").read_text()
     assert all(f'"{model}"' in source for model in composed)
 
 
 def test_every_fusion_version_has_committed_weights() -> None:
-    versions = version_dirs(REPO_DIR / t.FUSION_MODEL)
+    versions = version_dirs(REPO_DIR / m.FUSION_MODEL)
     assert max(versions) == fusion.weights_versions()[-1]
     for version in versions:
         assert fusion.weights_path(version).is_file(), version
@@ -135,22 +137,22 @@ def test_every_fusion_version_has_committed_weights() -> None:
 def test_item_embedder_batches_fit_the_models_it_calls() -> None:
     configs = {path.parent.name: load_config(path) for path in CONFIG_PATHS}
     limit = configs[t.ITEM_MODEL].max_batch_size
-    for callee in (t.TEXT_MODEL, t.IMAGE_MODEL, t.AUDIO_MODEL, t.FUSION_MODEL):
+    for callee in (m.TEXT_MODEL, m.IMAGE_MODEL, m.AUDIO_MODEL, m.FUSION_MODEL):
         assert configs[callee].max_batch_size >= limit, callee
 
 
 def test_onnx_models_read_their_thread_count_from_the_config() -> None:
-    for name in (t.TEXT_MODEL, t.IMAGE_MODEL, t.AUDIO_MODEL, t.FUSION_MODEL):
+    for name in (m.TEXT_MODEL, m.IMAGE_MODEL, m.AUDIO_MODEL, m.FUSION_MODEL):
         config = load_config(REPO_DIR / name / "config.pbtxt")
         threads = int(config.parameters["intra_op_threads"].string_value)
         assert 1 <= threads <= 2, name
 
 
 def test_only_the_text_encoder_lets_its_threads_spin() -> None:
-    for name in (t.TEXT_MODEL, t.IMAGE_MODEL, t.AUDIO_MODEL, t.FUSION_MODEL, t.USER_MODEL):
+    for name in (m.TEXT_MODEL, m.IMAGE_MODEL, m.AUDIO_MODEL, m.FUSION_MODEL, t.USER_MODEL):
         config = load_config(REPO_DIR / name / "config.pbtxt")
         spinning = config.parameters["allow_spinning"].string_value or "0"
-        assert spinning == ("1" if name == t.TEXT_MODEL else "0"), name
+        assert spinning == ("1" if name == m.TEXT_MODEL else "0"), name
 
 
 def test_user_encoder_half_life_is_a_week() -> None:

@@ -8,8 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tritonclient.http as httpclient
-import tritonclient.http.aio as httpaio
 
 from worker.stack.tritonserver import TritonServer
 from worker.triton import ItemContent, TritonClient, TritonUnavailable
@@ -36,31 +34,6 @@ async def test_grpc_and_http_clients_get_the_same_vectors_and_versions(
         assert await grpc.model_version() == await triton_client.model_version()
     finally:
         await grpc.close()
-
-
-async def test_the_http_client_asks_for_uncompressed_responses(
-    triton_client: TritonClient, triton_server: TritonServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Left to aiohttp's default, Triton gzips every answer: CPU on both sides for nothing.
-    encodings: list[str | None] = []
-    original = httpaio.InferResult.from_response_body
-
-    def recorded(body: bytes, verbose: bool, length: object, encoding: str | None) -> object:
-        encodings.append(encoding)
-        return original(body, verbose, length, encoding)
-
-    monkeypatch.setattr(httpaio.InferResult, "from_response_body", recorded)
-    contents = [ItemContent(text="A film about the sea")]
-    await triton_client.embed_items(contents)
-    raw = httpaio.InferenceServerClient(triton_server.http_url)
-    try:
-        text = httpclient.InferInput("TEXT", [1, 1], "BYTES")
-        text.set_data_from_numpy(np.array([[b"the sea"]], dtype=np.object_), binary_data=True)
-        await raw.infer("text_encoder", [text])
-    finally:
-        await raw.close()
-    assert encodings[0] is None
-    assert encodings[-1] == "gzip", "Triton compresses when the client does not say otherwise"
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,8 @@ import torch
 from models import export, fusion
 from models.reference import REPO_DIR
 from worker.stack.tritonserver import TritonServer
-from worker.triton import (
+from worker.triton import TritonClient
+from worker.triton_models import (
     FUSION_MODEL,
     FUSION_MODEL_INPUT_AUDIO,
     FUSION_MODEL_INPUT_IMAGE,
@@ -26,7 +27,6 @@ from worker.triton import (
     FUSION_MODEL_INPUT_MASK,
     FUSION_MODEL_INPUT_TEXT,
     FUSION_MODEL_OUTPUT,
-    TritonClient,
 )
 
 pytestmark = pytest.mark.integration
