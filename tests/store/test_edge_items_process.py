@@ -103,7 +103,7 @@ async def test_a_replaced_items_process_exits_after_an_index_build(tmp_path: Pat
 async def test_searches_go_on_while_the_indexed_copy_loads_in_its_process(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # In the worker's process the load is an engine call on the store's thread, holding the
+    # In the worker's process the load is an engine call, holding the
     # GIL: no search could run meanwhile. Here the load is made to last 0.5 s.
     loading = threading.Event()
     start = ItemsProcess.start

@@ -1,5 +1,5 @@
 """The embedded users collection: the fan-out's filters are indexed, its exact search holds
-the store's thread one partition at a time, it keeps no write-ahead log, and reads come
+the GIL one partition at a time, it keeps no write-ahead log, and reads come
 from the states written last where they can."""
 
 from __future__ import annotations

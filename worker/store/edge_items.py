@@ -83,7 +83,7 @@ class Items(Protocol):
 
 
 class ItemsShard:
-    """`Items` on a shard in this process (calls run on the store's thread)."""
+    """`Items` on a shard in this process (calls run on the event loop: see edge.py)."""
 
     def __init__(self, shard: EdgeShard) -> None:
         self.shard = shard

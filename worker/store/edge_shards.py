@@ -1,6 +1,6 @@
 """Opening, creating and removing Qdrant Edge shards: one directory per collection.
 
-These run on the store's thread (Edge is synchronous)."""
+These run on the event loop (Edge is synchronous and holds the GIL throughout: edge.py)."""
 
 from __future__ import annotations
 

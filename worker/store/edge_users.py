@@ -1,5 +1,5 @@
 """The embedded store's users collection: reads, writes and the new-item fan-out's search.
-The engine calls run on the store's thread (Edge is synchronous); `UserStates` serves reads
+The engine calls run on the event loop (see edge.py); `UserStates` serves reads
 from the cache of the states written last (user_cache.py) where it can."""
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ async def search_users_in_steps(
     vectors: Sequence[np.ndarray],
     query: UserQuery,
 ) -> list[list[tuple[str, float]]]:
-    """`search_users` in one engine call (`run` on the store's thread) per item and per
+    """`search_users` in one engine call (`run`: on the event loop) per item and per
     partition asked for, merged: the users collection is searched exactly, so a call holds
     the GIL while it scans the users it filters to (with the payload indexes, at 300k users
     35 CPU ms for one partition of 4); a burst of new items, or every partition, in one call
