@@ -31,7 +31,6 @@ import gc
 import json
 import os
 import tempfile
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -41,6 +40,7 @@ import numpy as np
 
 from load_tests.catalogue_compare import BATCH, compare_sizes, cpu_s, search_pass
 from load_tests.procfs import tree_rss_mb
+from load_tests.stall import StallWatch
 from load_tests.synthetic_items import (
     CATEGORIES,
     DIM,
@@ -57,31 +57,8 @@ from worker.store.edge_shards import QUANTIZATIONS, Quantization
 
 EF_VALUES = (64, 128, 256, 512)
 OVERSAMPLING_VALUES = (1.0, 1.5, 2.0, 3.0)
+PACE_S = 0.02  # between search batches while a build runs, and in the window after it
 PASSES = 5  # indexed searches: CPU ms/query of the median pass (one pass is ~0.1 s of CPU)
-
-
-class StallWatch:
-    """The longest time a 1 ms sleeper thread was kept from running."""
-
-    def __init__(self) -> None:
-        self.longest_s = 0.0
-        self._running = False
-        self._thread = threading.Thread(target=self._tick, daemon=True)
-
-    def __enter__(self) -> StallWatch:
-        self._running = True
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._running = False
-        self._thread.join()
-
-    def _tick(self) -> None:
-        while self._running:
-            before = time.perf_counter()
-            time.sleep(0.001)
-            self.longest_s = max(self.longest_s, time.perf_counter() - before - 0.001)
 
 
 async def _search(
@@ -134,8 +111,27 @@ async def _batch_ms_until(
         at = time.perf_counter() - began
         (ms,) = await _batch_ms(store, requests, 1)
         times.append((round(at, 2), ms, store.active_collection != before))
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(PACE_S)
     return times
+
+
+async def _batch_ms_paced(
+    store: EdgeVectorStore, requests: Sequence[SearchRequest], batches: int
+) -> list[float]:
+    """Wall ms of `batches` search batches paced as `_batch_ms_until` paces them."""
+    times = []
+    for _ in range(batches):
+        times += await _batch_ms(store, requests, 1)
+        await asyncio.sleep(PACE_S)
+    return times
+
+
+def _spread(times: Sequence[float]) -> dict[str, float] | None:
+    """p50, p99 and max of batch times (ms)."""
+    if not times:
+        return None
+    p50, p99 = np.percentile(times, [50, 99])
+    return {"p50": round(float(p50), 1), "p99": round(float(p99), 1), "max": round(max(times), 1)}
 
 
 async def _fill(
@@ -182,9 +178,15 @@ async def _new_items_then_rebuild(
     flushed = await _flush(store)
     with StallWatch() as watch:
         steady, during = await _rebuild_with_searches(store, requests, in_place)
+    # The steady spread over as long a window: as many batches, paced alike, once the
+    # rebuilt collection is in place. A rebuild's slowest batch is one of hundreds at 1M
+    # items; ten batches before it give a median, not a slowest one to set it against.
+    steady_after = await _batch_ms_paced(store, requests, len(during))
+    spreads = {"during": _spread([ms for _, ms, _ in during]), "after": _spread(steady_after)}
     slowest = max(during, key=lambda batch: batch[1], default=None)
     swapped = next((at for at, _, after in during if after), None)
     return flushed, {
+        "batch_ms_spread": spreads,
         "batch_ms_steady_p50": round(float(np.median(steady)), 1),
         "batch_ms_during_p50": (
             round(float(np.median([ms for _, ms, _ in during])), 1) if during else None
