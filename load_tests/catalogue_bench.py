@@ -58,6 +58,7 @@ from worker.store.edge_shards import QUANTIZATIONS, Quantization
 EF_VALUES = (64, 128, 256, 512)
 OVERSAMPLING_VALUES = (1.0, 1.5, 2.0, 3.0)
 PACE_S = 0.02  # between search batches while a build runs, and in the window after it
+STEADY_WINDOW_MAX_S = 120.0  # searches before a rebuild: as long as the first build, at most
 PASSES = 5  # indexed searches: CPU ms/query of the median pass (one pass is ~0.1 s of CPU)
 
 
@@ -115,12 +116,13 @@ async def _batch_ms_until(
     return times
 
 
-async def _batch_ms_paced(
-    store: EdgeVectorStore, requests: Sequence[SearchRequest], batches: int
+async def _batch_ms_for(
+    store: EdgeVectorStore, requests: Sequence[SearchRequest], seconds: float
 ) -> list[float]:
-    """Wall ms of `batches` search batches paced as `_batch_ms_until` paces them."""
-    times = []
-    for _ in range(batches):
+    """Wall ms of search batches paced as `_batch_ms_until` paces them, for `seconds`."""
+    times: list[float] = []
+    ends = time.perf_counter() + seconds
+    while not times or time.perf_counter() < ends:
         times += await _batch_ms(store, requests, 1)
         await asyncio.sleep(PACE_S)
     return times
@@ -170,19 +172,19 @@ async def _new_items_then_rebuild(
     shape: VectorShape,
     requests: Sequence[SearchRequest],
     in_place: bool,
+    window_s: float,
 ) -> tuple[dict[str, float], dict[str, Any]]:
-    """New items arrive (5% of the catalogue, unindexed) and are flushed; the next build runs
-    while the searches go on, as they do in a worker. -> (the flush, the searches)."""
+    """New items arrive (5% of the catalogue, unindexed) and are flushed; searches run for
+    `window_s`, then the next build runs while they go on, as they do in a worker. -> (the
+    flush, the searches)."""
     fresh, fresh_labels = clustered(size // 20, shape, seed=2)
     await _fill(store, fresh, fresh_labels, prefix="new-")
     flushed = await _flush(store)
     with StallWatch() as watch:
-        steady, during = await _rebuild_with_searches(store, requests, in_place)
-    # The steady spread over as long a window: as many batches, paced alike, once the
-    # rebuilt collection is in place. A rebuild's slowest batch is one of hundreds at 1M
-    # items; ten batches before it give a median, not a slowest one to set it against.
-    steady_after = await _batch_ms_paced(store, requests, len(during))
-    spreads = {"during": _spread([ms for _, ms, _ in during]), "after": _spread(steady_after)}
+        steady, during = await _rebuild_with_searches(store, requests, in_place, window_s)
+    # A rebuild's slowest batch is one of hundreds at 1M items: set against the slowest of
+    # a steady window about as long, on the same collection, not against a median.
+    spreads = {"before": _spread(steady), "during": _spread([ms for _, ms, _ in during])}
     slowest = max(during, key=lambda batch: batch[1], default=None)
     swapped = next((at for at, _, after in during if after), None)
     return flushed, {
@@ -218,11 +220,11 @@ async def _flush(store: EdgeVectorStore) -> dict[str, float]:
 
 
 async def _rebuild_with_searches(
-    store: EdgeVectorStore, requests: Sequence[SearchRequest], in_place: bool
+    store: EdgeVectorStore, requests: Sequence[SearchRequest], in_place: bool, window_s: float
 ) -> tuple[list[float], list[tuple[float, float, bool]]]:
-    """-> (wall ms of search batches before, batches during the next index build as
-    `_batch_ms_until` gives them)."""
-    steady = await _batch_ms(store, requests, 10)
+    """-> (wall ms of search batches for `window_s` before, batches during the next index
+    build as `_batch_ms_until` gives them)."""
+    steady = await _batch_ms_for(store, requests, window_s)
     if in_place:
         await store.optimize()
         return steady, []
@@ -304,7 +306,10 @@ async def measure(
         if store.oversampling
         else {}
     )
-    fresh_flushed, rebuild = await _new_items_then_rebuild(store, size, shape, requests, in_place)
+    window_s = min(build_s, STEADY_WINDOW_MAX_S)  # about as long as the rebuild will take
+    fresh_flushed, rebuild = await _new_items_then_rebuild(
+        store, size, shape, requests, in_place, window_s
+    )
     rss = tree_rss_mb(os.getpid())
     await store.close()
     started = time.perf_counter()
