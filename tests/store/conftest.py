@@ -12,8 +12,8 @@ T = TypeVar("T")
 
 @pytest.fixture
 def engine_calls(monkeypatch: pytest.MonkeyPatch) -> Callable[[EdgeVectorStore], list[str]]:
-    """`engine_calls(store)` -> the names of the calls the store runs on its thread from
-    then on (each an engine call holding the GIL), in order."""
+    """`engine_calls(store)` -> the names of the engine calls the store makes from then on
+    (each holding the GIL), in order."""
 
     def watch(store: EdgeVectorStore) -> list[str]:
         calls: list[str] = []
