@@ -382,7 +382,7 @@ def _waits_on_a_process(fn: Callable[..., object], args: Sequence[object]) -> bo
     which waits on its socket with the GIL released: on the store's thread, so the loop goes
     on meanwhile. The engine's own calls hold the GIL from start to end, so a thread would
     free nothing for them and only add two hand-offs per call (measured at 300 events/s:
-    5% of the worker's CPU); they run on the loop."""
+    2.5-5% of the worker's CPU); they run on the loop."""
     if isinstance(fn, functools.partial):
         return _waits_on_a_process(fn.func, (*fn.args, *args))
     return any(isinstance(x, ItemsProcess) for x in (getattr(fn, "__self__", None), *args))
