@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from worker.triton import ItemContent, TritonClient
+from worker.triton import ItemContent, TritonClient, TritonUnavailable
 
 pytestmark = pytest.mark.integration
 
@@ -52,4 +52,28 @@ async def test_a_probe_asks_only_about_models_without_a_recent_answer(
     assert asked == [], "both models answered within the window: no request"
 
     await triton_client.probe()
+    assert asked == ["server", triton_client.item_model, triton_client.user_model]
+
+
+async def test_an_unreachable_triton_voids_the_recent_answers_a_probe_would_trust(
+    triton_client: TritonClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dim = triton_client.dim
+    await triton_client.embed_items([ItemContent(text="A film about the sea")])
+    await triton_client.encode_users(
+        np.ones((1, 2, dim), np.float32), np.ones((1, 2), np.float32), np.zeros((1, 2), np.float32)
+    )
+
+    async def refused(*args: Any, **kwargs: Any) -> Any:
+        raise ConnectionRefusedError("Triton is gone")
+
+    inference: Any = triton_client._inference
+    with monkeypatch.context() as patched:
+        patched.setattr(inference, "infer", refused)
+        with pytest.raises(TritonUnavailable):
+            await triton_client.embed_items([ItemContent(text="A film about the sea")])
+    asked = _count_readiness_requests(triton_client, monkeypatch)
+    # Both models answered a moment ago, but a probe that trusted that would call the
+    # server up again while the batches fail on it.
+    await triton_client.probe(answered_within_s=60.0)
     assert asked == ["server", triton_client.item_model, triton_client.user_model]

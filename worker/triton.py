@@ -349,7 +349,12 @@ class TritonClient:
             else:
                 answer = await self.transport.grpc_infer(self._connection(), model, typed, outputs)
         except (InferenceServerException, *_TRANSPORT_ERRORS) as exc:
-            raise self._error(model, "inference", exc) from exc
+            error = self._error(model, "inference", exc)
+            if isinstance(error, TritonUnavailable):
+                # Answers from before say nothing now: the next probe asks the server, or
+                # it would call Triton up again while the batches fail on it.
+                self._answered_at.clear()
+            raise error from exc
         self._answered_at[model] = time.monotonic()
         arrays = {}
         for name in outputs:
