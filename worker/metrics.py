@@ -152,18 +152,24 @@ class Metrics:
         """The embedded store's HNSW index, built in another process."""
         self.index_builds = Counter(
             "streamrec_index_builds_total",
-            "Index builds of the items collection (in another process), by outcome",
-            ["outcome"],
+            "Index builds (in another process) of the items or the users collection, by outcome",
+            ["collection", "outcome"],
             registry=r,
         )
         self.index_build_seconds = Gauge(
             "streamrec_index_build_seconds",
-            "How long the last index build took, copy and swap included",
+            "How long the collection's last index build took, copy and swap included",
+            ["collection"],
             registry=r,
         )
         self.unindexed_items = Gauge(
             "streamrec_unindexed_items",
             "Items of the searched collection outside its HNSW index (searched exactly)",
+            registry=r,
+        )
+        self.unindexed_users = Gauge(
+            "streamrec_unindexed_users",
+            "Users outside the users collection's HNSW index (the fan-out searches them exactly)",
             registry=r,
         )
 

@@ -14,8 +14,12 @@ import functools
 import gc
 import logging
 import signal
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+from prometheus_client import Gauge
 
 from worker.changelog.state import SharedState
 from worker.context import Context
@@ -287,31 +291,48 @@ class Runtime:
                 self.ctx.model_version = version
 
     async def _keep_indexed(self, store: EdgeVectorStore) -> None:
-        """Every INDEX_CHECK_INTERVAL_S: once INDEX_AFTER_ITEMS more items are outside the
-        HNSW index than the last build left there, index the collection again (in another
-        process: edge_index.py)."""
-        left, s = 0, self.settings
+        """Every INDEX_CHECK_INTERVAL_S: once INDEX_AFTER_ITEMS more items (USERS_INDEX_AFTER
+        more users) are outside the HNSW index than the last build left there, index the
+        collection again (in another process: edge_index.py)."""
+        s, m = self.settings, self.metrics
+
+        async def items_due() -> int:  # none during a model upgrade's re-embed
+            return s.index_after_items if store.pending_space is None else sys.maxsize
+
+        async def users_due() -> int:
+            # Past the first build, a fifth of the users too: at a million users a build
+            # takes ~11 minutes of a core (load_tests/users_index_bench.py).
+            return max(s.users_index_after, (await store.count_users()) // 5)
+
+        items = _Indexed(
+            "items", store.unindexed_items, items_due, store.build_index, m.unindexed_items
+        )
+        users = _Indexed(
+            "users", store.unindexed_users, users_due, store.build_users_index, m.unindexed_users
+        )
         while True:
             await asyncio.sleep(s.index_check_interval_s)
-            try:
-                unindexed = await store.unindexed_items()
-                self.metrics.unindexed_items.set(unindexed)
-                if unindexed - left < s.index_after_items or store.pending_space is not None:
-                    continue
-                started = time.perf_counter()
-                await store.build_index()
-                left = await store.unindexed_items()
-            except StoreError as exc:
-                log.warning("index build failed, retried later: %s", exc)
-                self.metrics.index_builds.labels("failed").inc()
-                continue
-            seconds = time.perf_counter() - started
-            self.metrics.index_builds.labels("swapped").inc()
-            self.metrics.index_build_seconds.set(seconds)
-            self.metrics.unindexed_items.set(left)
-            log.info(
-                "items indexed in another process: %d were unindexed, %.1f s", unindexed, seconds
-            )
+            for collection in (items, users):
+                await self._index_when_due(collection)
+
+    async def _index_when_due(self, collection: _Indexed) -> None:
+        name = collection.name
+        try:
+            unindexed = await collection.unindexed()
+            collection.gauge.set(unindexed)
+            if unindexed - collection.left < await collection.due():
+                return
+            started = time.perf_counter()
+            await collection.build()
+            collection.left = await collection.unindexed()
+        except StoreError as exc:
+            log.warning("index build of the %s failed, retried later: %s", name, exc)
+            self.metrics.index_builds.labels(name, "failed").inc()
+            return
+        self.metrics.index_builds.labels(name, "swapped").inc()
+        self.metrics.index_build_seconds.labels(name).set(time.perf_counter() - started)
+        collection.gauge.set(collection.left)
+        log.info("%s indexed in another process: %d were unindexed", name, unindexed)
 
     async def _watch_topics(self) -> None:
         """Every TOPIC_CHECK_INTERVAL_S (at once after a detected data loss): the worker's
@@ -362,3 +383,15 @@ class Runtime:
     def _offset_reset(self, topic: str, partition: int, offset: int) -> None:
         self.metrics.offset_resets.labels(topic).inc()
         self._check_topics.set()
+
+
+@dataclass(slots=True)
+class _Indexed:
+    """A collection `_keep_indexed` indexes: `left` outside the index after the last build."""
+
+    name: str
+    unindexed: Callable[[], Awaitable[int]]
+    due: Callable[[], Awaitable[int]]
+    build: Callable[[], Awaitable[object]]
+    gauge: Gauge
+    left: int = 0

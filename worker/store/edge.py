@@ -42,6 +42,7 @@ from worker.store.edge_query import PointId, queries_per_call
 from worker.store.edge_rules import ItemRuleUpdates
 from worker.store.edge_shards import Quantization, close_shard, open_shard
 from worker.store.edge_users import UserStates
+from worker.store.edge_users_index import UsersBuild, UsersIndex, users_directory_at_open
 from worker.store.payload import (
     SCORED_FIELDS,
     item_payload,
@@ -57,7 +58,7 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
-class EdgeVectorStore(CollectionSwaps, ItemRuleUpdates, UserStates):
+class EdgeVectorStore(CollectionSwaps, ItemRuleUpdates, UsersIndex, UserStates):
     """Embedded store. `flush_interval_s` bounds how much WAL a restart must replay;
     `item_cache_size` items (vector and ranking fields) and `user_cache_size` user states
     are kept in memory (0: no cache).
@@ -92,6 +93,7 @@ class EdgeVectorStore(CollectionSwaps, ItemRuleUpdates, UserStates):
         self._path = Path(path)
         self._items_name = items_collection
         self._users_name = users_collection
+        self._users_dir = users_collection  # an index build's copy once swapped in
         self.hnsw_ef = hnsw_ef
         self.quantization = quantization
         self.oversampling = oversampling if quantization != "none" else 0.0
@@ -114,6 +116,10 @@ class EdgeVectorStore(CollectionSwaps, ItemRuleUpdates, UserStates):
         self._index_build: IndexBuild | None = None
         self._build_lock = asyncio.Lock()
         self.last_index_build: BuildPhases | None = None
+        self._users_build: UsersBuild | None = None
+        self._users_written: set[str] = set()  # since the last index build's copy
+        self._users_flush_lock = asyncio.Lock()  # held while the users are copied
+        self.last_users_index_build: BuildPhases | None = None
         # At most this many items of the active collection are outside its index: counted at
         # open and at each check, plus the upserts since (searches are split by it).
         self._unindexed_bound = 0
@@ -139,10 +145,12 @@ class EdgeVectorStore(CollectionSwaps, ItemRuleUpdates, UserStates):
         self._path.mkdir(parents=True, exist_ok=True)
         self._spaces = SpaceRegistry(self._path / "item-spaces.json", self._items_name)
         await asyncio.to_thread(self._spaces.remove_strays, self._path)
+        at = await asyncio.to_thread(users_directory_at_open, self._path, self._users_name)
+        self._users_dir = at
         try:
             self._items = await self._open_items(self._spaces.active)
             users = functools.partial(open_shard, indexed=False)
-            self._users = await self._run(users, self._path / self._users_name, self.dim)
+            self._users = await self._run(users, self._path / at, self.dim)
             if self._spaces.pending is not None:
                 self._pending = await self._open_items(self._spaces.pending)
         except StoreError:
@@ -192,9 +200,11 @@ class EdgeVectorStore(CollectionSwaps, ItemRuleUpdates, UserStates):
     async def flush(self) -> None:
         """Persist segments now (the items' WAL already holds every acknowledged update; the
         users' states since the last flush are in the user-state changelog)."""
-        for shard in (self._items, self._users, self._pending):
+        for shard in (self._items, self._pending):
             if shard is not None:
                 await self._run(shard.flush)
+        if self._users is not None:
+            await self.flush_users()
 
     async def optimize(self) -> bool:
         """Build HNSW / vacuum segments. Edge never does this on its own; it blocks the store's

@@ -200,7 +200,7 @@ class CollectionSwaps:
             copy = await self._copy(pending)
             phases.mark("copied")
             try:
-                phases.build = await _index_in_another_process(copy, self.dim, self.quantization)
+                phases.build = await index_in_another_process(copy, self.dim, self.quantization)
                 phases.mark("indexed")
                 indexed = SpaceCollection(target.space, copy.name, target.items)
                 replaced, replaced_dir = await self._swap_in(
@@ -350,12 +350,11 @@ class IndexBuild:
     touched: set[str] = field(default_factory=set)  # written or deleted since the copy
 
 
-async def _index_in_another_process(
-    copy: Path, dim: int, quantization: Quantization
-) -> dict[str, float]:
-    """-> the seconds each of the build's steps took (edge_index.py)."""
+async def index_in_another_process(copy: Path, dim: int, kind: str) -> dict[str, float]:
+    """`kind`: the items' quantisation, or "users". -> the seconds each of the build's steps
+    took (edge_index.py)."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "worker.store.edge_index", str(copy), str(dim), quantization,
+        sys.executable, "-m", "worker.store.edge_index", str(copy), str(dim), kind,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, error = await process.communicate()

@@ -5,10 +5,11 @@ runs for minutes at 100k items (measured: 132 s): in the worker's process it wou
 the event loop, the Kafka heartbeats and every thread that long. So the store builds the
 index on a copy of the collection in this module's process (`EdgeVectorStore.build_index`):
 
-    python -m worker.store.edge_index <shard directory> <dim> turbo4|int8|none
+    python -m worker.store.edge_index <shard directory> <dim> turbo4|int8|none|users
 
 loads the shard with the store's items configuration, optimises it (HNSW for the vectors,
-payload-aware links for the category index, the quantisation asked for), flushes, closes,
+payload-aware links for the category index, the quantisation asked for; `users`: a copy of
+the users collection, edge_users_index.py), flushes, closes,
 reads the shard's files back into the page cache, prints the seconds each step took as one
 JSON line and exits 0.
 """
@@ -22,13 +23,23 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from worker.store.edge_shards import QUANTIZATIONS, Quantization, open_shard
+from worker.store.edge_shards import (
+    QUANTIZATIONS,
+    USERS,
+    Quantization,
+    index_users_copy,
+    open_shard,
+)
 
 
-def build(directory: Path, dim: int, quantization: Quantization) -> dict[str, float]:
-    """Optimise the shard in `directory`; -> the seconds each step took."""
+def build(directory: Path, dim: int, kind: Quantization | str) -> dict[str, float]:
+    """Optimise the shard in `directory` (an items collection with this quantisation, or
+    the users'); -> the seconds each step took."""
     steps = Steps()
-    shard = open_shard(directory, dim, indexed=True, quantization=quantization)
+    if kind == USERS:
+        shard = index_users_copy(directory, dim)
+    else:
+        shard = open_shard(directory, dim, indexed=True, quantization=kind)  # type: ignore[arg-type]
     try:
         steps.done("load_s")
         shard.optimize()
@@ -76,14 +87,14 @@ BUILD_NICENESS = 10
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) != 3 or not args[1].isdigit() or args[2] not in QUANTIZATIONS:
-        kinds = "|".join(QUANTIZATIONS)
+    if len(args) != 3 or not args[1].isdigit() or args[2] not in (*QUANTIZATIONS, USERS):
+        kinds = "|".join((*QUANTIZATIONS, USERS))
         print(
             f"usage: python -m worker.store.edge_index <shard dir> <dim> {kinds}", file=sys.stderr
         )
         return 2
     os.nice(BUILD_NICENESS)
-    seconds = build(Path(args[0]), int(args[1]), args[2])  # type: ignore[arg-type]
+    seconds = build(Path(args[0]), int(args[1]), args[2])
     started = time.perf_counter()
     size = read_into_page_cache(Path(args[0]))
     seconds["read_back_s"] = round(time.perf_counter() - started, 2)
