@@ -9,15 +9,20 @@ import time
 
 
 class StallWatch:
-    """The longest time a 1 ms sleeper thread was kept from running."""
+    """The longest time a 1 ms sleeper thread was kept from running, and when each stall
+    over `record_over_s` began (seconds from the start) and how long it lasted (ms)."""
 
-    def __init__(self) -> None:
+    def __init__(self, record_over_s: float = 0.05) -> None:
         self.longest_s = 0.0
+        self.stalls: list[tuple[float, float]] = []
+        self._record_over_s = record_over_s
+        self._started = 0.0
         self._running = False
         self._thread = threading.Thread(target=self._tick, daemon=True)
 
     def __enter__(self) -> StallWatch:
         self._running = True
+        self._started = time.perf_counter()
         self._thread.start()
         return self
 
@@ -29,4 +34,7 @@ class StallWatch:
         while self._running:
             before = time.perf_counter()
             time.sleep(0.001)
-            self.longest_s = max(self.longest_s, time.perf_counter() - before - 0.001)
+            stall = time.perf_counter() - before - 0.001
+            self.longest_s = max(self.longest_s, stall)
+            if stall > self._record_over_s:
+                self.stalls.append((round(before - self._started, 2), round(stall * 1000, 1)))

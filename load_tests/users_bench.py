@@ -1,7 +1,7 @@
 """What long histories and many users cost the events path's user state.
 
     python -m load_tests users [--users 10000,100000,300000] [--windows 50,200,1000]
-                               [--out results/users.json]
+                               [--out results/users.json] [--index]
 
 Per users count N, into a fresh `EdgeVectorStore` (the worker's own): N users with short
 states (20 events, a 256-d vector), at upsert items/s. Then, per history window W, 64 of
@@ -16,6 +16,7 @@ batch of 64 users (medians of 20 rounds):
   events partitions a worker owns (all 4, or 1 of 4) in the current item space, and as a
   worker that owns every partition asks (the item space only).
 Reading across a row says what the window costs; down a column, what the users count costs.
+`--index` then indexes each size's users collection as the worker would (users_index_bench.py).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from load_tests.procfs import tree_rss_mb
+from load_tests.users_index_bench import PROBES, measure_index
 from worker.events import UserEvent
 from worker.runtime import create_store
 from worker.settings import DEFAULT_EVENT_WEIGHTS, Settings, load_settings
@@ -49,9 +51,20 @@ ROUNDS = 20
 SHORT = 20
 
 
+# Users' tastes in clusters, as trained user vectors are (random vectors in 256-d are
+# all about equally far apart, which no real index is asked to tell apart).
+_CENTRES = np.random.default_rng(0).standard_normal((500, DIM))
+_CENTRES /= np.linalg.norm(_CENTRES, axis=1, keepdims=True)
+
+
+def _taste(rng: np.random.Generator) -> np.ndarray:
+    noise = 0.5 * rng.standard_normal(DIM) / np.sqrt(DIM)
+    return (_CENTRES[rng.integers(len(_CENTRES))] + noise).astype(np.float32)
+
+
 def _state(user_id: str, events: int, rng: np.random.Generator) -> UserState:
     items = [str(i) for i in rng.integers(0, 100_000, events)]
-    vector = rng.standard_normal(DIM).astype(np.float32)
+    vector = _taste(rng)
     return UserState(
         user_id,
         history=[
@@ -170,19 +183,26 @@ async def _window(
     }
 
 
-async def measure(users: int, windows: Sequence[int], work: Path) -> dict[str, Any]:
+async def measure(
+    users: int, windows: Sequence[int], work: Path, index: bool = False
+) -> dict[str, Any]:
     rng = np.random.default_rng(users)
     store = EdgeVectorStore(work / f"users-{users}", DIM, flush_interval_s=None)
     await store.open()
     try:
         rate = await _fill(store, users, rng)
         rows = [await _window(store, users, window, rng) for window in windows]
-        return {
+        row = {
             "users": users,
             "upsert_users_per_s": round(rate),
             "rss_mb": round(tree_rss_mb(os.getpid()), 1),
             "windows": rows,
         }
+        if index:
+            probes = [_taste(rng) for _ in range(PROBES)]
+            rewrites = [_state(f"u{n}", SHORT, rng) for n in rng.choice(users, 640, replace=False)]
+            row["users_index"] = await measure_index(store, probes, rewrites, PARTITIONS, SPACE)
+        return row
     finally:
         await store.close()
 
@@ -192,6 +212,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--users", default="10000,100000,300000")
     parser.add_argument("--windows", default="50,200,1000")
     parser.add_argument("--out", type=Path, default=Path("results/users.json"))
+    parser.add_argument(
+        "--index",
+        action="store_true",
+        help="then index the users collection in another process (as USERS_INDEX_AFTER "
+        "does) and measure the fan-out's search before and after, and the build's stalls",
+    )
     args = parser.parse_args(argv)
     gc_threshold = load_settings().gc_threshold
     if gc_threshold:  # as the worker's process runs (worker.__main__, worker/runtime.py)
@@ -201,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = []
     with tempfile.TemporaryDirectory(prefix="users-bench-") as tmp:
         for users in (int(n) for n in args.users.split(",")):
-            row = asyncio.run(measure(users, windows, Path(tmp)))
+            row = asyncio.run(measure(users, windows, Path(tmp), args.index))
             print(json.dumps(row), flush=True)
             report.append(row)
     args.out.parent.mkdir(parents=True, exist_ok=True)
