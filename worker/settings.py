@@ -160,14 +160,9 @@ class Settings(BaseSettings):
     qdrant_timeout_s: float = Field(default=10.0, gt=0)
     items_collection: str = "items"
     users_collection: str = "users"
-    # Embedded store: once this many items are outside the HNSW index (searched exactly, a
-    # cost that grows with them), a copy of the collection is indexed in another process
-    # and swapped in; checked every `index_check_interval_s`.
+    # Embedded store: items (users written since the last build, or a fifth of the users) out
+    # of the HNSW index before a copy is indexed in another process and swapped in.
     index_after_items: int = Field(default=10_000, ge=100)
-    # The same for the users collection, whose exact search is the new-item fan-out's (at 1M
-    # users 67-220 ms per new item; indexed, a few): counts the users written since the last
-    # build, and waits for a fifth of the collection too once that is more
-    # (edge_users_index.py).
     users_index_after: int = Field(default=20_000, ge=100)
     index_check_interval_s: float = Field(default=30.0, gt=0)
     # Compression of the indexed item vectors, memory-mapped like the originals: searches

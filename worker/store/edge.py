@@ -42,7 +42,7 @@ from worker.store.edge_query import PointId, queries_per_call
 from worker.store.edge_rules import ItemRuleUpdates
 from worker.store.edge_shards import Quantization, close_shard, open_shard
 from worker.store.edge_users import UserStates
-from worker.store.edge_users_index import UsersBuild, UsersIndex, users_directory_at_open
+from worker.store.edge_users_index import UsersIndex, users_directory_at_open
 from worker.store.payload import (
     SCORED_FIELDS,
     item_payload,
@@ -93,7 +93,6 @@ class EdgeVectorStore(CollectionSwaps, ItemRuleUpdates, UsersIndex, UserStates):
         self._path = Path(path)
         self._items_name = items_collection
         self._users_name = users_collection
-        self._users_dir = users_collection  # an index build's copy once swapped in
         self.hnsw_ef = hnsw_ef
         self.quantization = quantization
         self.oversampling = oversampling if quantization != "none" else 0.0
@@ -116,10 +115,7 @@ class EdgeVectorStore(CollectionSwaps, ItemRuleUpdates, UsersIndex, UserStates):
         self._index_build: IndexBuild | None = None
         self._build_lock = asyncio.Lock()
         self.last_index_build: BuildPhases | None = None
-        self._users_build: UsersBuild | None = None
-        self._users_written: set[str] = set()  # since the last index build's copy
-        self._users_flush_lock = asyncio.Lock()  # held while the users are copied
-        self.last_users_index_build: BuildPhases | None = None
+        self._init_users_index()
         # At most this many items of the active collection are outside its index: counted at
         # open and at each check, plus the upserts since (searches are split by it).
         self._unindexed_bound = 0

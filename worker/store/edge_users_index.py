@@ -97,6 +97,13 @@ class UsersIndex:
         async def _run(self, fn: Callable[..., T], *args: object, **kwargs: object) -> T: ...
         def _shards(self) -> tuple[Items, EdgeShard]: ...
 
+    def _init_users_index(self) -> None:
+        self._users_dir = self._users_name  # an index build's copy once swapped in
+        self._users_build = None
+        self._users_written = set()  # since the last index build's copy
+        self._users_flush_lock = asyncio.Lock()  # held while the users are copied
+        self.last_users_index_build = None
+
     def _record_user_writes(self, user_ids: Iterable[str]) -> None:
         ids = set(user_ids)
         if len(self._users_written) < WRITTEN_COUNT_CAP:
