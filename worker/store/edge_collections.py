@@ -26,9 +26,10 @@ from qdrant_edge import EdgeShard
 from worker.store.background import at_low_priority
 from worker.store.base import ItemRecord, SearchRequest, StoreError
 from worker.store.edge_cache import ItemCache
-from worker.store.edge_items import Items, NewPoint, SearchParams
+from worker.store.edge_items import Items, ItemsShard, NewPoint, SearchParams
 from worker.store.edge_items_process import ItemsProcess
-from worker.store.edge_shards import Quantization
+from worker.store.edge_retire import retire_shard
+from worker.store.edge_shards import ITEM_INDEX_FIELDS, Quantization
 from worker.store.payload import item_point_ids, vector_list
 from worker.store.spaces import SpaceCollection, SpaceRegistry, space_collection
 
@@ -306,14 +307,18 @@ class CollectionSwaps:
 
     async def _remove(self, shard: Items | None, directory: Path | None) -> None:
         """Close `shard` (if open) once no search is reading it, and delete its directory
-        (if given). The files go on another thread than the store's: at a million items
-        that took 0.4 s, which searches would wait behind."""
+        (if given; an in-process shard is then closed in steps: edge_retire.py). The files
+        go on another thread than the store's: at a million items that took 0.4 s, which
+        searches would wait behind."""
         if shard is not None:
             while self._readers[id(shard)] > 0:
                 self._reader_left.clear()
                 await self._reader_left.wait()
             del self._readers[id(shard)]
-            await self._run(shard.close, False)
+            if isinstance(shard, ItemsShard) and directory is not None:
+                await retire_shard(self._run, shard.shard, ITEM_INDEX_FIELDS, directory)
+            else:
+                await self._run(shard.close, False)
         if directory is not None:
             await at_low_priority(shutil.rmtree, directory, ignore_errors=True)
 

@@ -60,6 +60,7 @@ _ITEM_INDEXES: tuple[
     (PIN_SLOT_FIELD, IntegerIndexParams(memory=_MAPPED, enable_hnsw=False)),
     (RULE_OVERRIDE_FIELD, IntegerIndexParams(memory=_MAPPED, enable_hnsw=False)),
 )
+ITEM_INDEX_FIELDS = tuple(field for field, _ in _ITEM_INDEXES)
 
 
 # The users collection's fan-out search filters on these. Without an index the engine
@@ -75,6 +76,7 @@ _USER_INDEXES: tuple[tuple[str, KeywordIndexParams | IntegerIndexParams], ...] =
     (PARTITION_FIELD, IntegerIndexParams(memory=_MAPPED, enable_hnsw=False)),
     (ITEM_SPACE_FIELD, KeywordIndexParams(memory=_MAPPED, enable_hnsw=False)),
 )
+USER_INDEX_FIELDS = tuple(field for field, _ in _USER_INDEXES)
 
 
 # The engine's search pool: a thread per CPU by default, reading a shard's segments in

@@ -36,7 +36,8 @@ from worker.store.base import StoreError
 from worker.store.edge_collections import BuildPhases, index_in_another_process
 from worker.store.edge_items import Items
 from worker.store.edge_query import PointId
-from worker.store.edge_shards import USERS, open_shard
+from worker.store.edge_retire import retire_shard
+from worker.store.edge_shards import USER_INDEX_FIELDS, USERS, open_shard
 from worker.store.payload import VECTOR_NAME, user_point_ids
 
 T = TypeVar("T")
@@ -154,7 +155,7 @@ class UsersIndex:
                 raise
             # The copy is the collection now, whatever happens to the old one (a restart
             # deletes what is left of it).
-            await self._run(replaced.close)
+            await retire_shard(self._run, replaced, USER_INDEX_FIELDS, self._path / directory)
             await at_low_priority(shutil.rmtree, self._path / directory, ignore_errors=True)
             phases.mark("removed")
             self.last_users_index_build = phases
