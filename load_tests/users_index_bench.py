@@ -3,7 +3,7 @@ fan-out's nearest-users search before and after `build_users_index` (CPU ms per 
 recall@20 against the exact answer), and what the build costs the process meanwhile while
 a writer saves 64 users every 200 ms, as the events path does, and the users are flushed every
 30 s, as the worker flushes them (the longest stall of a 1 ms ticker thread, the saves' wall
-ms, in a steady window and during the build)."""
+ms, in a steady window, during the build and in a window after it)."""
 
 from __future__ import annotations
 
@@ -46,6 +46,8 @@ async def measure_index(
     with StallWatch() as watch:
         phases = await store.build_users_index()
     writer.cancel()
+    with StallWatch() as after_watch:  # the indexed collection's own flushes
+        after = await _save_for(store, rewrites, seconds=STEADY_S)
     flusher.cancel()
     indexed = {name: await _search(store, probes, ask, space) for name, ask in asks.items()}
     row: dict[str, Any] = {
@@ -58,6 +60,9 @@ async def measure_index(
         "saves_during_build": len(saves),
         "save_ms_steady": _spread(steady),
         "save_ms_during_build": _spread(saves),
+        "longest_stall_ms_after_swap": round(after_watch.longest_s * 1000, 1),
+        "stalls_over_50_ms_after_swap": after_watch.stalls,
+        "save_ms_after_swap": _spread(after),
         "unindexed_users_after": await store.unindexed_users(),
     }
     for name in asks:
