@@ -63,7 +63,7 @@ async def test_an_indexed_users_collection_answers_the_fan_out_as_the_exact_sear
         exact = await _searches(store, probes)  # type: ignore[arg-type]
         assert await store.unindexed_users() == USERS
         phases = await store.build_users_index()
-        assert list(phases.ends) == ["copied", "indexed", "loaded", "swapped", "removed"]
+        assert list(phases.ends) == ["copied", "indexed", "loaded", "swapped", "closed", "removed"]
         assert await store.unindexed_users() == 0
         assert await _searches(store, probes) == exact  # type: ignore[arg-type]
         # Written again, users leave the index (the engine still counts them in it).

@@ -332,9 +332,9 @@ CARRY_OVER_CHUNK = 256
 @dataclass(slots=True)
 class BuildPhases:
     """When each step of an index build ended, in seconds from its start: copied, indexed
-    (the other process done), loaded, warmed, swapped, removed; the seconds of the other
-    process's own steps; and the wall ms of each warm-up batch. Logged once per build,
-    kept as the store's `last_index_build`."""
+    (the other process done), loaded, warmed (items), swapped, closed (users: the replaced
+    collection), removed; the seconds of the other process's own steps; and the wall ms of
+    each warm-up batch. Logged once per build, kept as the store's `last_index_build`."""
 
     started: float  # perf_counter
     ends: dict[str, float] = field(default_factory=dict)

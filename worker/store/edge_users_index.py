@@ -156,6 +156,7 @@ class UsersIndex:
             # The copy is the collection now, whatever happens to the old one (a restart
             # deletes what is left of it).
             await retire_shard(self._run, replaced, USER_INDEX_FIELDS, self._path / directory)
+            phases.mark("closed")
             await at_low_priority(shutil.rmtree, self._path / directory, ignore_errors=True)
             phases.mark("removed")
             self.last_users_index_build = phases
