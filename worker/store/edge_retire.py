@@ -41,8 +41,8 @@ async def retire_shard(
 ) -> None:
     """Close `shard`, which no one reads or writes any more, and whose `directory` is to be
     deleted, in short steps (see the module's doc). `run` is the store's engine call runner."""
-    await at_low_priority(release_pages, directory)
     try:
+        await at_low_priority(release_pages, directory)
         for field in fields:
             await run(shard.update, UpdateOperation.delete_field_index(field))
     finally:
@@ -61,7 +61,11 @@ def release_pages(directory: Path) -> int:
     released = 0
     libc = ctypes.CDLL(None, use_errno=True)  # a ctypes call releases the GIL
     libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    for start, end in _shared_mappings(directory):
+    try:
+        mappings = _shared_mappings(directory)
+    except OSError:  # no /proc: the close does it all, only slower
+        mappings = []
+    for start, end in mappings:
         if libc.madvise(start, end - start, _MADV_DONTNEED) == 0:
             released += end - start
     for path in _files(directory):
