@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -136,3 +140,38 @@ async def test_a_failing_fetch_after_records_closes_the_batch_with_them(tmp_path
 
     source._fetch = fetch  # type: ignore[method-assign]
     assert [m.offset for m in await source.batch(10, 0.05)] == [0, 1]
+
+
+class _HangingClose:
+    """A librdkafka consumer whose close never returns (as one did after a broker lost its
+    data), until released."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def close(self) -> None:
+        self.release.wait(30.0)
+
+
+async def test_a_hanging_close_holds_up_a_stop_no_longer_than_the_session_timeout(
+    tmp_path: Path,
+) -> None:
+    settings = load_settings(
+        kafka_bootstrap_servers="127.0.0.1:9",
+        data_dir=tmp_path / "data",
+        session_timeout_s=0.3,
+        heartbeat_interval_s=0.1,
+    )
+    source = KafkaSource(settings, "t", "g", listener=_Listener(), fetch_max_wait_ms=10)
+    hanging = _HangingClose()
+    source._consumer = hanging  # type: ignore[assignment]
+    source._thread = ThreadPoolExecutor(1)
+    source._loop = asyncio.get_running_loop()
+    started = time.monotonic()
+    try:
+        await source.stop()
+        waited_s = time.monotonic() - started
+    finally:
+        hanging.release.set()
+    assert 0.3 <= waited_s < 5.0  # then a rejoin starts a new consumer
+    assert source._consumer is None and source._thread is None

@@ -129,8 +129,15 @@ class KafkaSource:
         consumer, self._consumer = self._consumer, None
         thread, self._thread = self._thread, None
         if consumer is not None and thread is not None:
+            # librdkafka's close can hang (librdkafka#1002), as it did here after the broker
+            # lost its data: the rejoin then never came. The group evicts a member that has
+            # not left within its session timeout anyway, so the wait stops there and the
+            # close is left to its thread.
+            bound_s = self.settings.session_timeout_s
             try:
-                await self._call(consumer.close, thread=thread)
+                await asyncio.wait_for(self._call(consumer.close, thread=thread), bound_s)
+            except TimeoutError:
+                log.warning("%s: the consumer did not close within %.1f s", self.topic, bound_s)
             finally:
                 thread.shutdown(wait=False)
 
@@ -147,9 +154,11 @@ class KafkaSource:
 
     async def batch(self, size: int, within_s: float) -> list[RawMessage]:
         if self._rejoin:
+            log.warning("%s: leaving the group to join it again", self.topic)
             await self.stop()
             await self.start()  # a failure is the fetch's: retried, and so is the rejoin
             self._rejoin = False
+            log.info("%s: joining the group again", self.topic)
         fetched: list[tuple[int, list[RawMessage]]] = []
 
         async def fetch(timeout_s: float, max_records: int) -> list[RawMessage]:
@@ -306,6 +315,7 @@ class KafkaSource:
                 tp.offset = start
             self._positions[tp.partition] = tp.offset if tp.offset >= 0 else None
         numbers = sorted(tp.partition for tp in partitions)
+        log.info("%s: partitions %s assigned", self.topic, numbers)  # a rebalance, once each
         self._on_loop(self._listener.on_partitions_assigned(numbers), "assigned")
         consumer.assign(partitions)
         self._assigned_at = time.monotonic()
@@ -313,6 +323,7 @@ class KafkaSource:
     def _revoked(self, consumer: Consumer, partitions: list[RdTopicPartition]) -> None:
         self._generation += 1
         numbers = sorted(tp.partition for tp in partitions)
+        log.info("%s: partitions %s revoked", self.topic, numbers)
         for partition in numbers:
             self._positions.pop(partition, None)
         self._on_loop(self._listener.on_partitions_revoked(numbers), "revoked")
