@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -148,12 +147,14 @@ class _HangingClose:
 
     def __init__(self) -> None:
         self.release = threading.Event()
+        self.closed = threading.Event()
 
     def close(self) -> None:
         self.release.wait(30.0)
+        self.closed.set()
 
 
-async def test_a_hanging_close_holds_up_a_stop_no_longer_than_the_session_timeout(
+async def test_a_stop_does_not_wait_for_a_close_that_hangs(
     tmp_path: Path,
 ) -> None:
     settings = load_settings(
@@ -167,11 +168,9 @@ async def test_a_hanging_close_holds_up_a_stop_no_longer_than_the_session_timeou
     source._consumer = hanging  # type: ignore[assignment]
     source._thread = ThreadPoolExecutor(1)
     source._loop = asyncio.get_running_loop()
-    started = time.monotonic()
     try:
-        await source.stop()
-        waited_s = time.monotonic() - started
+        await source.stop()  # returns after the session timeout, the close still blocked
+        assert not hanging.closed.is_set()
     finally:
         hanging.release.set()
-    assert 0.3 <= waited_s < 5.0  # then a rejoin starts a new consumer
-    assert source._consumer is None and source._thread is None
+    assert source._consumer is None and source._thread is None  # a rejoin starts anew
