@@ -63,7 +63,9 @@ async def compare_sizes(
     items_process: bool = False,
 ) -> dict[str, Any]:
     """Reopen two stores the benchmark built (directory, its requests) and compare their
-    search CPU at each HNSW_EF: -> {"by_hnsw_ef": {ef: {small, large, ratio}}}."""
+    search CPU at each HNSW_EF: -> {"by_hnsw_ef": {ef: {small, large, ratio}}}; and, where
+    the small catalogue is within EXACT_SEARCH_MAX_ITEMS, its in-process exact scan (what a
+    worker does at that size) against the large one at the last ef: "small_exact_scan"."""
     stores = [
         EdgeVectorStore(
             path,
@@ -76,6 +78,9 @@ async def compare_sizes(
     ]
     for store in stores:
         await store.open()
+    scans = stores[0].exact_search
+    for store in stores:  # the engine's figures first, the large store's throughout
+        store.set_exact_search(False)
     try:
         by_ef: dict[int, dict[str, float]] = {}
         for ef in ef_values:
@@ -89,7 +94,18 @@ async def compare_sizes(
                 "large_cpu_ms_per_query": round(large_ms, 3),
                 "ratio": round(large_ms / small_ms, 2),
             }
+        out: dict[str, Any] = {"rounds": ROUNDS, "by_hnsw_ef": by_ef}
+        if scans and stores[0].set_exact_search(True):
+            small_ms, large_ms = await alternating_cpu_ms(
+                [(stores[0], small[1]), (stores[1], large[1])]
+            )
+            out["small_exact_scan"] = {
+                "hnsw_ef": ef_values[-1],
+                "small_cpu_ms_per_query": round(small_ms, 3),
+                "large_cpu_ms_per_query": round(large_ms, 3),
+                "ratio": round(large_ms / small_ms, 2),
+            }
     finally:
         for store in stores:
             await store.close()
-    return {"rounds": ROUNDS, "by_hnsw_ef": by_ef}
+    return out

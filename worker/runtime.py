@@ -69,6 +69,7 @@ def create_store(settings: Settings) -> VectorStore:
         items_process_from=s.items_process_from_items if s.items_process == "auto" else None,
         item_cache_size=s.item_cache_size,
         user_cache_size=s.user_cache_size,
+        exact_search_max_items=s.exact_search_max_items,
     )
 
 

@@ -36,6 +36,10 @@ async def test_two_sizes_are_compared_at_each_hnsw_ef_with_their_ratio(tmp_path:
         assert row["small_cpu_ms_per_query"] > 0 and row["large_cpu_ms_per_query"] > 0
         expected = row["large_cpu_ms_per_query"] / row["small_cpu_ms_per_query"]
         assert abs(row["ratio"] - expected) < 0.05 * expected + 0.01
+    # A worker scans the small catalogue in its own process: that against the large one.
+    scan = result["small_exact_scan"]
+    assert scan["hnsw_ef"] == 128 and scan["small_cpu_ms_per_query"] > 0
+    assert scan["large_cpu_ms_per_query"] > 0 and scan["ratio"] > 0
 
 
 async def test_alternating_passes_give_one_median_per_store(tmp_path: Path) -> None:

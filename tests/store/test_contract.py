@@ -39,15 +39,19 @@ def item(item_id: str, vector: np.ndarray, **fields: object) -> ItemRecord:
     return ItemRecord(item_id=item_id, vector=vector, **fields)  # type: ignore[arg-type]
 
 
-@pytest.fixture(params=["edge", "edge-process", "server"])
+@pytest.fixture(params=["edge", "edge-engine", "edge-process", "server"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[VectorStore]:
     suffix = uuid.uuid4().hex[:8]
     names = {"items_collection": f"items_{suffix}", "users_collection": f"users_{suffix}"}
     impl: VectorStore
     if request.param.startswith("edge"):
-        # edge-process: the items collections in processes of their own (ITEMS_PROCESS)
+        # edge: searches scan the items in this process (exact_index.py); edge-engine: the
+        # engine answers them; edge-process: the engine, in a process of its own.
         process = request.param == "edge-process"
-        impl = EdgeVectorStore(tmp_path / "edge", DIM, items_process=process, **names)
+        exact = 10_000 if request.param == "edge" else 0
+        impl = EdgeVectorStore(
+            tmp_path / "edge", DIM, items_process=process, exact_search_max_items=exact, **names
+        )
     else:
         impl = QdrantServerStore(DIM, location=":memory:", **names)
     await impl.open()

@@ -44,7 +44,7 @@ async def test_engine_calls_run_on_the_loop_and_an_items_process_calls_off_it(
 ) -> None:
     kind = ItemsProcess if items_process else ItemsShard
     threads = _threads_of_searches(monkeypatch, kind)
-    store = EdgeVectorStore(tmp_path, DIM, items_process=items_process)
+    store = EdgeVectorStore(tmp_path, DIM, items_process=items_process, exact_search_max_items=0)
     await store.open()
     try:
         items = _items(20)

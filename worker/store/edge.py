@@ -25,24 +25,24 @@ from typing import TypeVar
 import numpy as np
 from qdrant_edge import EdgeShard
 
-from worker.store import edge_cache
 from worker.store.base import (
     ItemRecord,
-    ScoredItem,
     SearchRequest,
     StoreError,
     StoreUnavailable,
 )
 from worker.store.base import point_id as derive_point_id
-from worker.store.edge_cache import CachedItem, ItemCache, cached, warm_cache
+from worker.store.edge_cache import ItemCache, cached, warm_cache
 from worker.store.edge_collections import WARM_UP_BATCHES, BuildPhases, CollectionSwaps, IndexBuild
-from worker.store.edge_items import Items, ItemsShard, NewPoint, Record, Scroll, SearchParams
+from worker.store.edge_items import Items, ItemsShard, NewPoint, Record, Scroll
 from worker.store.edge_items_process import ItemsProcess
-from worker.store.edge_query import PointId, queries_per_call
+from worker.store.edge_query import PointId
 from worker.store.edge_rules import ItemRuleUpdates
+from worker.store.edge_search import ItemReads
 from worker.store.edge_shards import Quantization, close_shard, open_shard
 from worker.store.edge_users import UserStates
 from worker.store.edge_users_index import UsersIndex, users_directory_at_open
+from worker.store.exact_index import ExactIndex, exact_index_of
 from worker.store.payload import (
     SCORED_FIELDS,
     item_payload,
@@ -58,7 +58,7 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
-class EdgeVectorStore(CollectionSwaps, ItemRuleUpdates, UsersIndex, UserStates):
+class EdgeVectorStore(CollectionSwaps, ItemReads, ItemRuleUpdates, UsersIndex, UserStates):
     """Embedded store. `flush_interval_s` bounds how much WAL a restart must replay;
     `item_cache_size` items (vector and ranking fields) and `user_cache_size` user states
     are kept in memory (0: no cache).
@@ -84,11 +84,14 @@ class EdgeVectorStore(CollectionSwaps, ItemRuleUpdates, UsersIndex, UserStates):
         oversampling: float = 1.5,
         items_process: bool = False,
         items_process_from: int | None = None,
+        exact_search_max_items: int = 10_000,
     ) -> None:
         """`quantization` of the indexed item vectors; searches then take `oversampling`
         times the candidates from the compressed index and rescore them. `items_process`:
         each items collection in a process of its own (edge_items_process.py); else
-        `items_process_from`: those of at least that many items when opened (None: none)."""
+        `items_process_from`: those of at least that many items when opened (None: none).
+        Up to `exact_search_max_items` items (all in the item cache), searches scan them in
+        this process instead (exact_index.py)."""
         self.dim = dim
         self._path = Path(path)
         self._items_name = items_collection
@@ -105,6 +108,8 @@ class EdgeVectorStore(CollectionSwaps, ItemRuleUpdates, UsersIndex, UserStates):
         self._pending: Items | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._item_cache = ItemCache(item_cache_size)
+        self.exact_search_max_items = exact_search_max_items
+        self._exact: ExactIndex | None = None
         self.user_cache = UserCache(user_cache_size)
         self._spaces = SpaceRegistry(self._path / "item-spaces.json", items_collection)
         # Items written to or deleted from the pending collection by the items path while a
@@ -123,7 +128,7 @@ class EdgeVectorStore(CollectionSwaps, ItemRuleUpdates, UsersIndex, UserStates):
         # once they are done, since a split search spans several calls.
         self._readers: Counter[int] = Counter()
         self._reader_left = asyncio.Event()
-        # The latest batches of searches: an indexed copy answers them before its swap.
+        # The latest batches of searches (edge_search.py).
         self._last_searches: deque[Sequence[SearchRequest]] = deque(maxlen=WARM_UP_BATCHES)
         # Routing a write and making it are one step with respect to a switch.
         self._space_lock = asyncio.Lock()
@@ -154,14 +159,35 @@ class EdgeVectorStore(CollectionSwaps, ItemRuleUpdates, UsersIndex, UserStates):
             raise
         if self._flush_interval_s:
             self._flusher = asyncio.create_task(self._flush_periodically(self._flush_interval_s))
-        self._item_cache = await self._warm_cache(self._shards()[0])
+        self._item_cache, self._exact = await self._warm_cache(self._shards()[0])
+        if self._exact is not None:
+            log.info("%d items: searched in this process (exact)", len(self._exact))
         await self.unindexed_items()
 
-    async def _warm_cache(self, items: Items) -> ItemCache:
+    @property
+    def exact_search(self) -> bool:
+        """Whether searches scan the items in this process (exact_index.py)."""
+        return self._exact is not None
+
+    def set_exact_search(self, enabled: bool) -> bool:
+        """Searches by the engine (False) or, if the catalogue qualifies, in this process
+        (True), for benchmarks of both on one store. -> `exact_search`."""
+        self._exact = (
+            exact_index_of(self._item_cache, self.dim, self.exact_search_max_items)
+            if enabled
+            else None
+        )
+        return self.exact_search
+
+    async def _warm_cache(self, items: Items) -> tuple[ItemCache, ExactIndex | None]:
+        """The collection's item cache and, if it fits, its exact index (installed together:
+        the index mirrors the cache's collection)."""
+
         def page(offset: PointId | None, limit: int) -> Awaitable[tuple[list[Record], object]]:
             return self._run(items.scroll, Scroll("all", limit, SCORED_FIELDS, True, offset))
 
-        return await warm_cache(self._item_cache.size, page)
+        cache = await warm_cache(self._item_cache.size, page)
+        return cache, exact_index_of(cache, self.dim, self.exact_search_max_items)
 
     async def close(self) -> None:
         if self._executor is None:
@@ -250,7 +276,14 @@ class EdgeVectorStore(CollectionSwaps, ItemRuleUpdates, UsersIndex, UserStates):
         if cache:
             for item, (point, _, payload) in zip(items, points, strict=True):
                 vector = np.asarray(item.vector, dtype=np.float32)
-                self._item_cache.put(point, cached(scored_item(payload, 0.0, vector)))
+                entry = cached(scored_item(payload, 0.0, vector))
+                self._item_cache.put(point, entry)
+                if self._exact is not None and not self._exact.put(point, entry):
+                    log.info(
+                        "over %d items: searches go to the engine's index",
+                        self.exact_search_max_items,
+                    )
+                    self._exact = None
 
     async def delete_items(self, item_ids: Sequence[str]) -> None:
         """Deletes from the active and any pending collection."""
@@ -261,35 +294,13 @@ class EdgeVectorStore(CollectionSwaps, ItemRuleUpdates, UsersIndex, UserStates):
             await self._run(self._shards()[0].delete, ids)
             for point in ids:
                 self._item_cache.discard(point)
+                if self._exact is not None:
+                    self._exact.remove(point)
             self._record_writes(False, item_ids)
             if self._pending is not None:
                 await self._run(self._pending.delete, ids)
                 self._pending_touched.update(item_ids)
                 self._record_writes(True, item_ids)
-
-    async def get_item_vectors(self, item_ids: Sequence[str]) -> dict[str, np.ndarray]:
-        items = await self.get_items(item_ids)
-        return {k: v.vector for k, v in items.items() if v.vector is not None}
-
-    async def get_items(self, item_ids: Sequence[str]) -> dict[str, ScoredItem]:
-        if not item_ids:
-            return {}
-        found = await self._cached_items(list(item_point_ids(item_ids)))
-        return {item[0]: edge_cache.scored(item, 0.0) for item in found.values()}
-
-    async def _cached_items(self, points: Sequence[int]) -> dict[int, CachedItem]:
-        """point id -> item (with its vector), from the cache or, for the rest, one retrieve
-        call that fills it. Points that do not exist are left out."""
-        items, missing = self._item_cache.lookup(points)
-        if missing:
-            shard, _ = self._shards()
-            records = await self._run(shard.retrieve, missing, SCORED_FIELDS, True)
-            for point, payload, vector in records:
-                if payload:
-                    item = cached(scored_item(payload, 0.0, vector))
-                    items[point] = item
-                    self._item_cache.put(point, item)
-        return items
 
     async def count_items(self, pending: bool = False) -> int:
         """Items in the active collection (or, with `pending`, in the pending one)."""
@@ -304,30 +315,6 @@ class EdgeVectorStore(CollectionSwaps, ItemRuleUpdates, UsersIndex, UserStates):
             await self._run(self._shards()[0].count, False)
         except StoreError as exc:
             raise StoreUnavailable(str(exc)) from exc
-
-    async def search_items(self, requests: Sequence[SearchRequest]) -> list[list[ScoredItem]]:
-        if not requests:
-            return []
-        shard, _ = self._shards()
-        self._last_searches.append(requests)
-        params = SearchParams(self.hnsw_ef, self.oversampling)
-        # Short calls while many items are outside the index (searched exactly): the GIL is
-        # free between them. Under INDEX_AFTER_ITEMS, as in steady state, it is one call.
-        step = queries_per_call(self._unindexed_bound)
-        scored: list[list[tuple[int, float]]] = []
-        with self._reading(shard):
-            for start in range(0, len(requests), step):
-                scored += await self._run(shard.search, requests[start : start + step], params)
-        # Ids and scores from the engine; the rest from the item cache.
-        items = await self._cached_items(sorted({point for hits in scored for point, _ in hits}))
-        return [
-            [
-                edge_cache.scored(found, score, keep_vector=request.with_vectors)
-                for point, score in hits
-                if (found := items.get(point)) is not None
-            ][: request.limit]
-            for request, hits in zip(requests, scored, strict=True)
-        ]
 
     async def items_process_cpu_s(self) -> float:
         """CPU seconds of the items collections' processes so far (ITEMS_PROCESS; else 0):

@@ -60,6 +60,9 @@ class ItemCache:
     def __init__(self, size: int) -> None:
         self.size = size
         self._items: OrderedDict[int, CachedItem] = OrderedDict()
+        # The cache holds the whole collection: its warm-up read it all (`warm_cache`), and
+        # nothing was evicted since.
+        self.complete = False
 
     def __len__(self) -> int:
         return len(self._items)
@@ -75,6 +78,10 @@ class ItemCache:
         self._items.move_to_end(point)
         while len(self._items) > self.size:
             self._items.popitem(last=False)
+            self.complete = False
+
+    def entries(self) -> list[tuple[int, CachedItem]]:
+        return list(self._items.items())
 
     def discard(self, point: int) -> None:
         self._items.pop(point, None)
@@ -110,5 +117,6 @@ async def warm_cache(size: int, scroll: Pages, page: int = 1000) -> ItemCache:
             if payload:
                 cache.put(point, cached(scored_item(payload, 0.0, vector)))
         if offset is None:
+            cache.complete = True
             break
     return cache

@@ -30,6 +30,7 @@ from worker.store.edge_items import Items, ItemsShard, NewPoint, SearchParams
 from worker.store.edge_items_process import ItemsProcess
 from worker.store.edge_retire import retire_shard
 from worker.store.edge_shards import ITEM_INDEX_FIELDS, Quantization
+from worker.store.exact_index import ExactIndex
 from worker.store.payload import item_point_ids, vector_list
 from worker.store.spaces import SpaceCollection, SpaceRegistry, space_collection
 
@@ -52,6 +53,7 @@ class CollectionSwaps:
     _build_lock: asyncio.Lock
     _space_lock: asyncio.Lock
     _item_cache: ItemCache
+    _exact: ExactIndex | None
     _unindexed_bound: int
     _readers: Counter[int]
     _reader_left: asyncio.Event
@@ -64,7 +66,7 @@ class CollectionSwaps:
 
         async def _run(self, fn: Callable[..., T], *args: object, **kwargs: object) -> T: ...
         async def _open_items(self, collection: SpaceCollection) -> Items: ...
-        async def _warm_cache(self, items: Items) -> ItemCache: ...
+        async def _warm_cache(self, items: Items) -> tuple[ItemCache, ExactIndex | None]: ...
         async def _upsert(
             self, shard: Items, items: Sequence[ItemRecord], *, cache: bool
         ) -> None: ...
@@ -130,10 +132,10 @@ class CollectionSwaps:
         async with self._space_lock:
             if self._pending is None or self._spaces.pending is None:
                 raise StoreError("no pending item space to switch to")
-            cache = await self._warm_cache(self._pending)
+            cache, exact = await self._warm_cache(self._pending)
             old, old_dir = self._items, self._path / self._spaces.active.collection
             self._items, self._pending = self._pending, None
-            self._item_cache = cache
+            self._item_cache, self._exact = cache, exact
             self._spaces.active, self._spaces.pending = self._spaces.pending, None
             self._spaces.save()
             await self._remove(old, old_dir)

@@ -13,6 +13,7 @@ from worker.rules import MAX_PINNED, ItemRules, rules_payload
 from worker.store.base import ScoredItem
 from worker.store.edge_cache import ItemCache
 from worker.store.edge_items import Items, Scroll
+from worker.store.exact_index import ExactIndex
 from worker.store.payload import (
     OWN_RULES_FIELD,
     SCORED_FIELDS,
@@ -30,6 +31,7 @@ class ItemRuleUpdates:
     _items: Items | None
     _pending: Items | None
     _item_cache: ItemCache
+    _exact: ExactIndex | None
 
     if TYPE_CHECKING:
 
@@ -62,8 +64,10 @@ class ItemRuleUpdates:
         if self._pending is not None:
             # A re-embed may not have reached the item yet: it writes the rules then.
             await self._run(self._pending.set_payloads, payloads, True)
-        for point in item_point_ids(list(existing)):
+        for point, item_id in item_point_ids(list(existing)).items():
             self._item_cache.discard(point)
+            if self._exact is not None:
+                self._exact.set_blocked_from(point, rules[item_id].blocked_from)
         self._record_writes(False, list(existing))
         self._record_writes(True, list(existing))
 
