@@ -54,6 +54,7 @@ from worker.runtime import create_store
 from worker.settings import Settings, load_settings
 from worker.store import EdgeVectorStore, ItemRecord, SearchRequest
 from worker.store.edge_shards import QUANTIZATIONS, Quantization
+from worker.store.exact_index import one_blas_thread
 
 EF_VALUES = (64, 128, 256, 512)
 OVERSAMPLING_VALUES = (1.0, 1.5, 2.0, 3.0)
@@ -371,6 +372,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if gc_threshold:  # as the worker's process runs (worker.__main__, worker/runtime.py)
         gc.set_threshold(gc_threshold)
         gc.freeze()
+    one_blas_thread()  # as the worker's process runs
     shape = fusion_shape() if args.vectors == "fusion" else isotropic_shape()
     sizes = [int(s) for s in args.sizes.split(",")]
     result: dict[str, Any] = {"sizes": []}

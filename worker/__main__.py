@@ -17,8 +17,6 @@ import sys
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from threadpoolctl import threadpool_limits
-
 from worker.errors import StartupError
 from worker.logs import configure_logging
 from worker.settings import Settings, SettingsError, load_settings, unknown_variables
@@ -73,12 +71,11 @@ def cmd_run(settings: Settings) -> int:
     from worker.metrics import Metrics
     from worker.runtime import Runtime
     from worker.stack import LocalStack
+    from worker.store.exact_index import one_blas_thread
 
     if settings.gc_threshold:
         gc.set_threshold(settings.gc_threshold)
-    # One BLAS thread: the worker's products are small (a batch's searches against at most
-    # EXACT_SEARCH_MAX_ITEMS items), and a pool of two on busy cores cost ~20% more CPU.
-    threadpool_limits(1, user_api="blas")
+    one_blas_thread()
     try:
         check_data_dir(settings)
         metrics = Metrics()
