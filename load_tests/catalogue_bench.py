@@ -285,16 +285,9 @@ async def measure(
 ) -> dict[str, Any]:  # fmt: skip
     vectors, labels = clustered(size, shape)
     path = work / f"edge-{size}"
-    # The engine's searches (exact scan, then its index), whatever the size: a worker scans
-    # a small catalogue in its own process instead (catalogue_compare.py measures that).
-    store = EdgeVectorStore(
-        path,
-        DIM,
-        flush_interval_s=None,
-        quantization=quantization,
-        items_process=items_process,
-        exact_search_max_items=0,
-    )
+    # The engine's searches at every size (catalogue_compare.py measures the in-process scan).
+    store = EdgeVectorStore(path, DIM, flush_interval_s=None, quantization=quantization,
+                            items_process=items_process, exact_search_max_items=0)  # fmt: skip
     await store.open()
     started = time.perf_counter()
     await _fill(store, vectors, labels)

@@ -86,12 +86,10 @@ class EdgeVectorStore(CollectionSwaps, ItemReads, ItemRuleUpdates, UsersIndex, U
         items_process_from: int | None = None,
         exact_search_max_items: int = 10_000,
     ) -> None:
-        """`quantization` of the indexed item vectors; searches then take `oversampling`
-        times the candidates from the compressed index and rescore them. `items_process`:
-        each items collection in a process of its own (edge_items_process.py); else
-        `items_process_from`: those of at least that many items when opened (None: none).
-        Up to `exact_search_max_items` items (all in the item cache), searches scan them in
-        this process instead (exact_index.py)."""
+        """`quantization` of the indexed vectors (searches rescore `oversampling` x k of
+        them); `items_process`: each items collection in a process of its own, else those of
+        `items_process_from` items at open (None: none); up to `exact_search_max_items`
+        items, all cached, are scanned in this process (exact_index.py)."""
         self.dim = dim
         self._path = Path(path)
         self._items_name = items_collection
