@@ -187,8 +187,7 @@ class Settings(BaseSettings):
     # windows; a read outside costs ~0.25 ms a user there).
     item_cache_size: int = Field(default=100_000, ge=0)
     user_cache_size: int = Field(default=2_000, ge=0)
-    # Embedded store: up to this many items, all cached, are scanned in process, exactly (at
-    # 2,000 items 0.30 against ~0.5 CPU ms a search); past it the engine's index. 0: never.
+    # Embedded store: up to this many items, all cached, are scanned in process (0: never).
     exact_search_max_items: int = Field(default=10_000, ge=0)
     data_dir: Path = Path(".data")
     embedding_dim: int = Field(default=256, ge=2)

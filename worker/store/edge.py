@@ -86,10 +86,9 @@ class EdgeVectorStore(CollectionSwaps, ItemReads, ItemRuleUpdates, UsersIndex, U
         items_process_from: int | None = None,
         exact_search_max_items: int = 10_000,
     ) -> None:
-        """`quantization` of the indexed vectors (searches rescore `oversampling` x k of
-        them); `items_process`: each items collection in a process of its own, else those of
-        `items_process_from` items at open (None: none); up to `exact_search_max_items`
-        items, all cached, are scanned in this process (exact_index.py)."""
+        """`quantization` of the indexed vectors (`oversampling` x k rescored); items in a
+        process of their own: all, or those of `items_process_from` items at open (None:
+        none); up to `exact_search_max_items` items, all cached, scanned in this process."""
         self.dim = dim
         self._path = Path(path)
         self._items_name = items_collection
