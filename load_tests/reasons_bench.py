@@ -51,7 +51,8 @@ def _round(users: int, history: int, ctx: Context, rng: np.random.Generator) -> 
                 seen=[str(i) for i in liked],
             )
         )
-        hits = rng.choice(catalogue, pool, replace=False)
+        # The store never returns a seen item: hits come from the rest of the catalogue.
+        hits = rng.choice(np.setdiff1d(np.arange(catalogue), liked), pool, replace=False)
         found[row] = [item[i].with_score(float(rng.random())) for i in hits]
         covisited.append({str(i): float(rng.random()) for i in hits[:10]})
         ctx.signals.covisitation.add(str(hits[0]), [str(i) for i in liked[:5]])

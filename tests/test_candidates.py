@@ -3,6 +3,7 @@ import pytest
 
 from worker.candidates import (
     CandidateFilter,
+    Scored,
     candidate_filter,
     catalogue_items,
     merge_candidates,
@@ -44,27 +45,33 @@ def test_filter_allows_by_category_and_creation_time() -> None:
     assert CandidateFilter().allows(ScoredItem("d", 0.0))
 
 
-def test_merge_drops_seen_duplicates_and_ruled_out_items_keeping_hits_first() -> None:
-    found = [ScoredItem("x", 0.9), ScoredItem("seen", 0.8), ScoredItem("y", 0.5)]
-    extra = [ScoredItem("x", 0.1), ScoredItem("z", 0.3), ScoredItem("old", 0.9, created_at=1.0)]
-    merged = merge_candidates(found, extra, ["seen"], CandidateFilter(created_after=0.0))
-    assert [i.item_id for i in merged] == ["x", "y", "z", "old"]
-    assert merged[0].score == 0.9, "a search hit keeps its score over the extra duplicate"
-    strict = merge_candidates(found, extra, ["seen"], CandidateFilter(created_after=2.0))
-    assert strict == []
+def test_merge_keeps_the_hits_and_drops_extras_seen_duplicated_or_ruled_out() -> None:
+    # Hits come from the store, which applied the exclusions and constraints itself.
+    found = [ScoredItem("x", 0.9), ScoredItem("y", 0.5, created_at=1.0)]
+    extra = [
+        *(ScoredItem("x", 0.1), ScoredItem("seen", 0.8), ScoredItem("z", 0.3)),
+        ScoredItem("old", 0.9, created_at=1.0),
+    ]
+    hits, more = Scored.of(found), Scored.of(extra)
+    merged = merge_candidates(hits, more, ["seen"], CandidateFilter(created_after=0.0))
+    assert [i.item_id for i in merged.items] == ["x", "y", "z", "old"]
+    assert merged.scores == [0.9, 0.5, 0.3, 0.9], "a search hit keeps its score over the extra"
+    strict = merge_candidates(hits, more, ["seen"], CandidateFilter(created_after=2.0))
+    assert [i.item_id for i in strict.items] == ["x", "y"]
+    assert merge_candidates(hits, Scored([], []), [], CandidateFilter()) == hits
 
 
 def test_fetched_items_are_scored_by_cosine_per_query_or_zero_without_one() -> None:
     items = [ScoredItem("a", 0.0, vector=np.array([2.0, 0.0], np.float32)), ScoredItem("b", 0.0)]
     queries = [np.array([0.6, 0.8], np.float32), None, np.array([-1.0, 0.0], np.float32)]
     scored = scored_against(items, queries)
-    assert [[i.score for i in row] for row in scored] == [
+    assert [row.scores for row in scored] == [
         [pytest.approx(0.6), 0.0],
         [0.0, 0.0],
         [pytest.approx(-1.0), 0.0],
     ]
-    assert [i.item_id for i in scored[0]] == ["a", "b"]
-    assert scored_against([], queries) == [[], [], []]
+    assert all(row.items == items for row in scored), "the items are shared, not copied"
+    assert scored_against([], queries) == [Scored([], [])] * 3
 
 
 def test_per_query_items_score_as_if_each_query_had_its_own_product() -> None:
@@ -76,11 +83,15 @@ def test_per_query_items_score_as_if_each_query_had_its_own_product() -> None:
     queries = [rng.normal(size=4).astype(np.float32), None, rng.normal(size=4).astype(np.float32)]
     wanted = [["c", "gone", "a"], ["b"], ["d", "novec", "a"]]
     scored = scored_per_query(wanted, fetched, queries)
-    assert [[i.item_id for i in row] for row in scored] == [["c", "a"], ["b"], ["d", "novec", "a"]]
+    assert [[i.item_id for i in row.items] for row in scored] == [
+        ["c", "a"],
+        ["b"],
+        ["d", "novec", "a"],
+    ]
     for ids, query, row in zip(wanted, queries, scored, strict=True):
         alone = scored_against([fetched[i] for i in ids if i in fetched], [query])[0]
-        assert [i.score for i in row] == pytest.approx([i.score for i in alone])
-    assert scored_per_query([[], []], fetched, queries[:2]) == [[], []]
+        assert row.scores == pytest.approx(alone.scores)
+    assert scored_per_query([[], []], fetched, queries[:2]) == [Scored([], [])] * 2
 
 
 def test_catalogue_items_keep_only_indexed_ids_in_the_given_order() -> None:

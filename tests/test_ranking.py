@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from worker.candidates import Scored
 from worker.ranking import (
     RankingParams,
     blend,
@@ -52,7 +53,7 @@ def rank(
 
 
 def mmr_one(items: list[ScoredItem], k: int, lambda_: float) -> list[ScoredItem]:
-    return mmr([items], k, lambda_)[0]
+    return mmr([Scored.of(items)], k, lambda_)[0]
 
 
 def vec(*components: float) -> np.ndarray:
@@ -149,7 +150,7 @@ def test_mmr_ranks_a_batch_of_users_each_as_if_alone() -> None:
         ScoredItem("b", 0.80, vector=vec(0, 1)),
     ]
     second = [ScoredItem("x", 0.2, vector=vec(0, 0, 1)), ScoredItem("y", 0.5)]
-    together = mmr([first, [], second], 2, 0.7)
+    together = mmr([Scored.of(first), Scored([], []), Scored.of(second)], 2, 0.7)
     assert together == [mmr_one(first, 2, 0.7), [], mmr_one(second, 2, 0.7)]
     assert [i.item_id for i in together[2]] == ["y", "x"]
 
@@ -189,7 +190,7 @@ def test_mmr_of_a_batch_matches_the_greedy_definition() -> None:
         for u in range(6)
     ]
     for lambda_ in (0.3, 0.7):
-        ranked = mmr(users, 5, lambda_)
+        ranked = mmr([Scored.of(items) for items in users], 5, lambda_)
         assert [[i.item_id for i in r] for r in ranked] == [
             _greedy_mmr(items, 5, lambda_) for items in users
         ]
@@ -238,14 +239,14 @@ def test_a_batch_is_scored_and_shortlisted_as_if_each_user_were_alone() -> None:
     histories = [0, 3, 10, 1, 40]
 
     signals = {"history_lengths": histories, "negatives": negatives, "covisited": covisited}
-    scores, owner = blend_many(users, trending, now=1000.0, params=params, **signals)  # type: ignore[arg-type]
-    batch = shortlist_many(users, trending, now=1000.0, params=params, **signals)  # type: ignore[arg-type]
+    scored = [Scored.of(items) for items in users]
+    scores, owner = blend_many(scored, trending, now=1000.0, params=params, **signals)  # type: ignore[arg-type]
+    batch = shortlist_many(scored, trending, now=1000.0, params=params, **signals)  # type: ignore[arg-type]
     for row, items in enumerate(users):
         alone = _reference_scores(
             items, trending, histories[row], 1000.0, params, negatives[row], covisited[row]
         )
         np.testing.assert_allclose(scores[owner == row], alone)
         best = np.argsort(-alone, kind="stable")[: 3 * params.k]
-        assert [(i.item_id, i.score) for i in batch[row]] == [
-            (items[b].item_id, pytest.approx(alone[b])) for b in best
-        ]
+        listed = zip([i.item_id for i in batch[row].items], batch[row].scores, strict=True)
+        assert list(listed) == [(items[b].item_id, pytest.approx(alone[b])) for b in best]

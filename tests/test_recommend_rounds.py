@@ -1,7 +1,7 @@
 import numpy as np
 
 from worker.answer import negatives_of, shortlists_for_users
-from worker.candidates import CandidateFilter
+from worker.candidates import CandidateFilter, Scored
 from worker.events import UserEvent
 from worker.ranking import RankingParams
 from worker.recommend import event_rounds
@@ -52,10 +52,16 @@ def test_negatives_are_the_disliked_items_in_the_catalogue() -> None:
 
 def test_a_shortlist_never_lists_seen_items_and_adds_trending_candidates() -> None:
     state = UserState("u", history=[Interaction("a", "click", 1.0, 1.0)], seen=["a"])
-    found = [ScoredItem("a", 0.99, vector=_unit(1)), ScoredItem("b", 0.5, vector=_unit(1, 1))]
-    extra = [ScoredItem("hot", 0.0, vector=_unit(0, 0, 1))]
+    found = [ScoredItem("b", 0.5, vector=_unit(1, 1))]  # the store leaves the seen "a" out
+    extra = [ScoredItem("hot", 0.0, vector=_unit(0, 0, 1)), ScoredItem("a", 0.0, vector=_unit(1))]
     params = RankingParams(3, 2.0, 5.0, 0.0, 1.0, 1.0, 0.5, 0.0, relevance_span=10)
     [items] = shortlists_for_users(
-        [found], [extra], [state], {"hot": 1.0}, [CandidateFilter()], 0.0, params
+        [Scored.of(found)],
+        [Scored.of(extra)],
+        [state],
+        {"hot": 1.0, "a": 1.0},
+        [CandidateFilter()],
+        0.0,
+        params,
     )
-    assert [i.item_id for i in items] == ["hot", "b"]
+    assert [i.item_id for i in items.items] == ["hot", "b"]

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from worker.answer import place_pins
-from worker.candidates import CandidateFilter, merge_candidates
+from worker.candidates import CandidateFilter, Scored, merge_candidates
 from worker.item_rules import RuleBook
 from worker.ranking import boosted
 from worker.rules import (
@@ -83,10 +83,11 @@ def test_a_rule_book_keeps_the_latest_rule_and_a_tombstone_drops_it() -> None:
         book.absorb(b"a", b'{"item_id": "b", "boost": 2}')
 
 
-def test_merging_candidates_leaves_out_blocked_items() -> None:
-    found = [_item("ok"), _item("off", available=False), _item("old", expires_at=5.0)]
-    merged = merge_candidates(found, [], [], CandidateFilter(available_at=10.0))
-    assert [i.item_id for i in merged] == ["ok"]
+def test_merging_candidates_leaves_out_blocked_extra_items() -> None:
+    extra = [_item("ok"), _item("off", available=False), _item("old", expires_at=5.0)]
+    allowed = CandidateFilter(available_at=10.0)
+    merged = merge_candidates(Scored([], []), Scored.of(extra), [], allowed)
+    assert [i.item_id for i in merged.items] == ["ok"]
 
 
 def test_a_boost_lifts_an_item_whatever_the_sign_of_its_score() -> None:

@@ -13,6 +13,7 @@ import numpy as np
 
 from worker.candidates import (
     CandidateFilter,
+    Scored,
     catalogue_items,
     merge_candidates,
     scored_against,
@@ -81,8 +82,8 @@ def consumed_items(state: UserState, n: int) -> list[str]:
 
 
 def shortlists_for_users(
-    found: Sequence[Sequence[ScoredItem]],
-    extra: Sequence[Sequence[ScoredItem]],
+    found: Sequence[Scored],
+    extra: Sequence[Scored],
     states: Sequence[UserState],
     trending: Mapping[str, float],
     constraints: Sequence[CandidateFilter],
@@ -91,7 +92,7 @@ def shortlists_for_users(
     negatives: Sequence[np.ndarray | None] | None = None,
     covisited: Sequence[Mapping[str, float] | None] | None = None,
     seen: Sequence[Collection[str]] | None = None,
-) -> list[list[ScoredItem]]:
+) -> list[Scored]:
     """Per user: search hits plus extra candidates (trending and co-visited items, scored
     against this user: see `scored_against`) -> the user's scored shortlist, scored for the
     whole batch at once; `ranking.mmr` then makes the final k. `seen`: the users' seen items
@@ -118,20 +119,24 @@ def rank_round(rnd: Round, ctx: Context, k: int | None = None) -> list[Answer]:
     settings, states = ctx.settings, rnd.states
     # Each user's seen items as a set once: three passes below exclude them.
     seen = [set(state.seen) for state in states]
-    extras = scored_against(catalogue_items(rnd.popular, rnd.fetched), rnd.vectors)
+    popular = scored_against(catalogue_items(rnd.popular, rnd.fetched), rnd.vectors)
     covisited_ids = [
         top_unseen(scores, done, settings.covisitation_candidates)
         for scores, done in zip(rnd.covisited, seen, strict=True)
     ]
-    for row, items in enumerate(scored_per_query(covisited_ids, rnd.fetched, rnd.vectors)):
-        extras[row] += items
+    extras = [
+        Scored(hot.items + together.items, hot.scores + together.scores)
+        for hot, together in zip(
+            popular, scored_per_query(covisited_ids, rnd.fetched, rnd.vectors), strict=True
+        )
+    ]
     item_vectors = rnd.item_vectors
     negatives = [negatives_of(state, item_vectors) for state in states]
     ranked: list[tuple[list[ScoredItem], str]] = [([], "")] * len(states)
     for variant, rows in ctx.variants.rows_by_variant([s.user_id for s in states]).items():
         params = variant.params if k is None else dataclasses.replace(variant.params, k=k)
         shortlists = shortlists_for_users(
-            [rnd.found.get(row, []) for row in rows],
+            [Scored.of(rnd.found.get(row, ())) for row in rows],
             [extras[row] for row in rows],
             [states[row] for row in rows],
             rnd.popular,

@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from worker.candidates import CandidateFilter, candidate_filter, merge_candidates
+from worker.candidates import CandidateFilter, Scored, candidate_filter, merge_candidates
 from worker.covisitation import top_unseen
 from worker.evaluate.baselines import top_k
 from worker.evaluate.metrics import AUC_NEGATIVES, sample_negatives
@@ -119,12 +119,12 @@ class WorkerScorer:
             *top_unseen(covisited, state.seen, settings.covisitation_candidates),
             *(self.item_ids[row] for row in rows),
         ]
-        extra = [
-            item.with_score(float(cosines[row]))
-            for row in (self.row_of[i] for i in extra_ids if i in self.row_of)
-            if (item := self.items[row]) is not None
-        ]
-        candidates = merge_candidates(found, extra, state.seen, constraints)
+        extra = Scored([], [])
+        for row in (self.row_of[i] for i in extra_ids if i in self.row_of):
+            if (item := self.items[row]) is not None:
+                extra.items.append(item)
+                extra.scores.append(float(cosines[row]))
+        candidates = merge_candidates(Scored.of(found), extra, state.seen, constraints)
         blended, _ = blend_many(
             [candidates],
             popular,
@@ -134,7 +134,7 @@ class WorkerScorer:
             negatives=[self._disliked(state)],
             covisited=[covisited],
         )
-        by_id = dict(zip((c.item_id for c in candidates), blended.tolist(), strict=True))
+        by_id = dict(zip((c.item_id for c in candidates.items), blended.tolist(), strict=True))
         return np.array([by_id.get(self.item_ids[row], -np.inf) for row in rows])
 
     def _disliked(self, state: UserState) -> np.ndarray:
