@@ -202,6 +202,7 @@ async def load_state(
                 weights=settings.event_weights,
                 history_window=settings.history_window,
                 seen_window=settings.seen_window,
+                fresh=fresh,
             )
         )
     carried.update((state.user_id, state) for state in states)

@@ -53,9 +53,12 @@ def apply_events(
     weights: dict[str, float],
     history_window: int,
     seen_window: int,
+    fresh: Sequence[UserEvent] | None = None,
 ) -> UserState:
-    """Fold events (any order) into the state; an already applied event_id is ignored."""
-    fresh = fresh_events(state, events)
+    """Fold events (any order) into the state; an already applied event_id is ignored.
+    `fresh`: `fresh_events(state, events)`, where the caller has it already."""
+    if fresh is None:
+        fresh = fresh_events(state, events)
     history = list(state.history)
     seen = list(state.seen)
     seen_set = set(seen)
