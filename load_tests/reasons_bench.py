@@ -30,7 +30,7 @@ from worker.candidates import CandidateFilter
 from worker.context import Context
 from worker.settings import load_settings
 from worker.signals import Signals
-from worker.store import Interaction, ScoredItem, UserState
+from worker.store import Interaction, Scored, ScoredItem, UserState
 
 DIM = 256
 
@@ -53,7 +53,7 @@ def _round(users: int, history: int, ctx: Context, rng: np.random.Generator) -> 
         )
         # The store never returns a seen item: hits come from the rest of the catalogue.
         hits = rng.choice(np.setdiff1d(np.arange(catalogue), liked), pool, replace=False)
-        found[row] = [item[i].with_score(float(rng.random())) for i in hits]
+        found[row] = Scored([item[i] for i in hits], [float(rng.random()) for _ in hits])
         covisited.append({str(i): float(rng.random()) for i in hits[:10]})
         ctx.signals.covisitation.add(str(hits[0]), [str(i) for i in liked[:5]])
     fetched = {s.item_id: item[int(s.item_id)] for u in states for s in u.history}

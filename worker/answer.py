@@ -35,6 +35,8 @@ from worker.rules import pin_applies
 from worker.store import ScoredItem, UserState
 from worker.trending import counts_as_consumption
 
+_NOTHING = Scored([], [])  # a row without a search (read, never changed)
+
 
 @dataclass(slots=True)
 class Round:
@@ -48,7 +50,7 @@ class Round:
     now: float  # the latest event's time (the clock for a read without events)
     vectors: list[np.ndarray | None] = dataclasses.field(default_factory=list)
     constraints: list[CandidateFilter] = dataclasses.field(default_factory=list)
-    found: dict[int, list[ScoredItem]] = dataclasses.field(default_factory=dict)
+    found: dict[int, Scored] = dataclasses.field(default_factory=dict)  # search hits per row
     pins: list[ScoredItem] = dataclasses.field(default_factory=list)  # pinned items in effect
     # The fetched items' vectors by id (the user encoder's input and negative feedback's).
     item_vectors: dict[str, np.ndarray] = dataclasses.field(init=False)
@@ -136,7 +138,7 @@ def rank_round(rnd: Round, ctx: Context, k: int | None = None) -> list[Answer]:
     for variant, rows in ctx.variants.rows_by_variant([s.user_id for s in states]).items():
         params = variant.params if k is None else dataclasses.replace(variant.params, k=k)
         shortlists = shortlists_for_users(
-            [Scored.of(rnd.found.get(row, ())) for row in rows],
+            [rnd.found.get(row, _NOTHING) for row in rows],
             [extras[row] for row in rows],
             [states[row] for row in rows],
             rnd.popular,

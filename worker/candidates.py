@@ -8,28 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import numpy as np
 
 from worker.events import UserEvent
 from worker.rules import DEFAULT_RULES
 from worker.settings import Settings
-from worker.store import ScoredItem, SearchRequest
-
-
-class Scored(NamedTuple):
-    """One user's candidates with their scores beside them (cosines, then blended scores):
-    the items are shared between users and never copied, only the k listed get their own
-    copy (`ranking.mmr`). A copy per candidate and user cost ~0.7 µs, ~80 per user."""
-
-    items: list[ScoredItem]
-    scores: list[float]
-
-    @classmethod
-    def of(cls, items: Sequence[ScoredItem]) -> Scored:
-        """Items scored as they are (search hits: their cosines)."""
-        return cls(list(items), [item.score for item in items])
+from worker.store import Scored, ScoredItem, SearchRequest
 
 
 @dataclass(frozen=True, slots=True)

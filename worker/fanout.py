@@ -63,7 +63,7 @@ async def _round(states: list[UserState], ctx: Context, now: float) -> Round:
     settings, store = ctx.settings, ctx.store
     fetched = await store.get_items(sorted({i.item_id for s in states for i in s.history}))
     constraints = candidate_filter(settings, [], now, ctx.clock())
-    found = await store.search_items(
+    found = await store.search_candidates(
         [
             search_request(s.vector, s.seen, k=settings.candidate_pool, constraints=constraints)  # type: ignore[arg-type]
             for s in states

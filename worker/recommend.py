@@ -249,7 +249,7 @@ async def retrieve(rnd: Round, ctx: Context, categories: tuple[str, ...] | None 
         )
         for row in searched
     ]
-    found = await ctx.store.search_items(requests) if requests else []
+    found = await ctx.store.search_candidates(requests) if requests else []
     rnd.found = dict(zip(searched, found, strict=True))
 
 

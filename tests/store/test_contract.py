@@ -180,6 +180,23 @@ async def test_search_returns_at_most_limit_items(store: VectorStore) -> None:
     assert none == []
 
 
+async def test_search_candidates_are_the_search_hits_with_their_scores(store: VectorStore) -> None:
+    await store.upsert_items([item(f"i{n}", unit(1, n), category="c") for n in range(6)])
+    asked = [
+        SearchRequest(vector=unit(1), limit=3, exclude_item_ids=["i0"], with_vectors=True),
+        SearchRequest(vector=unit(0, 1), limit=2, categories=["c"], with_vectors=True),
+        SearchRequest(vector=unit(1), limit=0, with_vectors=True),
+    ]
+
+    found = await store.search_candidates(asked)
+
+    hits = await store.search_items(asked)
+    assert [[i.item_id for i in f.items] for f in found] == [[h.item_id for h in x] for x in hits]
+    for scored, expected in zip(found, hits, strict=True):
+        assert scored.scores == pytest.approx([h.score for h in expected], abs=1e-5)
+        assert all(i.vector is not None and i.category == "c" for i in scored.items)
+
+
 async def test_search_drops_excluded_item_ids(store: VectorStore) -> None:
     await store.upsert_items([item("a", unit(1)), item("b", unit(1, 0.1)), item("c", unit(0, 1))])
 

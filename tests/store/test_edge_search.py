@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from worker.rules import ItemRules
-from worker.store import EdgeVectorStore, ItemRecord, SearchRequest
+from worker.store import EdgeVectorStore, ItemRecord, Scored, SearchRequest
 
 DIM = 16
 CATEGORIES = ["news", "sport", "film", "music"]
@@ -50,6 +50,12 @@ async def answers(store: EdgeVectorStore, asked: list[SearchRequest]) -> list[li
     return [[hit.item_id for hit in hits] for hits in await store.search_items(asked)]
 
 
+def fields(found: Scored) -> list[tuple[object, ...]]:
+    return [
+        (i.item_id, i.category, i.tags, i.created_at, i.popularity, i.rules) for i in found.items
+    ]
+
+
 async def test_the_exact_scan_and_the_engine_give_the_same_answers(tmp_path: Path) -> None:
     rng = np.random.default_rng(11)
     items = catalogue(rng, 400)
@@ -59,7 +65,8 @@ async def test_the_exact_scan_and_the_engine_give_the_same_answers(tmp_path: Pat
         await store.open()
         await store.upsert_items(items)
         await store.delete_items([f"i{k}" for k in range(0, 400, 9)])
-        await store.set_item_rules({"i1": ItemRules(available=False), "i5": ItemRules()})
+        changed = {"i1": ItemRules(available=False), "i5": ItemRules(), "i2": ItemRules(boost=3.0)}
+        await store.set_item_rules(changed)
     try:
         assert exact.exact_search and not engine.exact_search
         asked = requests(rng, 120, 400)
@@ -71,6 +78,14 @@ async def test_the_exact_scan_and_the_engine_give_the_same_answers(tmp_path: Pat
             np.testing.assert_allclose(mine, theirs, atol=1e-5)
         assert sum(len(hits) for hits in found) > 1000  # the filters left work to compare
         assert all(hit.vector is not None for hits in found for hit in hits)
+        # The events path's form: the same items, fields and rules (the exact scan's are its
+        # own copies, kept through the rules changes).
+        mine_scored = await exact.search_candidates(asked)
+        theirs_scored = await engine.search_candidates(asked)
+        assert [fields(s) for s in mine_scored] == [fields(s) for s in theirs_scored]
+        for mine_one, theirs_one in zip(mine_scored, theirs_scored, strict=True):
+            np.testing.assert_allclose(mine_one.scores, theirs_one.scores, atol=1e-5)
+        assert any(i.rules.boost == 3.0 for s in mine_scored for i in s.items)
     finally:
         await exact.close()
         await engine.close()

@@ -105,12 +105,34 @@ def test_an_item_without_a_vector_is_never_a_hit() -> None:
     assert index.search([SearchRequest(unit(1), limit=5)]) == [[]]
 
 
-def test_a_rules_change_moves_when_an_item_is_blocked() -> None:
+def test_a_rules_change_moves_when_an_item_is_blocked_and_its_hits_carry_the_rules() -> None:
     index = index_of(entry("a", unit(1)), entry("b", unit(1, 1)))
-    index.set_blocked_from(point_id("item", "a"), 0.0)  # unavailable
+    index.set_rules(point_id("item", "a"), ItemRules(available=False))
     assert ids(index, SearchRequest(unit(1), limit=5, available_at=10.0)) == ["b"]
-    index.set_blocked_from(point_id("item", "a"), None)
+    boosted = ItemRules(boost=2.0)
+    index.set_rules(point_id("item", "a"), boosted)
     assert ids(index, SearchRequest(unit(1), limit=5, available_at=10.0)) == ["a", "b"]
+    [found] = index.candidates([SearchRequest(unit(1), limit=5)])
+    assert [item.rules for item in found.items] == [boosted, DEFAULT_RULES]
+    index.set_rules(point_id("item", "a"), ItemRules())
+    [found] = index.candidates([SearchRequest(unit(1), limit=1)])
+    assert found.items[0].rules is DEFAULT_RULES, "the default as the singleton filters test"
+
+
+def test_candidates_are_the_search_hits_with_one_shared_item_each() -> None:
+    index = index_of(
+        entry("a", unit(1), "news", created_at=5.0), entry("b", unit(1, 1)), entry("c", unit(0, 1))
+    )
+    index.remove(point_id("item", "b"))  # "c" takes b's row
+    requests = [SearchRequest(unit(1, 0.5), limit=2), SearchRequest(unit(1), limit=1)]
+    hits = index.search(requests)
+    found = index.candidates(requests)
+    names = {point_id("item", name): name for name in "abc"}
+    assert [[i.item_id for i in f.items] for f in found] == [[names[p] for p, _ in h] for h in hits]
+    assert [f.scores for f in found] == [[s for _, s in h] for h in hits]
+    assert found[0].items[0] is found[1].items[0], "one object per item, not per hit"
+    a = found[0].items[0]
+    assert (a.category, a.created_at, a.vector is not None) == ("news", 5.0, True)
 
 
 def test_put_refuses_an_item_past_the_limit_but_replaces_existing_ones() -> None:

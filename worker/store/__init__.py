@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING, Any
 from worker.store.base import (
     Interaction,
     ItemRecord,
+    Scored,
     ScoredItem,
     SearchRequest,
     StoreError,
@@ -34,6 +35,7 @@ __all__ = [
     "Interaction",
     "ItemRecord",
     "QdrantServerStore",
+    "Scored",
     "ScoredItem",
     "SearchRequest",
     "StoreError",

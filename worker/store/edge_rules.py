@@ -67,7 +67,7 @@ class ItemRuleUpdates:
         for point, item_id in item_point_ids(list(existing)).items():
             self._item_cache.discard(point)
             if self._exact is not None:
-                self._exact.set_blocked_from(point, rules[item_id].blocked_from)
+                self._exact.set_rules(point, rules[item_id])
         self._record_writes(False, list(existing))
         self._record_writes(True, list(existing))
 

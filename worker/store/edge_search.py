@@ -13,7 +13,7 @@ import numpy as np
 from qdrant_edge import EdgeShard
 
 from worker.store import edge_cache
-from worker.store.base import ScoredItem, SearchRequest
+from worker.store.base import Scored, ScoredItem, SearchRequest
 from worker.store.edge_cache import CachedItem, ItemCache, cached
 from worker.store.edge_items import Items, SearchParams
 from worker.store.edge_query import queries_per_call
@@ -80,6 +80,16 @@ class ItemReads:
                 if (found := items.get(point)) is not None
             ][: request.limit]
             for request, hits in zip(requests, scored, strict=True)
+        ]
+
+    async def search_candidates(self, requests: Sequence[SearchRequest]) -> list[Scored]:
+        if self._exact is None or not requests:
+            return [Scored.of(hits) for hits in await self.search_items(requests)]
+        self._last_searches.append(requests)
+        found = self._exact.candidates(requests)
+        return [  # limit 0 was asked as 1, like the engine's
+            hits if len(hits.items) <= r.limit else Scored([], [])
+            for hits, r in zip(found, requests, strict=True)
         ]
 
     async def _search_engine(

@@ -14,13 +14,15 @@ and rules change made through the store is applied here too (see edge.py).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from worker.store.base import SearchRequest, point_ids
-from worker.store.edge_cache import CachedItem, ItemCache
+from worker.rules import DEFAULT_RULES, ItemRules
+from worker.store.base import Scored, ScoredItem, SearchRequest, point_ids
+from worker.store.edge_cache import CachedItem, ItemCache, scored
 from worker.store.payload import query_limit
 
 # Score cells per matrix product: a batch's queries go in chunks of rows so the [queries,
@@ -41,7 +43,8 @@ def one_blas_thread() -> None:
 
 class ExactIndex:
     """Rows of (point, unit vector, category, created_at, blocked_from), appended and
-    removed by swapping in the last row."""
+    removed by swapping in the last row, and each row's item as hits share it (`candidates`:
+    one object per item rather than one per hit)."""
 
     def __init__(self, dim: int, limit: int) -> None:
         self.dim = dim
@@ -54,6 +57,7 @@ class ExactIndex:
         self._created = np.zeros(0, dtype=np.float64)
         self._blocked = np.zeros(0, dtype=np.float64)  # +inf: never blocked
         self._codes: dict[str, int] = {}
+        self._items: list[ScoredItem] = []  # per row
 
     def __len__(self) -> int:
         return self._size
@@ -74,6 +78,7 @@ class ExactIndex:
             if self._size >= self.limit:
                 return False
             row = self._append(point)
+        self._items[row] = scored(item, 0.0)
         norm = float(np.linalg.norm(vector))
         self._vectors[row] = vector / max(norm, 1e-12)
         self._categories[row] = -1 if category is None else self._code(category)
@@ -91,30 +96,53 @@ class ExactIndex:
             moved = int(self._points[last])
             for column in self._columns():
                 column[row] = column[last]
+            self._items[row] = self._items[last]
             self._rows[moved] = row
+        self._items.pop()
         self._size = last
 
-    def set_blocked_from(self, point: int, blocked_from: float | None) -> None:
-        """A rules change: from when the item may not be listed (None: never)."""
+    def set_rules(self, point: int, rules: ItemRules) -> None:
+        """A rules change: the rules in effect (availability, boost, pin)."""
         row = self._rows.get(point)
         if row is not None:
-            self._blocked[row] = np.inf if blocked_from is None else blocked_from
+            blocked = rules.blocked_from
+            self._blocked[row] = np.inf if blocked is None else blocked
+            # The default as the singleton, as the cache gives it (filters test identity).
+            in_effect = DEFAULT_RULES if rules == DEFAULT_RULES else rules
+            self._items[row] = dataclasses.replace(self._items[row], rules=in_effect)
 
     def search(self, requests: Sequence[SearchRequest]) -> list[list[tuple[int, float]]]:
         """(point, cosine) of each request's nearest items within its filters, best first,
         at most `limit` (as the engine answers: an empty request gets one hit to trim)."""
+        points = self._points
+        return [
+            list(zip(points[rows].tolist(), values, strict=True))
+            for rows, values in self._search_rows(requests)
+        ]
+
+    def candidates(self, requests: Sequence[SearchRequest]) -> list[Scored]:
+        """`search`'s answers with each hit's item (shared, vector included) and cosine."""
+        items = self._items
+        return [
+            Scored([items[row] for row in rows], values)
+            for rows, values in self._search_rows(requests)
+        ]
+
+    def _search_rows(
+        self, requests: Sequence[SearchRequest]
+    ) -> list[tuple[list[int], list[float]]]:
         if not self._size:
-            return [[] for _ in requests]
+            return [([], []) for _ in requests]
         step = max(1, CELLS_PER_CHUNK // self._size)
         masks: dict[FilterKey, np.ndarray | None] = {}
-        out: list[list[tuple[int, float]]] = []
+        out: list[tuple[list[int], list[float]]] = []
         for start in range(0, len(requests), step):
             out += self._search_chunk(requests[start : start + step], masks)
         return out
 
     def _search_chunk(
         self, requests: Sequence[SearchRequest], masks: dict[FilterKey, np.ndarray | None]
-    ) -> list[list[tuple[int, float]]]:
+    ) -> list[tuple[list[int], list[float]]]:
         size = self._size
         queries = np.array([r.vector for r in requests], dtype=np.float32)
         queries /= np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12)
@@ -147,8 +175,10 @@ class ExactIndex:
             out |= self._blocked[:size] <= at
         return out if out.any() else None
 
-    def _best(self, scores: np.ndarray, limits: Sequence[int]) -> list[list[tuple[int, float]]]:
-        """Each row's best `limits[row]` finite scores, best first, as (point, score)."""
+    def _best(
+        self, scores: np.ndarray, limits: Sequence[int]
+    ) -> list[tuple[list[int], list[float]]]:
+        """Each query's best `limits[q]` finite scores, best first, as (rows, scores)."""
         k = min(max(limits), scores.shape[1])
         if k < scores.shape[1]:
             top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
@@ -158,12 +188,12 @@ class ExactIndex:
         order = np.argsort(-top_scores, axis=1, kind="stable")
         top = np.take_along_axis(top, order, axis=1)
         top_scores = np.take_along_axis(top_scores, order, axis=1)
-        points = self._points[top].tolist()
+        rows = top.tolist()
         values = top_scores.tolist()
         finite = np.isfinite(top_scores).sum(axis=1).tolist()
         return [
-            list(zip(points[row][:n], values[row][:n], strict=True))
-            for row, n in enumerate(min(f, limit) for f, limit in zip(finite, limits, strict=True))
+            (rows[q][:n], values[q][:n])
+            for q, n in enumerate(min(f, limit) for f, limit in zip(finite, limits, strict=True))
         ]
 
     def _append(self, point: int) -> int:
@@ -174,6 +204,7 @@ class ExactIndex:
         row = self._size
         self._points[row] = point
         self._rows[point] = row
+        self._items.append(_PLACEHOLDER)
         self._size += 1
         return row
 
@@ -185,6 +216,9 @@ class ExactIndex:
         if code is None:
             code = self._codes[category] = len(self._codes)
         return code
+
+
+_PLACEHOLDER = ScoredItem("", 0.0)  # a row's item until `put` sets it
 
 
 def _grown(column: np.ndarray, capacity: int) -> np.ndarray:

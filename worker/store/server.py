@@ -15,6 +15,7 @@ from qdrant_client import models as m
 from worker.rules import MAX_PINNED, ItemRules, rules_payload
 from worker.store.base import (
     ItemRecord,
+    Scored,
     ScoredItem,
     SearchRequest,
     StoreError,
@@ -276,6 +277,9 @@ class QdrantServerStore:
             ][: request.limit]
             for request, answer in zip(requests, answers, strict=True)
         ]
+
+    async def search_candidates(self, requests: Sequence[SearchRequest]) -> list[Scored]:
+        return [Scored.of(hits) for hits in await self.search_items(requests)]
 
     async def search_users(
         self,
