@@ -86,6 +86,11 @@ async def test_the_exact_scan_and_the_engine_give_the_same_answers(tmp_path: Pat
         for mine_one, theirs_one in zip(mine_scored, theirs_scored, strict=True):
             np.testing.assert_allclose(mine_one.scores, theirs_one.scores, atol=1e-5)
         assert any(i.rules.boost == 3.0 for s in mine_scored for i in s.items)
+        wanted = [f"i{k}" for k in range(0, 60)] + ["missing"]
+        mine_items, theirs_items = await exact.get_items(wanted), await engine.get_items(wanted)
+        assert fields(Scored.of(list(mine_items.values()))) == fields(
+            Scored.of(list(theirs_items.values()))
+        )
     finally:
         await exact.close()
         await engine.close()

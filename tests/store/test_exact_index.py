@@ -131,6 +131,9 @@ def test_candidates_are_the_search_hits_with_one_shared_item_each() -> None:
     assert [[i.item_id for i in f.items] for f in found] == [[names[p] for p, _ in h] for h in hits]
     assert [f.scores for f in found] == [[s for _, s in h] for h in hits]
     assert found[0].items[0] is found[1].items[0], "one object per item, not per hit"
+    assert index.items([point_id("item", "a"), point_id("item", "b")]) == {
+        point_id("item", "a"): found[0].items[0]
+    }
     a = found[0].items[0]
     assert (a.category, a.created_at, a.vector is not None) == ("news", 5.0, True)
 

@@ -46,8 +46,14 @@ class ItemReads:
     async def get_items(self, item_ids: Sequence[str]) -> dict[str, ScoredItem]:
         if not item_ids:
             return {}
-        found = await self._cached_items(list(item_point_ids(item_ids)))
-        return {item[0]: edge_cache.scored(item, 0.0) for item in found.values()}
+        points = list(item_point_ids(item_ids))
+        # The in-process scan's items where it has them (shared, like its hits' items).
+        shared = {} if self._exact is None else self._exact.items(points)
+        out = {item.item_id: item for item in shared.values()}
+        if len(shared) < len(points):
+            found = await self._cached_items([p for p in points if p not in shared])
+            out.update((item[0], edge_cache.scored(item, 0.0)) for item in found.values())
+        return out
 
     async def _cached_items(self, points: Sequence[int]) -> dict[int, CachedItem]:
         """point id -> item (with its vector), from the cache or, for the rest, one retrieve

@@ -111,6 +111,11 @@ class ExactIndex:
             in_effect = DEFAULT_RULES if rules == DEFAULT_RULES else rules
             self._items[row] = dataclasses.replace(self._items[row], rules=in_effect)
 
+    def items(self, points: Sequence[int]) -> dict[int, ScoredItem]:
+        """The items of those of `points` held here (score 0, vector included)."""
+        rows, items = self._rows, self._items
+        return {point: items[row] for point in points if (row := rows.get(point)) is not None}
+
     def search(self, requests: Sequence[SearchRequest]) -> list[list[tuple[int, float]]]:
         """(point, cosine) of each request's nearest items within its filters, best first,
         at most `limit` (as the engine answers: an empty request gets one hit to trim)."""
