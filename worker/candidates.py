@@ -1,5 +1,6 @@
-"""Where candidates are gathered and filtered: the Qdrant request per user, trending items
-scored against the user, and the merge that enforces exclusions and constraints.
+"""Where candidates are gathered and filtered: the Qdrant request per user (the store
+applies the exclusions and constraints to its hits), trending and co-visited items scored
+against the user, and the merge that applies them to those extra candidates.
 
 Pure functions; the one batched store call lives in `recommend.py`.
 """
