@@ -111,6 +111,7 @@ def explain(
 ) -> list[list[Reason]]:
     """The reasons of each listed item (see the module docstring)."""
     out = []
+    wanted = evidence.categories or ((favourite,) if favourite else ())
     for item, similar in zip(items, evidence.nearest, strict=True):
         why: list[Reason] = []
         if similar is not None:
@@ -122,7 +123,6 @@ def explain(
             why.append({"kind": "trending"})
         if item.created_at and now - item.created_at <= new_within_s:
             why.append({"kind": "new"})
-        wanted = evidence.categories or ((favourite,) if favourite else ())
         if item.category is not None and item.category in wanted:
             why.append({"kind": "category_match", "category": item.category})
         out.append(why)
