@@ -3,7 +3,6 @@ import pytest
 
 from worker.candidates import (
     CandidateFilter,
-    Scored,
     candidate_filter,
     catalogue_items,
     merge_candidates,
@@ -13,7 +12,7 @@ from worker.candidates import (
 )
 from worker.events import UserEvent
 from worker.settings import SettingsError, load_settings
-from worker.store import ScoredItem
+from worker.store import Scored, ScoredItem
 
 
 def _event(ts: float, categories: tuple[str, ...] | None = None, max_age_s: float | None = None):

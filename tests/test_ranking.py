@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 
-from worker.candidates import Scored
 from worker.ranking import (
     RankingParams,
     blend,
@@ -16,7 +15,7 @@ from worker.ranking import (
     unit_rows,
 )
 from worker.settings import load_settings
-from worker.store import ScoredItem
+from worker.store import Scored, ScoredItem
 
 PARAMS = RankingParams(
     k=3,

@@ -1,11 +1,11 @@
 import numpy as np
 
 from worker.answer import negatives_of, shortlists_for_users
-from worker.candidates import CandidateFilter, Scored
+from worker.candidates import CandidateFilter
 from worker.events import UserEvent
 from worker.ranking import RankingParams
 from worker.recommend import event_rounds
-from worker.store import Interaction, ScoredItem, UserState
+from worker.store import Interaction, Scored, ScoredItem, UserState
 
 
 def _ev(event_id: str, user: str) -> UserEvent:

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from worker.answer import place_pins
-from worker.candidates import CandidateFilter, Scored, merge_candidates
+from worker.candidates import CandidateFilter, merge_candidates
 from worker.item_rules import RuleBook
 from worker.ranking import boosted
 from worker.rules import (
@@ -15,7 +15,7 @@ from worker.rules import (
     rules_from_payload,
     rules_payload,
 )
-from worker.store import ScoredItem
+from worker.store import Scored, ScoredItem
 from worker.validation import InvalidMessage
 
 

@@ -13,7 +13,6 @@ import numpy as np
 
 from worker.candidates import (
     CandidateFilter,
-    Scored,
     catalogue_items,
     merge_candidates,
     scored_against,
@@ -32,7 +31,7 @@ from worker.reasons import (
     nearest_liked_many,
 )
 from worker.rules import pin_applies
-from worker.store import ScoredItem, UserState
+from worker.store import Scored, ScoredItem, UserState
 from worker.trending import counts_as_consumption
 
 _NOTHING = Scored([], [])  # a row without a search (read, never changed)

@@ -27,9 +27,8 @@ from itertools import chain, pairwise, repeat
 
 import numpy as np
 
-from worker.candidates import Scored
 from worker.settings import Settings
-from worker.store import ScoredItem
+from worker.store import Scored, ScoredItem
 
 # MMR picks k items from the best SHORTLIST_FACTOR * k.
 SHORTLIST_FACTOR = 3
@@ -180,8 +179,8 @@ def blend_many(
         segments = zip(covisited, starts.tolist(), lengths.tolist(), strict=True)
         together = _floats(
             chain.from_iterable(
-                map((scores or {}).get, ids[start : start + n], repeat(0.0))
-                for scores, start, n in segments
+                map((user_covisited or {}).get, ids[start : start + n], repeat(0.0))
+                for user_covisited, start, n in segments
             ),
             len(flat),
         )

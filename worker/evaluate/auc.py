@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from worker.candidates import CandidateFilter, Scored, candidate_filter, merge_candidates
+from worker.candidates import CandidateFilter, candidate_filter, merge_candidates
 from worker.covisitation import top_unseen
 from worker.evaluate.baselines import top_k
 from worker.evaluate.metrics import AUC_NEGATIVES, sample_negatives
@@ -34,7 +34,7 @@ from worker.movielens import Rating
 from worker.ranking import RankingParams, blend_many
 from worker.settings import Settings
 from worker.signals import Signals
-from worker.store import ItemRecord, ScoredItem, UserState
+from worker.store import ItemRecord, Scored, ScoredItem, UserState
 from worker.trending import counts_as_consumption
 
 
