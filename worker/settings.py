@@ -167,11 +167,7 @@ class Settings(BaseSettings):
     index_check_interval_s: float = Field(default=30.0, gt=0)
     # Compression of the indexed item vectors, memory-mapped like the originals: searches
     # walk the graph on the compressed vectors and rescore `items_oversampling` x k
-    # candidates with the originals. At 1M items, engine calls alone, turbo4 (TurboQuant
-    # 4-bit) loaded 2.7x faster than int8 and searched 15% cheaper at a higher recall; int8
-    # was 1.5x cheaper to search than none at 100k. At 1M items, HNSW_EF 64, oversampling
-    # 1.0 / 1.5 / 2.0 gave recall@50 0.898 / 0.964 / 0.979 for 0.59 / 0.64 / 0.69 CPU ms per
-    # query (README "Catalogue size").
+    # candidates with the originals (the choice measured: README "Catalogue size").
     items_quantization: Literal["turbo4", "int8", "none"] = "turbo4"
     items_oversampling: float = Field(default=1.5, ge=1.0, le=10.0)
     # Embedded store: each items collection in a process of its own, served over a socket.

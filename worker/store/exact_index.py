@@ -57,7 +57,9 @@ class ExactIndex:
         self._created = np.zeros(0, dtype=np.float64)
         self._blocked = np.zeros(0, dtype=np.float64)  # +inf: never blocked
         self._codes: dict[str, int] = {}
-        self._items: list[ScoredItem] = []  # per row
+        # Per row. Dataclasses, unlike the item cache's tuples, stay tracked by the GC: at
+        # most `limit` of them, 10,000 added ~2 ms to a full collection (9 → 11 ms).
+        self._items: list[ScoredItem] = []
 
     def __len__(self) -> int:
         return self._size
