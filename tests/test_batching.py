@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from worker.batching import collect_batch
+import math
+
+from worker.batching import ArrivalRate, collect_batch
 
 
 class _Source:
@@ -43,3 +45,63 @@ async def test_an_idle_source_gives_an_empty_batch_after_the_idle_wait() -> None
     source = _Source([])
     assert await collect_batch(source.fetch, size=8, within_s=1.0, idle_s=0.1) == []
     assert source.waits == [0.1]
+
+
+async def test_a_batch_at_a_low_arrival_rate_closes_without_waiting() -> None:
+    arrivals = ArrivalRate()
+    arrivals.per_s = 10.0  # 0.5 records expected within the 50 ms deadline
+    source = _Source([[1], [2]])
+    batch = await collect_batch(
+        source.fetch, size=64, within_s=0.05, idle_s=0.1, clock=source.clock, arrivals=arrivals
+    )
+    assert batch == [1]
+    assert source.waits == [0.1]  # the first fetch only
+
+
+async def test_a_batch_at_a_high_arrival_rate_waits_for_more_records() -> None:
+    arrivals = ArrivalRate()
+    arrivals.per_s = 300.0  # 15 records expected within the 50 ms deadline
+    source = _Source([[1], [2], [3]])
+    batch = await collect_batch(
+        source.fetch, size=64, within_s=0.05, idle_s=0.1, clock=source.clock, arrivals=arrivals
+    )
+    assert batch == [1, 2, 3]
+
+
+def test_the_arrival_rate_follows_a_steady_source() -> None:
+    arrivals = ArrivalRate(memory_s=1.0)
+    now = 0.0
+    for _ in range(100):  # 3 s of batches of 15 every 50 ms: 300 a second
+        now += 0.05
+        arrivals.observe(15, now)
+    assert abs(arrivals.per_s - 300.0) < 15.0
+
+
+def test_an_idle_gap_brings_the_arrival_rate_down_at_once() -> None:
+    arrivals = ArrivalRate(memory_s=1.0)
+    now = 0.0
+    for _ in range(100):
+        now += 0.05
+        arrivals.observe(15, now)
+    arrivals.observe(1, now + 5.0)  # one record after 5 idle seconds
+    assert arrivals.per_s < 5.0
+
+
+def test_the_first_batch_only_starts_the_clock() -> None:
+    arrivals = ArrivalRate()
+    arrivals.observe(40, 12.0)
+    assert arrivals.per_s == 0.0
+    arrivals.observe(10, 12.5)
+    assert arrivals.per_s > 0.0
+
+
+async def test_a_batch_counts_in_the_arrival_rate_when_it_closes() -> None:
+    arrivals = ArrivalRate(memory_s=1.0)
+    arrivals.observe(0, 0.0)
+    source = _Source([[1, 2, 3, 4]])
+    source.now = 1.0
+    await collect_batch(
+        source.fetch, size=4, within_s=0.05, idle_s=0.1, clock=source.clock, arrivals=arrivals
+    )
+    # 4 records over the ~1 s since the previous batch, weighted by 1 - e^-1.
+    assert abs(arrivals.per_s - 4.0 * (1 - math.exp(-1.001)) / 1.001) < 1e-6

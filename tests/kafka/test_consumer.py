@@ -95,12 +95,19 @@ def _source(tmp_path: Path) -> KafkaSource:
     return KafkaSource(settings, "t", "g", listener=_Listener(), fetch_max_wait_ms=10)
 
 
+def _busy(source: KafkaSource) -> KafkaSource:
+    """A source whose records arrive fast enough for a batch to wait for more (see
+    worker/batching.py): its batches span several fetches."""
+    source._arrivals.per_s = 1000.0
+    return source
+
+
 def _records(offsets: range) -> list[RawMessage]:
     return [RawMessage("t", 0, n, b"k", b"v", 1.7e9) for n in offsets]
 
 
 async def test_a_batch_over_several_fetches_holds_each_record_once(tmp_path: Path) -> None:
-    source = _source(tmp_path)
+    source = _busy(_source(tmp_path))
     arrivals = [_records(range(0, 3)), _records(range(3, 5)), []]
 
     async def fetch(timeout_s: float, max_records: int) -> list[RawMessage]:
@@ -113,7 +120,7 @@ async def test_a_batch_over_several_fetches_holds_each_record_once(tmp_path: Pat
 
 async def test_records_fetched_before_a_rebalance_leave_the_batch(tmp_path: Path) -> None:
     """Their partition starts again from its committed offset, here or at its new owner."""
-    source = _source(tmp_path)
+    source = _busy(_source(tmp_path))
     arrivals = [_records(range(0, 3)), _records(range(7, 9)), []]
 
     async def fetch(timeout_s: float, max_records: int) -> list[RawMessage]:
@@ -127,7 +134,7 @@ async def test_records_fetched_before_a_rebalance_leave_the_batch(tmp_path: Path
 
 
 async def test_a_failing_fetch_after_records_closes_the_batch_with_them(tmp_path: Path) -> None:
-    source = _source(tmp_path)
+    source = _busy(_source(tmp_path))
     calls = 0
 
     async def fetch(timeout_s: float, max_records: int) -> list[RawMessage]:
@@ -174,3 +181,18 @@ async def test_a_stop_does_not_wait_for_a_close_that_hangs(
     finally:
         hanging.release.set()
     assert source._consumer is None and source._thread is None  # a rejoin starts anew
+
+
+async def test_a_batch_of_a_slow_source_closes_after_one_fetch(tmp_path: Path) -> None:
+    """A new source has no arrival rate yet: its record is not held for the deadline."""
+    source = _source(tmp_path)
+    arrivals = [_records(range(0, 1)), _records(range(1, 3))]
+    waits: list[float] = []
+
+    async def fetch(timeout_s: float, max_records: int) -> list[RawMessage]:
+        waits.append(timeout_s)
+        return arrivals.pop(0) if arrivals else []
+
+    source._fetch = fetch  # type: ignore[method-assign]
+    assert [m.offset for m in await source.batch(10, 5.0)] == [0]
+    assert len(waits) == 1

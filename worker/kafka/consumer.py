@@ -32,7 +32,7 @@ from confluent_kafka import (
 from confluent_kafka import KafkaError as RdKafkaError
 from confluent_kafka import TopicPartition as RdTopicPartition
 
-from worker.batching import collect_batch
+from worker.batching import ArrivalRate, collect_batch
 from worker.kafka.admin import KafkaError, librdkafka_config
 from worker.kafka.positions import fresh_after_s, past_end
 from worker.records import RawMessage
@@ -89,6 +89,7 @@ class KafkaSource:
         self._generation = 0
         self._assigned_at = 0.0
         self._rejoin = False
+        self._arrivals = ArrivalRate()
 
     async def start(self) -> None:
         s = self.settings
@@ -172,7 +173,9 @@ class KafkaSource:
             fetched.append((self._generation, records))
             return list(records)  # the batcher extends the first list it gets
 
-        await collect_batch(fetch, size=size, within_s=within_s, idle_s=IDLE_POLL_S)
+        await collect_batch(
+            fetch, size=size, within_s=within_s, idle_s=IDLE_POLL_S, arrivals=self._arrivals
+        )
         return [r for generation, records in fetched if generation == self._generation
                 for r in records]  # fmt: skip
 
