@@ -47,9 +47,16 @@ async def test_an_idle_source_gives_an_empty_batch_after_the_idle_wait() -> None
     assert source.waits == [0.1]
 
 
+def _rate(per_s: float) -> ArrivalRate:
+    """An estimator that saw `per_s` records a second over the second before time 0."""
+    arrivals = ArrivalRate(memory_s=1.0)
+    arrivals.observe(0, -1.0)
+    arrivals.observe(round(per_s / (1 - math.exp(-1.0))), 0.0)
+    return arrivals
+
+
 async def test_a_batch_at_a_low_arrival_rate_closes_without_waiting() -> None:
-    arrivals = ArrivalRate()
-    arrivals.per_s = 10.0  # 0.5 records expected within the 50 ms deadline
+    arrivals = _rate(10.0)  # 0.5 records expected within the 50 ms deadline
     source = _Source([[1], [2]])
     batch = await collect_batch(
         source.fetch, size=64, within_s=0.05, idle_s=0.1, clock=source.clock, arrivals=arrivals
@@ -59,8 +66,7 @@ async def test_a_batch_at_a_low_arrival_rate_closes_without_waiting() -> None:
 
 
 async def test_a_batch_at_a_high_arrival_rate_waits_for_more_records() -> None:
-    arrivals = ArrivalRate()
-    arrivals.per_s = 300.0  # 15 records expected within the 50 ms deadline
+    arrivals = _rate(300.0)  # 15 records expected within the 50 ms deadline
     source = _Source([[1], [2], [3]])
     batch = await collect_batch(
         source.fetch, size=64, within_s=0.05, idle_s=0.1, clock=source.clock, arrivals=arrivals
@@ -105,3 +111,13 @@ async def test_a_batch_counts_in_the_arrival_rate_when_it_closes() -> None:
     )
     # 4 records over the ~1 s since the previous batch, weighted by 1 - e^-1.
     assert abs(arrivals.per_s - 4.0 * (1 - math.exp(-1.001)) / 1.001) < 1e-6
+
+
+async def test_a_first_batch_after_an_idle_spell_closes_without_waiting() -> None:
+    arrivals = _rate(300.0)
+    source = _Source([[1], [2]])
+    source.now = 5.0  # five seconds without a record since the rate was measured
+    batch = await collect_batch(
+        source.fetch, size=64, within_s=0.05, idle_s=0.1, clock=source.clock, arrivals=arrivals
+    )
+    assert batch == [1]

@@ -47,8 +47,14 @@ class ArrivalRate:
         weight = 1.0 - math.exp(-elapsed / self.memory_s)
         self.per_s += weight * (records / elapsed - self.per_s)
 
-    def expected(self, within_s: float) -> float:
-        return self.per_s * within_s
+    def expected(self, within_s: float, now: float) -> float:
+        """The records expected within the next `within_s`: the rate, with the time since
+        the last batch counted as time without records (a first batch after an idle spell
+        is not held for the rate before it)."""
+        if self._last is None:
+            return 0.0
+        idle = max(now - self._last, 0.0)
+        return self.per_s * math.exp(-idle / self.memory_s) * within_s
 
 
 async def collect_batch(
@@ -65,7 +71,7 @@ async def collect_batch(
     batch = await fetch(idle_s, size)
     if not batch:
         return batch
-    waits = arrivals is None or arrivals.expected(within_s) >= WORTH_WAITING
+    waits = arrivals is None or arrivals.expected(within_s, clock()) >= WORTH_WAITING
     deadline = clock() + (within_s if waits else 0.0)
     while len(batch) < size:
         remaining = deadline - clock()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -98,7 +99,9 @@ def _source(tmp_path: Path) -> KafkaSource:
 def _busy(source: KafkaSource) -> KafkaSource:
     """A source whose records arrive fast enough for a batch to wait for more (see
     worker/batching.py): its batches span several fetches."""
-    source._arrivals.per_s = 1000.0
+    now = time.monotonic()
+    source._arrivals.observe(0, now - 1.0)
+    source._arrivals.observe(1000, now)
     return source
 
 
