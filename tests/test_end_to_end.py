@@ -160,6 +160,9 @@ async def test_each_event_yields_fresh_recommendations_that_follow_the_user(
         metrics = await _metrics_once(worker_process, recs_out, 6.0)
         assert metrics[events_in] == 6 and metrics[recs_out] == 6
         assert metrics["streamrec_end_to_end_seconds_count"] == 6
+        # Six events a few hundred ms apart: a rate far below one a batch would wait for.
+        rate = metrics[f'streamrec_arrival_rate{{topic="{stack_settings.events_topic}"}}']
+        assert 0.0 < rate < 100.0
         for stage in ("decode", "state", "triton", "qdrant", "save", "publish"):
             assert (
                 metrics[f'streamrec_stage_seconds_count{{pipeline="events",stage="{stage}"}}'] >= 1

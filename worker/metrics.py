@@ -61,6 +61,13 @@ class Metrics:
             buckets=_BATCH_BUCKETS,
             registry=r,
         )
+        self.arrival_rate = Gauge(
+            "streamrec_arrival_rate",
+            "Records a second the topic delivered lately: a micro-batch waits for its "
+            "deadline only when this rate times the deadline is at least 2",
+            ["topic"],
+            registry=r,
+        )
         self.batch_failures = Counter(
             "streamrec_batch_failures_total",
             "Micro-batch attempts that failed on infrastructure and were retried",

@@ -152,6 +152,7 @@ class Pipeline:
         metrics, name = self.metrics, self.spec.name
         metrics.messages_in.labels(self.spec.topic).inc(len(batch))
         metrics.batch_size.labels(self.spec.topic).observe(len(batch))
+        metrics.arrival_rate.labels(self.spec.topic).set(self.source.arrival_rate)
         outcome = await self.retrier.until_done("handle", lambda: self._handle(batch))
         started = time.perf_counter()
         await self._deliver(outcome)  # 1

@@ -149,6 +149,11 @@ class KafkaSource:
         assignment from before."""
         self._rejoin = True
 
+    @property
+    def arrival_rate(self) -> float:
+        """Records a second this source delivered lately (see worker/batching.py)."""
+        return self._arrivals.per_s
+
     def partitions(self) -> set[int]:
         """The topic's partitions in the latest metadata (empty before the first)."""
         return set(self._partitions)
