@@ -54,6 +54,19 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.ready = Gauge(
+            "streamrec_ready",
+            "1 while the worker consumes and every dependency answers",
+            registry=r,
+        )
+        self._batch_metrics(r)
+        self._product_metrics(r)
+        self._fault_metrics(r)
+        self._state_metrics(r)
+        self._gc_started = 0.0
+
+    def _batch_metrics(self, r: CollectorRegistry) -> None:
+        """Micro-batch sizes, the arrival rate that sizes them, and retried attempts."""
         self.batch_size = Histogram(
             "streamrec_batch_size",
             "Messages per micro-batch",
@@ -74,15 +87,6 @@ class Metrics:
             ["pipeline"],
             registry=r,
         )
-        self.ready = Gauge(
-            "streamrec_ready",
-            "1 while the worker consumes and every dependency answers",
-            registry=r,
-        )
-        self._product_metrics(r)
-        self._fault_metrics(r)
-        self._state_metrics(r)
-        self._gc_started = 0.0
 
     def _product_metrics(self, r: CollectorRegistry) -> None:
         """Answers by A/B variant, reasons, erasures and the read API."""
