@@ -77,7 +77,7 @@ async def test_a_batch_at_a_high_arrival_rate_waits_for_more_records() -> None:
 def test_the_arrival_rate_follows_a_steady_source() -> None:
     arrivals = ArrivalRate(memory_s=1.0)
     now = 0.0
-    for _ in range(100):  # 3 s of batches of 15 every 50 ms: 300 a second
+    for _ in range(100):  # 5 s of batches of 15 every 50 ms: 300 a second
         now += 0.05
         arrivals.observe(15, now)
     assert abs(arrivals.per_s - 300.0) < 15.0

@@ -71,8 +71,9 @@ async def collect_batch(
     batch = await fetch(idle_s, size)
     if not batch:
         return batch
-    waits = arrivals is None or arrivals.expected(within_s, clock()) >= WORTH_WAITING
-    deadline = clock() + (within_s if waits else 0.0)
+    opened = clock()
+    waits = arrivals is None or arrivals.expected(within_s, opened) >= WORTH_WAITING
+    deadline = opened + (within_s if waits else 0.0)
     while len(batch) < size:
         remaining = deadline - clock()
         if remaining <= 0:
