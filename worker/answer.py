@@ -51,6 +51,9 @@ class Round:
     constraints: list[CandidateFilter] = dataclasses.field(default_factory=list)
     found: dict[int, Scored] = dataclasses.field(default_factory=dict)  # search hits per row
     pins: list[ScoredItem] = dataclasses.field(default_factory=list)  # pinned items in effect
+    # Per user, the best co-visited items not seen (`top_unseen`), where the loader already
+    # chose them (it fetches them); None: chosen when ranking.
+    covisited_ids: list[list[str]] | None = None
     # The fetched items' vectors by id (the user encoder's input and negative feedback's).
     item_vectors: dict[str, np.ndarray] = dataclasses.field(init=False)
 
@@ -121,10 +124,12 @@ def rank_round(rnd: Round, ctx: Context, k: int | None = None) -> list[Answer]:
     # Each user's seen items as a set once: three passes below exclude them.
     seen = [set(state.seen) for state in states]
     popular = scored_against(catalogue_items(rnd.popular, rnd.fetched), rnd.vectors)
-    covisited_ids = [
-        top_unseen(scores, done, settings.covisitation_candidates)
-        for scores, done in zip(rnd.covisited, seen, strict=True)
-    ]
+    covisited_ids = rnd.covisited_ids
+    if covisited_ids is None:
+        covisited_ids = [
+            top_unseen(scores, done, settings.covisitation_candidates)
+            for scores, done in zip(rnd.covisited, seen, strict=True)
+        ]
     extras = [
         Scored(hot.items + together.items, hot.scores + together.scores)
         for hot, together in zip(
