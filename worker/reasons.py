@@ -26,6 +26,7 @@ import numpy as np
 
 from worker.ranking import segment_cells
 from worker.store import ScoredItem
+from worker.vector_rows import stacked
 
 Reason = dict[str, str]
 # Liked items an item's `similar_to` is chosen from: the latest ones (what the user
@@ -94,9 +95,9 @@ def _scatter(rows: Sequence[Sequence[np.ndarray | None]], width: int, dim: int) 
     users, cols = segment_cells([len(vectors) for vectors in rows])
     present = [n for n, v in enumerate(flat) if v is not None]
     if len(present) == len(flat):
-        out[users, cols] = np.array(flat) if flat else 0.0
+        out[users, cols] = stacked(flat) if flat else 0.0  # type: ignore[arg-type]
     elif present:
-        out[users[present], cols[present]] = np.array([flat[n] for n in present])
+        out[users[present], cols[present]] = stacked([flat[n] for n in present])  # type: ignore[misc]
     return out
 
 
