@@ -51,8 +51,10 @@ class Round:
     constraints: list[CandidateFilter] = dataclasses.field(default_factory=list)
     found: dict[int, Scored] = dataclasses.field(default_factory=dict)  # search hits per row
     pins: list[ScoredItem] = dataclasses.field(default_factory=list)  # pinned items in effect
-    # Per user, the best co-visited items not seen (`top_unseen`), where the loader already
-    # chose them (it fetches them); None: chosen when ranking.
+    # Per user, the seen items as a set and the best co-visited items not seen
+    # (`top_unseen`), where the loader already made them (it fetches those items); None:
+    # made when ranking.
+    seen_sets: list[set[str]] | None = None
     covisited_ids: list[list[str]] | None = None
     # The fetched items' vectors by id (the user encoder's input and negative feedback's).
     item_vectors: dict[str, np.ndarray] = dataclasses.field(init=False)
@@ -122,7 +124,7 @@ def rank_round(rnd: Round, ctx: Context, k: int | None = None) -> list[Answer]:
     parameters of the user's variant: one batched ranking per variant."""
     settings, states = ctx.settings, rnd.states
     # Each user's seen items as a set once: three passes below exclude them.
-    seen = [set(state.seen) for state in states]
+    seen = rnd.seen_sets if rnd.seen_sets is not None else [set(s.seen) for s in states]
     popular = scored_against(catalogue_items(rnd.popular, rnd.fetched), rnd.vectors)
     covisited_ids = rnd.covisited_ids
     if covisited_ids is None:

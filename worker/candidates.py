@@ -122,29 +122,57 @@ def scored_per_query(
 ) -> list[Scored]:
     """Different items for every query (co-visited items), scored like `scored_against`:
     one row-wise product over every (query, item) pair of the batch rather than a product
-    per query (or a [queries, all items] one, mostly wasted)."""
-    pairs = [
-        (row, fetched[item_id])
-        for row, ids in enumerate(ids_per_query)
-        for item_id in ids
-        if item_id in fetched
-    ]
-    scores = np.zeros(len(pairs))
-    scored = [
-        n
-        for n, (row, item) in enumerate(pairs)
-        if queries[row] is not None and item.vector is not None
-    ]
-    if scored:
-        users = stacked([queries[pairs[n][0]] for n in scored])  # type: ignore[misc]
-        items = stacked([pairs[n][1].vector for n in scored])  # type: ignore[misc]
-        items = items / np.maximum(np.linalg.norm(items, axis=1, keepdims=True), 1e-12)
-        scores[scored] = np.einsum("pd,pd->p", users, items)
+    per query (or a [queries, all items] one, mostly wasted). Each distinct item's vector
+    and each query's are gathered once, then read per pair: users share their co-visited
+    items."""
     out = [Scored([], []) for _ in queries]
-    for (row, item), score in zip(pairs, scores.tolist(), strict=True):
-        out[row].items.append(item)
-        out[row].scores.append(score)
+    column: dict[str, int] = {}
+    distinct: list[ScoredItem] = []
+    owners: list[int] = []
+    columns: list[int] = []
+    for row, ids in enumerate(ids_per_query):
+        items = out[row].items
+        for item_id in ids:
+            item = fetched.get(item_id)
+            if item is None:
+                continue
+            col = column.get(item_id)
+            if col is None:
+                col = column[item_id] = len(distinct)
+                distinct.append(item)
+            items.append(item)
+            owners.append(row)
+            columns.append(col)
+    scores = _pair_cosines(distinct, queries, owners, columns)
+    start = 0
+    for scored in out:
+        end = start + len(scored.items)
+        scored.scores.extend(scores[start:end])
+        start = end
     return out
+
+
+def _pair_cosines(
+    items: Sequence[ScoredItem],
+    queries: Sequence[np.ndarray | None],
+    owners: list[int],
+    columns: list[int],
+) -> list[float]:
+    """Cosine of query owners[p] and item columns[p] for each pair p; 0 where either has
+    no vector."""
+    scores = np.zeros(len(owners))
+    with_vectors = [i for i, item in enumerate(items) if item.vector is not None]
+    asked = [row for row, query in enumerate(queries) if query is not None]
+    if not with_vectors or not asked:
+        return scores.tolist()
+    vectors = np.zeros((len(items), len(queries[asked[0]])), dtype=np.float32)  # type: ignore[arg-type]
+    found = stacked([items[i].vector for i in with_vectors])  # type: ignore[misc]
+    vectors[with_vectors] = found / np.maximum(np.linalg.norm(found, axis=1, keepdims=True), 1e-12)
+    matrix = np.zeros((len(queries), vectors.shape[1]), dtype=np.float32)
+    matrix[asked] = stacked([queries[row] for row in asked])  # type: ignore[misc]
+    # einsum keeps this small product off BLAS's thread pool (see ranking.mmr).
+    scores[:] = np.einsum("pd,pd->p", vectors[columns], matrix[owners])
+    return scores.tolist()
 
 
 def merge_candidates(

@@ -110,7 +110,7 @@ async def recommend_now(user_id: str, ctx: Context, query: ReadQuery) -> dict[st
     rnd = await load_state({user_id: []}, result, ctx, {})
     state = rnd.states[0]
     state.seen = [*state.seen, *query.exclude]
-    rnd.covisited_ids = None  # chosen again, without the excluded items
+    rnd.seen_sets = rnd.covisited_ids = None  # made again, with the excluded items
     rnd.vectors = await make_user_vectors(
         ctx.triton, rnd.states, rnd.item_vectors, window=ctx.settings.history_window
     )
@@ -215,9 +215,10 @@ async def load_state(
         if settings.covisitation_weight > 0
         else [{} for _ in states]
     )
+    seen = [set(state.seen) for state in states]
     covisited_ids = [
-        top_unseen(scores, state.seen, settings.covisitation_candidates)
-        for scores, state in zip(covisited, states, strict=True)
+        top_unseen(scores, done, settings.covisitation_candidates)
+        for scores, done in zip(covisited, seen, strict=True)
     ]
     wanted_ids = {i.item_id for s in states for i in s.history} | set(popular)
     wanted_ids.update(item_id for ids in covisited_ids for item_id in ids)
@@ -225,8 +226,9 @@ async def load_state(
     now = max((e.ts for evs in by_user.values() for e in evs), default=ctx.clock())
     pins = await ctx.rules.pinned(ctx.store, ctx.clock())
     return Round(
-        by_user, states, popular, covisited, fetched, now, pins=pins, covisited_ids=covisited_ids
-    )
+        by_user, states, popular, covisited, fetched, now, pins=pins, seen_sets=seen,
+        covisited_ids=covisited_ids,
+    )  # fmt: skip
 
 
 async def retrieve(rnd: Round, ctx: Context, categories: tuple[str, ...] | None = None) -> None:
