@@ -25,6 +25,8 @@ from collections.abc import Collection, Iterable, Sequence
 
 import numpy as np
 
+from worker.vector_rows import segment_cells
+
 _INITIAL_ROWS = 1024
 # Largest dense [users, items] score matrix built at once (8 bytes a cell).
 _DENSE_CELLS = 1 << 20
@@ -252,9 +254,8 @@ class CoVisitation:
         if len(many):
             ranked = np.argsort(strength[many], axis=1, kind="stable")
             room = np.isfinite(strength[many]).sum(axis=1)
-            owner = np.repeat(np.arange(len(many)), new[many])
-            edges = np.repeat(first[many], new[many]) + segment_offsets(new[many])
-            rank = edges - first[many][owner]
+            owner, rank = segment_cells(new[many])  # the row (of `many`) and rank of each
+            edges = first[many][owner] + rank
             fits[edges] = rank < room[owner]
             slot[edges] = ranked[owner, np.minimum(rank, strength.shape[1] - 1)]
         self._partners[rows[fits], slot[fits]] = partners[fits]
@@ -287,11 +288,6 @@ class CoVisitation:
         self._partners[: len(kept)] = partners
         self._together = np.zeros((rows, self.slots), dtype=np.float32)
         self._together[: len(kept)] = together
-
-
-def segment_offsets(lengths: np.ndarray) -> np.ndarray:
-    """0..n-1 within each of consecutive segments of these lengths, end to end."""
-    return np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
 
 
 def top_unseen(scores: dict[str, float], seen: Collection[str], n: int) -> list[str]:

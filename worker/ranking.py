@@ -29,7 +29,7 @@ import numpy as np
 
 from worker.settings import Settings
 from worker.store import Scored, ScoredItem
-from worker.vector_rows import stacked
+from worker.vector_rows import padded, segment_cells, stacked
 
 # MMR picks k items from the best SHORTLIST_FACTOR * k.
 SHORTLIST_FACTOR = 3
@@ -335,25 +335,15 @@ def _listed(candidates: Scored, picks: Sequence[int]) -> list[ScoredItem]:
     return [items[i].with_score(scores[i]) for i in picks]
 
 
-def segment_cells(lengths: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-    """(row, column) of every element of ragged rows of these lengths, laid end to end."""
-    rows = np.repeat(np.arange(len(lengths)), lengths)
-    cols = np.arange(len(rows)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    return rows, cols
-
-
 def _padded(ranked: Sequence[Scored], width: int) -> tuple[np.ndarray, np.ndarray]:
     """-> ([users, width, dim] unit vectors, zero where an item has none or for padding;
-    [users, width] scores, -inf for padding), filled by one scatter each."""
-    flat = [item for user in ranked for item in user.items]
-    rows, cols = segment_cells([len(user.items) for user in ranked])
+    [users, width] scores, -inf for padding)."""
     scores = np.full((len(ranked), width), -np.inf)
+    rows, cols = segment_cells([len(user.items) for user in ranked])
     scores[rows, cols] = [score for user in ranked for score in user.scores]
-    with_vector = [i for i, item in enumerate(flat) if item.vector is not None]
-    found = stacked([flat[i].vector for i in with_vector])  # type: ignore[misc]
-    dim = found.shape[1] if len(with_vector) else 1
-    vectors = np.zeros((len(ranked), width, dim), dtype=np.float32)
-    if with_vector:
-        norms = np.maximum(np.sqrt(np.einsum("nd,nd->n", found, found)), 1e-6)
-        vectors[rows[with_vector], cols[with_vector]] = found / norms[:, None]
-    return vectors, scores
+    dim = next((i.vector.shape[0] for u in ranked for i in u.items if i.vector is not None), 0)
+    if not dim:
+        return np.zeros((len(ranked), width, 1), dtype=np.float32), scores
+    vectors = padded([[item.vector for item in user.items] for user in ranked], width, dim)
+    norms = np.sqrt(np.einsum("bnd,bnd->bn", vectors, vectors))
+    return vectors / np.maximum(norms, 1e-6)[:, :, None], scores

@@ -24,9 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from worker.ranking import segment_cells
 from worker.store import ScoredItem
-from worker.vector_rows import stacked
+from worker.vector_rows import padded
 
 Reason = dict[str, str]
 # Liked items an item's `similar_to` is chosen from: the latest ones (what the user
@@ -70,8 +69,8 @@ def nearest_liked_many(
     dim = next((v.shape[0] for vectors in liked for _, v in vectors), 0)
     if not width or not depth:
         return out
-    items_at = _scatter([[i.vector for i in items] for items in listed], width, dim)
-    liked_at = _scatter([[v for _, v in vectors] for vectors in liked], depth, dim)
+    items_at = padded([[i.vector for i in items] for items in listed], width, dim)
+    liked_at = padded([[v for _, v in vectors] for vectors in liked], depth, dim)
     # Store vectors are unit length: the dot product is the cosine. einsum keeps this small
     # product off BLAS's thread pool (see ranking.mmr).
     cosines = np.einsum("bnd,bmd->bnm", items_at, liked_at)
@@ -84,20 +83,6 @@ def nearest_liked_many(
         for col, item in enumerate(items):
             if vectors and item.vector is not None and item.item_id not in own:
                 out[row][col] = vectors[best[row][col]][0]
-    return out
-
-
-def _scatter(rows: Sequence[Sequence[np.ndarray | None]], width: int, dim: int) -> np.ndarray:
-    """[users, width, dim], each user's vectors in order (zeros for None and padding): one
-    stack and one scatter, not a copy per vector."""
-    out = np.zeros((len(rows), width, dim), dtype=np.float32)
-    flat = [v for vectors in rows for v in vectors]
-    users, cols = segment_cells([len(vectors) for vectors in rows])
-    present = [n for n, v in enumerate(flat) if v is not None]
-    if len(present) == len(flat):
-        out[users, cols] = stacked(flat) if flat else 0.0  # type: ignore[arg-type]
-    elif present:
-        out[users[present], cols[present]] = stacked([flat[n] for n in present])  # type: ignore[misc]
     return out
 
 
