@@ -324,7 +324,7 @@ def mmr(shortlists: Sequence[Scored], k: int, lambda_: float) -> list[list[Score
 def _best_first(candidates: Scored) -> Scored:
     """Sorted by score, best first (stable: ties keep their order)."""
     scores = candidates.scores
-    if all(a >= b for a, b in pairwise(scores)):  # shortlists come sorted
+    if scores == sorted(scores, reverse=True):  # shortlists come sorted (a C-level check)
         return candidates
     order = sorted(range(len(scores)), key=scores.__getitem__, reverse=True)
     return Scored([candidates.items[i] for i in order], [scores[i] for i in order])
