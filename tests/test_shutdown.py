@@ -56,7 +56,7 @@ async def test_sigterm_during_a_triton_outage_exits_fast_and_commits_nothing_una
         await _settle(ledger, before, 30.0)
         assert ledger.account(before.where)["lost"] == 0
 
-        stack.triton.send_signal(signal.SIGKILL)
+        stack.triton.send_signal(signal.SIGKILL, group=True)  # with its backend stubs
         stack.triton.wait_exit(10.0)
         during = Sent()
         await stack.send_events(40, 200.0, 10, during, prefix="d")

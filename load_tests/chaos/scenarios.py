@@ -111,7 +111,8 @@ async def triton_outage(stack: ChaosStack, opts: ChaosOptions) -> dict[str, Any]
     sent = Sent()
     sending = asyncio.create_task(stack.send_events(opts.events, opts.rate, opts.users, sent))
     await asyncio.sleep(min(3.0, opts.events / opts.rate / 4))
-    stack.triton.send_signal(signal.SIGKILL)
+    # With its Python backend's stub processes: left alone, they outlive the server.
+    stack.triton.send_signal(signal.SIGKILL, group=True)
     stack.triton.wait_exit(10.0)
     down_at = time.monotonic()
     noticed_s = None

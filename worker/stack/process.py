@@ -109,9 +109,15 @@ class ManagedProcess:
             self.stop()
             raise
 
-    def send_signal(self, sig: int) -> None:
-        """Signal the process (e.g. SIGKILL, SIGTERM) without waiting for it."""
-        if self._proc is not None:
+    def send_signal(self, sig: int, *, group: bool = False) -> None:
+        """Signal the process (e.g. SIGKILL, SIGTERM) without waiting for it; `group`: its
+        whole process group (a server with child processes dying at once, as its container
+        would), so no child outlives it."""
+        if self._proc is None:
+            return
+        if group:
+            os.killpg(self._proc.pid, sig)  # started in a session of its own: pgid = pid
+        else:
             self._proc.send_signal(sig)
 
     def wait_exit(self, timeout_s: float) -> int | None:
