@@ -74,6 +74,46 @@ async def test_a_batch_at_a_high_arrival_rate_waits_for_more_records() -> None:
     assert batch == [1, 2, 3]
 
 
+async def test_a_waiting_batch_takes_the_rest_in_one_fill_up_to_its_deadline() -> None:
+    arrivals = _rate(300.0)
+    source = _Source([[1], [2], [3]])
+    fills: list[tuple[float, int]] = []
+
+    async def fill(timeout_s: float, max_records: int) -> list[int]:
+        fills.append((timeout_s, max_records))
+        got = [r for records in source.arrivals for r in records][:max_records]
+        source.arrivals.clear()
+        source.now += timeout_s  # waited out: fewer records than asked for came
+        return got
+
+    batch = await collect_batch(
+        source.fetch,
+        size=64,
+        within_s=0.05,
+        idle_s=0.1,
+        clock=source.clock,
+        arrivals=arrivals,
+        fill=fill,
+    )
+    assert batch == [1, 2, 3]
+    assert source.waits == [0.1]  # the first record by a fetch, the rest by one fill
+    assert len(fills) == 1 and fills[0][1] == 63 and fills[0][0] <= 0.05
+
+
+async def test_a_filled_batch_stops_at_its_size() -> None:
+    arrivals = _rate(300.0)
+    source = _Source([[1]])
+
+    async def fill(timeout_s: float, max_records: int) -> list[int]:
+        return list(range(2, 2 + max_records))
+
+    batch = await collect_batch(
+        source.fetch, size=4, within_s=0.05, idle_s=0.1, clock=source.clock, arrivals=arrivals,
+        fill=fill,
+    )  # fmt: skip
+    assert batch == [1, 2, 3, 4]
+
+
 def test_the_arrival_rate_follows_a_steady_source() -> None:
     arrivals = ArrivalRate(memory_s=1.0)
     now = 0.0

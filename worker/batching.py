@@ -4,6 +4,11 @@ A batch closes when it holds `size` records or `within_s` after its first record
 whichever comes first; an idle source returns an empty batch after `idle_s`, so the caller
 can check for shutdown between polls.
 
+Once a batch waits, one `fill` call (where the source has one) takes the rest: it returns
+with the batch full or at the deadline, rather than a fetch returning with each record as
+it comes. Each fetch of the Kafka source is a hop to its thread and back (~0.1 CPU ms
+measured here), and at 300 records/s a batch made ~4.5 of them.
+
 Given the source's recent arrival rate (`ArrivalRate`), a batch waits out its deadline only
 when at least `WORTH_WAITING` more records are expected in it: each micro-batch costs a
 fixed few CPU ms whatever its size (numpy calls, Triton and store requests, the commit), so
@@ -65,9 +70,12 @@ async def collect_batch(
     idle_s: float,
     clock: Callable[[], float] = time.monotonic,
     arrivals: ArrivalRate | None = None,
+    fill: Fetch[T] | None = None,
 ) -> list[T]:
     """One batch; with `arrivals`, it waits for more only at a rate that fills it (see the
-    module's docstring), and the batch is counted in the rate."""
+    module's docstring), and the batch is counted in the rate. `fetch` returns as soon as
+    it has a record; `fill(timeout_s, max_records)`, if given, once it has them all or the
+    timeout passed (the wait for the rest of a batch)."""
     batch = await fetch(idle_s, size)
     if not batch:
         return batch
@@ -77,6 +85,9 @@ async def collect_batch(
     while len(batch) < size:
         remaining = deadline - clock()
         if remaining <= 0:
+            break
+        if fill is not None:  # all it will get: it returns full or at the deadline
+            batch.extend(await fill(remaining, size - len(batch)))
             break
         batch.extend(await fetch(remaining, size - len(batch)))
     if arrivals is not None:

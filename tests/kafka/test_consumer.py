@@ -8,6 +8,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
@@ -67,18 +68,25 @@ async def test_a_committed_offset_beyond_the_log_end_is_reported_and_resumed_fro
         await source.stop()
 
 
+async def _fresh_topic_source(
+    broker: LocalBroker, tmp_path: Path, name: str, *, partitions: int
+) -> tuple[str, KafkaSource]:
+    """A new topic of `partitions` and a source (not started) in a new group reading it."""
+    run = uuid.uuid4().hex[:8]
+    topic, group = f"{name}-{run}", f"{name}-group-{run}"
+    settings = load_settings(
+        kafka_bootstrap_servers=broker.bootstrap_servers, topic_partitions=partitions,
+        data_dir=tmp_path / "data", session_timeout_s=2.0, heartbeat_interval_s=0.5,
+    )  # fmt: skip
+    await ensure_topics(settings, [topic])
+    return topic, KafkaSource(settings, topic, group, listener=_Listener(), fetch_max_wait_ms=10)
+
+
 async def test_the_source_knows_every_partition_of_its_topic_once_it_has_joined(
     broker: LocalBroker, tmp_path: Path
 ) -> None:
     # The fan-out reads them: a worker that owns them all searches its users unfiltered.
-    run = uuid.uuid4().hex[:8]
-    topic, group = f"parts-{run}", f"parts-group-{run}"
-    settings = load_settings(
-        kafka_bootstrap_servers=broker.bootstrap_servers, topic_partitions=3,
-        data_dir=tmp_path / "data", session_timeout_s=2.0, heartbeat_interval_s=0.5,
-    )  # fmt: skip
-    await ensure_topics(settings, [topic])
-    source = KafkaSource(settings, topic, group, listener=_Listener(), fetch_max_wait_ms=10)
+    _, source = await _fresh_topic_source(broker, tmp_path, "parts", partitions=3)
     assert source.partitions() == set()  # not started
     await source.start()
     try:
@@ -87,6 +95,47 @@ async def test_the_source_knows_every_partition_of_its_topic_once_it_has_joined(
             if source.partitions():
                 break
         assert source.partitions() == {0, 1, 2}
+    finally:
+        await source.stop()
+
+
+async def test_a_waiting_batch_takes_what_comes_during_its_wait_in_one_fetch(
+    broker: LocalBroker, producer: AIOKafkaProducer, tmp_path: Path
+) -> None:
+    # Each fetch is a hop to the consumer's thread and back: one for the first record, one
+    # for the rest of the wait, not one per record as it comes.
+    topic, source = await _fresh_topic_source(broker, tmp_path, "fill", partitions=1)
+    await source.start()
+    hops = 0
+    call = source._call
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal hops
+        hops += 1
+        return await call(*args, **kwargs)
+
+    async def send() -> None:
+        await producer.send_and_wait(topic, b"m0", partition=0)
+        for n in (1, 2, 3):
+            await asyncio.sleep(0.05)
+            await producer.send_and_wait(topic, f"m{n}".encode(), partition=0)
+
+    source._call = counted  # type: ignore[method-assign]
+    try:
+        for _ in range(100):  # joins the group: nothing there yet
+            await source.batch(10, 0.05)
+            if source._generation:  # assigned
+                break
+        sender = asyncio.create_task(send())
+        batch: list[RawMessage] = []
+        for _ in range(100):
+            hops = 0
+            batch = await _busy(source).batch(10, 1.0)
+            if batch:
+                break
+        await sender
+        assert [m.value for m in batch] == [b"m0", b"m1", b"m2", b"m3"]
+        assert hops == 2
     finally:
         await source.stop()
 
@@ -113,7 +162,7 @@ async def test_a_batch_over_several_fetches_holds_each_record_once(tmp_path: Pat
     source = _busy(_source(tmp_path))
     arrivals = [_records(range(0, 3)), _records(range(3, 5)), []]
 
-    async def fetch(timeout_s: float, max_records: int) -> list[RawMessage]:
+    async def fetch(timeout_s: float, max_records: int, fill: bool) -> list[RawMessage]:
         return arrivals.pop(0) if arrivals else []
 
     source._fetch = fetch  # type: ignore[method-assign]
@@ -126,7 +175,7 @@ async def test_records_fetched_before_a_rebalance_leave_the_batch(tmp_path: Path
     source = _busy(_source(tmp_path))
     arrivals = [_records(range(0, 3)), _records(range(7, 9)), []]
 
-    async def fetch(timeout_s: float, max_records: int) -> list[RawMessage]:
+    async def fetch(timeout_s: float, max_records: int, fill: bool) -> list[RawMessage]:
         if len(arrivals) == 2:
             source._generation += 1  # what the group's callbacks do inside the second fetch
         return arrivals.pop(0) if arrivals else []
@@ -140,7 +189,7 @@ async def test_a_failing_fetch_after_records_closes_the_batch_with_them(tmp_path
     source = _busy(_source(tmp_path))
     calls = 0
 
-    async def fetch(timeout_s: float, max_records: int) -> list[RawMessage]:
+    async def fetch(timeout_s: float, max_records: int, fill: bool) -> list[RawMessage]:
         nonlocal calls
         calls += 1
         if calls == 1:
@@ -192,7 +241,7 @@ async def test_a_batch_of_a_slow_source_closes_after_one_fetch(tmp_path: Path) -
     arrivals = [_records(range(0, 1)), _records(range(1, 3))]
     waits: list[float] = []
 
-    async def fetch(timeout_s: float, max_records: int) -> list[RawMessage]:
+    async def fetch(timeout_s: float, max_records: int, fill: bool) -> list[RawMessage]:
         waits.append(timeout_s)
         return arrivals.pop(0) if arrivals else []
 

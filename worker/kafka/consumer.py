@@ -15,6 +15,7 @@ that lost its data, or retention that overtook the worker) is logged, reported t
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -167,9 +168,9 @@ class KafkaSource:
             log.info("%s: joining the group again", self.topic)
         fetched: list[tuple[int, list[RawMessage]]] = []
 
-        async def fetch(timeout_s: float, max_records: int) -> list[RawMessage]:
+        async def fetch(timeout_s: float, max_records: int, fill: bool = False) -> list[RawMessage]:
             try:
-                records = await self._fetch(timeout_s, max_records)
+                records = await self._fetch(timeout_s, max_records, fill)
             except KafkaError as exc:
                 if not fetched:
                     raise
@@ -179,15 +180,21 @@ class KafkaSource:
             return list(records)  # the batcher extends the first list it gets
 
         await collect_batch(
-            fetch, size=size, within_s=within_s, idle_s=IDLE_POLL_S, arrivals=self._arrivals
+            fetch,
+            size=size,
+            within_s=within_s,
+            idle_s=IDLE_POLL_S,
+            arrivals=self._arrivals,
+            fill=functools.partial(fetch, fill=True),
         )
         return [r for generation, records in fetched if generation == self._generation
                 for r in records]  # fmt: skip
 
-    async def _fetch(self, timeout_s: float, max_records: int) -> list[RawMessage]:
+    async def _fetch(self, timeout_s: float, max_records: int, fill: bool) -> list[RawMessage]:
         consumer = self._require()
+        now = self._fill_now if fill else self._fetch_now
         try:
-            return await self._call(self._fetch_now, consumer, max(timeout_s, 0.0), max_records)
+            return await self._call(now, consumer, max(timeout_s, 0.0), max_records)
         except KafkaException as exc:
             raise KafkaError(f"fetch from {self.topic}: {exc!r}") from exc
 
@@ -214,7 +221,16 @@ class KafkaSource:
         generation = self._generation
         rest = consumer.consume(max_records - 1, 0) if max_records > 1 else []
         # A rebalance served by `consume` makes `first` a record of the old assignment.
-        fetched = [first, *rest] if self._generation == generation else rest
+        return self._records(consumer, [first, *rest] if self._generation == generation else rest)
+
+    def _fill_now(self, consumer: Consumer, timeout_s: float, max_records: int) -> list[RawMessage]:
+        # The rest of a batch that waits anyway: all `max_records`, or what came by then.
+        fetched = consumer.consume(max_records, timeout_s)
+        if not fetched:
+            self._check_beyond_end(consumer)
+        return self._records(consumer, fetched)
+
+    def _records(self, consumer: Consumer, fetched: list[Message]) -> list[RawMessage]:
         records, errors = [], []
         for message in fetched:
             error = message.error()
