@@ -5,6 +5,7 @@ from worker.ranking import (
     RankingParams,
     blend,
     blend_many,
+    boosted,
     freshness,
     mmr,
     negative_penalty,
@@ -14,6 +15,7 @@ from worker.ranking import (
     shortlist_many,
     unit_rows,
 )
+from worker.rules import ItemRules
 from worker.settings import load_settings
 from worker.store import Scored, ScoredItem
 
@@ -217,16 +219,21 @@ def _reference_scores(
     together = np.array([(covisited or {}).get(i.item_id, 0.0) for i in items])
     if together.max() > 0:
         scores += params.covisitation_weight * together / together.max()
-    return scores
+    return boosted(scores, np.array([i.rules.boost for i in items]))
 
 
 def test_a_batch_is_scored_and_shortlisted_as_if_each_user_were_alone() -> None:
     rng = np.random.default_rng(7)
     params = RankingParams(3, 0.4, 5.0, 0.1, 100.0, 1.0, 2.0, 1.5, relevance_span=4)
+    # Users share candidates (each item's fields are read once a batch): boosts, ages and
+    # popularity differ by item.
     catalogue = [
-        ScoredItem(f"i{n}", 0.0, created_at=float(rng.integers(0, 1000)), vector=vec(*v))
+        ScoredItem(
+            f"i{n}", 0.0, created_at=float(rng.integers(0, 1000)), vector=vec(*v),
+            rules=ItemRules(boost=(1.0, 1.5, 0.5)[n % 3]),
+        )
         for n, v in enumerate(rng.normal(size=(30, 4)))
-    ]
+    ]  # fmt: skip
     trending = {f"i{n}": float(rng.random()) for n in range(0, 30, 3)}
     users: list[list[ScoredItem]] = []
     for size in (12, 0, 1, 7, 7):  # an empty and a one-candidate user among them
