@@ -95,10 +95,22 @@ def test_beyond_capacity_the_least_consumed_items_are_forgotten() -> None:
     assert set(covis.scores(["a"])) == {"d"}
 
 
-def test_top_unseen_skips_seen_and_unscored_items_best_first() -> None:
-    scores = {"a": 0.9, "b": 0.5, "c": 0.7, "z": 0.0}
+def test_top_unseen_skips_seen_and_unscored_items_in_the_order_given() -> None:
+    scores = {"a": 0.9, "c": 0.7, "b": 0.5, "z": 0.0}
     assert top_unseen(scores, ["a"], 5) == ["c", "b"]
     assert top_unseen(scores, [], 1) == ["a"]
+    assert top_unseen(scores, [], 0) == []
+
+
+def test_scores_come_best_first_ties_in_the_order_items_were_first_tracked() -> None:
+    covis = CoVisitation(neighbours=4)
+    covis.add("x", ["q", "p"])  # q tracked before p: equal scores with x
+    for _ in range(4):
+        covis.add("y", ["x"])
+    covis.add("r", ["x"])
+    scores = covis.scores(["x"])
+    assert list(scores) == ["y", "q", "p", "r"]
+    assert scores["y"] > scores["q"] == scores["p"] > scores["r"]
 
 
 def _event(event_id: str, item: str, ts: float, kind: str = "click") -> UserEvent:
