@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import orjson
 import pytest
 
@@ -10,6 +11,7 @@ from worker.ingest import ingest_batch
 from worker.recommend import recommend_batch
 from worker.records import RawMessage
 from worker.settings import load_settings
+from worker.store import EdgeVectorStore, Interaction, UserState
 
 pytestmark = pytest.mark.integration
 
@@ -90,3 +92,32 @@ async def test_a_far_future_event_is_dead_lettered_and_leaves_the_signals_alone(
     result = await recommend_batch([far], ctx)
     assert [(d.source.offset, d.stage) for d in result.dead_letters] == [(9, "decode")]
     assert result.signals.trending == [] and result.outputs == []
+
+
+async def test_a_stored_user_the_encoder_makes_no_vector_for_keeps_the_stored_one(
+    edge_context: Context,
+) -> None:
+    ctx = edge_context
+    assert isinstance(ctx.store, EdgeVectorStore)
+    await ingest_batch(
+        [RawMessage("items", 0, 0, b"i0", orjson.dumps({"item_id": "i0", "title": "x"}), 1.7e9)],
+        ctx,
+    )
+    rng = np.random.default_rng(0)
+    drawn = {u: rng.normal(size=ctx.triton.dim).astype(np.float32) for u in ("gone", "kept")}
+    vectors = {u: v / np.linalg.norm(v) for u, v in drawn.items()}  # as the store keeps them
+    past = [Interaction("retired", "click", 1.0, 1.7e9, "e0")]  # no longer in the catalogue
+    await ctx.store.upsert_users(
+        [UserState(u, history=past, seen=["retired"], vector=v) for u, v in vectors.items()]
+    )
+    ctx.store.user_cache.clear()  # read from the engine, as a user not seen lately
+
+    result = await recommend_batch([_event(1, "gone", "retired2"), _event(2, "kept", "i0")], ctx)
+
+    states = {state.user_id: state for state in result.user_states}
+    # No history item in the catalogue: the stored vector stays (the fan-out reaches it).
+    assert states["gone"].vector is not None
+    np.testing.assert_allclose(states["gone"].vector, vectors["gone"], atol=1e-6)
+    # One: a vector made afresh.
+    assert states["kept"].vector is not None
+    assert not np.allclose(states["kept"].vector, vectors["kept"])

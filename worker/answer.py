@@ -56,6 +56,8 @@ class Round:
     # made when ranking.
     seen_sets: list[set[str]] | None = None
     covisited_ids: list[list[str]] | None = None
+    # Users whose stored state was read without its vector (see recommend.py).
+    vectorless: set[str] = dataclasses.field(default_factory=set)
     # The fetched items' vectors by id (the user encoder's input and negative feedback's).
     item_vectors: dict[str, np.ndarray] = dataclasses.field(init=False)
 

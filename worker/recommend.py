@@ -1,9 +1,9 @@
 """The user-events path for one micro-batch, stage by stage:
 
-parse -> load state (user states, 1 store call; the events folded in; the catalogue items
-needed, 1 call) -> encode (user vectors, 1 Triton call) -> retrieve (1 batched Qdrant query)
--> rank (pure: worker.ranking) -> emit (one recommendation per user, coalesced, or per event
-round).
+parse -> load state (user states without their vectors, 1 store call; the events folded
+in; the catalogue items needed, 1 call) -> encode (user vectors, 1 Triton call) -> retrieve
+(1 batched Qdrant query) -> rank (pure: worker.ranking) -> emit (one recommendation per
+user, coalesced, or per event round).
 
 Nothing here changes anything: the returned outcome carries the outputs, the user states to
 save and the signal updates (trending, co-visitation), which the pipeline's checkpoint
@@ -170,6 +170,7 @@ async def _recommend_round(
     for state, vector in zip(rnd.states, rnd.vectors, strict=True):
         if vector is not None:
             state.vector, state.item_space = vector, ctx.store.item_space
+    await keep_stored_vectors(rnd, ctx)
     emit(rnd, result, ctx, timings_ms={k: v * 1000.0 for k, v in stages.items()})
     _timed(stages, "rank", t)
 
@@ -185,7 +186,10 @@ async def load_state(
     settings, signals = ctx.settings, ctx.signals
     user_ids = list(by_user)
     unread = [uid for uid in user_ids if uid not in carried]
-    stored = await ctx.store.get_users(unread) if unread else {}
+    # Without their vectors: the user encoder makes each one afresh (see
+    # `keep_stored_vectors` for a user it can make none for).
+    stored = await ctx.store.get_users(unread, with_vectors=False) if unread else {}
+    vectorless = {uid for uid, state in stored.items() if state.vector is None}
     stored.update((uid, carried[uid]) for uid in user_ids if uid in carried)
     states = []
     for uid in user_ids:
@@ -227,8 +231,25 @@ async def load_state(
     pins = await ctx.rules.pinned(ctx.store, ctx.clock())
     return Round(
         by_user, states, popular, covisited, fetched, now, pins=pins, seen_sets=seen,
-        covisited_ids=covisited_ids,
+        covisited_ids=covisited_ids, vectorless=vectorless,
     )  # fmt: skip
+
+
+async def keep_stored_vectors(rnd: Round, ctx: Context) -> None:
+    """A user the encoder made no vector for (no history item in the catalogue now) keeps
+    the stored one, as a user read with its vector would: read for those users only."""
+    missing = [
+        state
+        for state, vector in zip(rnd.states, rnd.vectors, strict=True)
+        if vector is None and state.user_id in rnd.vectorless
+    ]
+    if not missing:
+        return
+    stored = await ctx.store.get_users([state.user_id for state in missing])
+    for state in missing:
+        kept = stored.get(state.user_id)
+        if kept is not None:
+            state.vector = kept.vector
 
 
 async def retrieve(rnd: Round, ctx: Context, categories: tuple[str, ...] | None = None) -> None:

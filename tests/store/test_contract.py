@@ -136,6 +136,29 @@ async def test_user_state_round_trips_with_and_without_vector(store: VectorStore
     assert got["u2"].updated_at == 50.0
 
 
+async def test_a_user_read_without_vectors_is_the_same_state_but_the_vector(
+    store: VectorStore,
+) -> None:
+    history = [Interaction(item_id="a", type="click", weight=1.0, ts=100.5, event_id="e1")]
+    written = UserState(
+        user_id="u", history=history, seen=["a"], vector=unit(1, 1), updated_at=101.0,
+        partition=3, item_space="fusion:2", latest="[]",
+    )  # fmt: skip
+    await store.upsert_users([written])
+
+    whole = (await store.get_users(["u", "nobody"]))["u"]
+    light = await store.get_users(["u", "nobody"], with_vectors=False)
+
+    assert set(light) == {"u"}
+    got = light["u"]
+    assert (got.history, got.seen, got.updated_at, got.event_keys) == (
+        whole.history, whole.seen, whole.updated_at, whole.event_keys,
+    )  # fmt: skip
+    assert (got.partition, got.item_space, got.latest) == (3, "fusion:2", "[]")
+    # Left out, or (a cached state) the vector written.
+    assert got.vector is None or np.allclose(got.vector, unit(1, 1), atol=1e-6)
+
+
 async def test_upserting_a_user_replaces_the_whole_state(store: VectorStore) -> None:
     await store.upsert_users([UserState(user_id="u", seen=["a"], vector=unit(1))])
     await store.upsert_users([UserState(user_id="u", seen=["b"], vector=unit(0, 1))])

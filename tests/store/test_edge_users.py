@@ -120,6 +120,30 @@ async def test_reads_come_from_the_states_written_last_and_match_the_engine(
         await store.close()
 
 
+async def test_a_read_without_vectors_leaves_them_out_and_the_cache_alone(
+    tmp_path: Path, engine_calls: Callable[[EdgeVectorStore], list[str]]
+) -> None:
+    store = EdgeVectorStore(tmp_path, DIM, flush_interval_s=None, user_cache_size=1)
+    await store.open()
+    try:
+        await store.upsert_users([UserState("u0", seen=["a"], vector=unit(1, 0))])
+        await store.upsert_users([UserState("u1", seen=["b"], vector=unit(0, 1))])  # cached
+        calls = engine_calls(store)
+
+        light = await store.get_users(["u0", "u1"], with_vectors=False)
+
+        assert calls == ["get_users"]  # u0 only
+        assert light["u0"].seen == ["a"] and light["u0"].vector is None
+        assert light["u1"].vector is not None  # the cache's whole state
+        # Not cached: the next read of u0 goes to the engine, and has its vector.
+        whole = await store.get_users(["u0"])
+        assert calls == ["get_users", "get_users"]
+        assert whole["u0"].vector is not None
+        assert np.allclose(whole["u0"].vector, unit(1, 0))
+    finally:
+        await store.close()
+
+
 async def test_a_deleted_user_or_a_failed_write_is_read_from_the_engine_again(
     tmp_path: Path, engine_calls: Callable[[EdgeVectorStore], list[str]]
 ) -> None:

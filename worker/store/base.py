@@ -221,8 +221,12 @@ class VectorStore(Protocol):
     async def probe(self) -> None:
         """One cheap request; StoreUnavailable when the store cannot answer."""
 
-    async def get_users(self, user_ids: Sequence[str]) -> dict[str, UserState]:
-        """States of the users that exist; unknown ids are absent."""
+    async def get_users(
+        self, user_ids: Sequence[str], *, with_vectors: bool = True
+    ) -> dict[str, UserState]:
+        """States of the users that exist; unknown ids are absent. `with_vectors=False`:
+        each state's vector may be left None (a cheaper read, for a caller that makes the
+        vector afresh)."""
 
     async def upsert_users(self, users: Sequence[UserState]) -> None: ...
 

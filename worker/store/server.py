@@ -321,7 +321,9 @@ class QdrantServerStore:
             for answer in answers
         ]
 
-    async def get_users(self, user_ids: Sequence[str]) -> dict[str, UserState]:
+    async def get_users(
+        self, user_ids: Sequence[str], *, with_vectors: bool = True
+    ) -> dict[str, UserState]:
         if not user_ids:
             return {}
         with _store_errors("retrieve users"):
@@ -329,7 +331,7 @@ class QdrantServerStore:
                 self._users,
                 list(user_point_ids(user_ids)),
                 with_payload=True,
-                with_vectors=[VECTOR_NAME],
+                with_vectors=[VECTOR_NAME] if with_vectors else False,
             )
         states = (user_state(r.payload or {}, named_vector(r.vector)) for r in records)
         return {state.user_id: state for state in states}
