@@ -56,7 +56,7 @@ def _rate(per_s: float) -> ArrivalRate:
 
 
 async def test_a_batch_at_a_low_arrival_rate_closes_without_waiting() -> None:
-    arrivals = _rate(10.0)  # 0.5 records expected within the 50 ms deadline
+    arrivals = _rate(10.0)
     source = _Source([[1], [2]])
     batch = await collect_batch(
         source.fetch, size=64, within_s=0.05, idle_s=0.1, clock=source.clock, arrivals=arrivals
@@ -65,8 +65,18 @@ async def test_a_batch_at_a_low_arrival_rate_closes_without_waiting() -> None:
     assert source.waits == [0.1]  # the first fetch only
 
 
+async def test_a_long_deadline_does_not_start_waits_at_a_lower_rate() -> None:
+    arrivals = _rate(60.0)  # 6 records would come within the deadline: below the rate
+    source = _Source([[1], [2]])
+    batch = await collect_batch(
+        source.fetch, size=64, within_s=0.1, idle_s=0.1, clock=source.clock, arrivals=arrivals
+    )
+    assert batch == [1]
+    assert source.waits == [0.1]
+
+
 async def test_a_batch_at_a_high_arrival_rate_waits_for_more_records() -> None:
-    arrivals = _rate(300.0)  # 15 records expected within the 50 ms deadline
+    arrivals = _rate(300.0)
     source = _Source([[1], [2], [3]])
     batch = await collect_batch(
         source.fetch, size=64, within_s=0.05, idle_s=0.1, clock=source.clock, arrivals=arrivals

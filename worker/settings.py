@@ -122,8 +122,9 @@ class Settings(BaseSettings):
     items_batch_size: int = Field(default=64, ge=1, le=4096)
     items_batch_wait_s: float = Field(default=0.02, gt=0, le=10)
     events_batch_size: int = Field(default=64, ge=1, le=4096)
-    # Waited out only at a rate that fills it (worker/batching.py): not at a low rate.
-    events_batch_wait_s: float = Field(default=0.02, gt=0, le=10)
+    # Waited out only from 100 events/s (worker/batching.py): not at a low rate. At 300
+    # events/s, 50 ms against 20: ~20% less CPU per event for ~15 ms more p50 (README).
+    events_batch_wait_s: float = Field(default=0.05, gt=0, le=10)
     # Several events of one user in a micro-batch get one answer listing all their ids.
     coalesce_events: bool = True
 
