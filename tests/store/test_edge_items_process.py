@@ -4,17 +4,20 @@ searches going on while an indexed copy loads."""
 from __future__ import annotations
 
 import asyncio
+import pickle
 import signal
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from worker.store import EdgeVectorStore, ItemRecord, SearchRequest, StoreError, StoreUnavailable
-from worker.store.edge_items import ItemsShard
+from worker.store.edge_items import ItemsShard, pack_records, unpack_records
 from worker.store.edge_items_process import ItemsProcess
+from worker.store.payload import VECTOR_NAME
 
 DIM = 16
 ITEMS = 500
@@ -130,5 +133,44 @@ async def test_searches_go_on_while_the_indexed_copy_loads_in_its_process(
             await asyncio.sleep(0.005)
         await build
         assert during_load >= 10
+    finally:
+        await store.close()
+
+
+def test_records_cross_the_socket_packed_each_vector_its_own_array() -> None:
+    records = [
+        SimpleNamespace(id=7, payload={"item_id": "a"}, vector={VECTOR_NAME: [0.5, 1.5]}),
+        SimpleNamespace(id=8, payload=None, vector={}),  # a point without the vector
+        SimpleNamespace(id=9, payload={"item_id": "c"}, vector={VECTOR_NAME: [2.0, 3.0]}),
+    ]
+    packed = pickle.loads(pickle.dumps(pack_records(records)))
+    assert isinstance(packed[2], np.ndarray) and packed[2].shape == (2, 2)  # one buffer
+
+    (a, none, c) = unpack_records(packed)
+    assert (a[0], a[1], none, c[0], c[1]) == (
+        7,
+        {"item_id": "a"},
+        (8, None, None),
+        9,
+        {"item_id": "c"},
+    )
+    assert a[2] is not None and c[2] is not None
+    assert a[2].tolist() == [0.5, 1.5] and c[2].tolist() == [2.0, 3.0]
+    # A copy each: a cached item keeps its own 1 KB, not the whole batch's array.
+    assert a[2].base is None and c[2].base is None and a[2].dtype == np.float32
+    assert unpack_records(pack_records([])) == []
+
+
+async def test_items_read_through_the_items_process_keep_their_vectors(tmp_path: Path) -> None:
+    store = EdgeVectorStore(tmp_path, DIM, items_process=True, item_cache_size=0)
+    await store.open()
+    try:
+        rows = vectors(20)
+        await store.upsert_items([ItemRecord(str(i), rows[i], category="c") for i in range(20)])
+        found = await store.get_items([str(i) for i in range(0, 20, 3)] + ["missing"])
+        assert sorted(found, key=int) == [str(i) for i in range(0, 20, 3)]
+        for item_id, item in found.items():
+            assert item.vector is not None and item.category == "c"
+            np.testing.assert_allclose(item.vector, rows[int(item_id)], rtol=1e-6)
     finally:
         await store.close()

@@ -30,6 +30,7 @@ from worker.store.edge_items import (
     Scroll,
     SearchParams,
     unpack_hits,
+    unpack_records,
 )
 from worker.store.edge_query import PointId
 from worker.store.edge_shards import Quantization
@@ -118,12 +119,11 @@ class ItemsProcess:
         self._call("set_payloads", payloads, lenient)
 
     def retrieve(self, points: Sequence[int], fields: Fields, with_vector: bool) -> list[Record]:
-        records: list[Record] = self._call("retrieve", points, fields, with_vector)
-        return records
+        return unpack_records(self._call("retrieve_packed", points, fields, with_vector))
 
     def scroll(self, request: Scroll) -> tuple[list[Record], PointId | None]:
-        page: tuple[list[Record], PointId | None] = self._call("scroll", request)
-        return page
+        records, offset = self._call("scroll_packed", request)
+        return unpack_records(records), offset
 
     def search(
         self, requests: Sequence[SearchRequest], params: SearchParams

@@ -61,10 +61,16 @@ def vector_array(values: Sequence[float]) -> np.ndarray:
 
 def named_vector(vectors: object) -> np.ndarray | None:
     """The store's vector out of a record's vector field, or None when the point has none."""
+    values = named_values(vectors)
+    return None if values is None else vector_array(values)
+
+
+def named_values(vectors: object) -> Sequence[float] | None:
+    """`named_vector`'s values as the engine gave them (a list of floats)."""
     if not isinstance(vectors, Mapping):
         return None
-    values = vectors.get(VECTOR_NAME)
-    return None if values is None else vector_array(values)
+    values: Sequence[float] | None = vectors.get(VECTOR_NAME)
+    return values
 
 
 def item_payload(item: ItemRecord) -> dict[str, Any]:
